@@ -1,0 +1,81 @@
+"""What every cloud must say about itself; the rest of skyterra asks only this.
+
+A cloud is the one place that knows a provider's quirks: which template,
+which values go into terraform.tfvars.json, which error texts mean "no
+capacity", how credentials are found. Everything cloud-specific lives in a
+subclass, so the provisioner, renderer and executor never branch on a name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from skyterra.optimizer import Candidate
+    from skyterra.resources import Resources
+    from skyterra.task import Task
+
+
+@dataclasses.dataclass
+class ClusterSpec:
+    """What the provisioner knows about the cluster before Terraform runs."""
+
+    name: str
+    directory: Path          # the cluster's own dir (rendered module, state, key)
+    num_nodes: int
+    public_key: str          # OpenSSH public key text of the cluster key
+    private_key_path: Path
+    slot: int = 0            # a small integer unique among live clusters (local subnets)
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)  # config/test settings
+
+
+@dataclasses.dataclass
+class CredentialReport:
+    cloud: str
+    ok: bool
+    detail: str              # what was found or what is missing; never a secret
+    hint: str = ""           # how to fix it when not ok
+
+
+class Cloud:
+    """Base class. Subclasses set the class attributes and override what differs."""
+
+    name = ""
+    template = ""             # folder under templates/
+    default_ssh_user = "ubuntu"
+    # (kind, regex) pairs, first match wins; kinds: capacity, quota, auth, invalid
+    error_patterns: tuple[tuple[str, str], ...] = ()
+
+    def offers(self, resources: "Resources", num_nodes: int) -> list["Candidate"]:
+        """Catalog rows that satisfy `resources`, cheapest first."""
+        from skyterra import catalog
+
+        return catalog.offers(self.name, resources, num_nodes)
+
+    def check_credentials(self) -> CredentialReport:
+        raise NotImplementedError
+
+    def classify_error(self, text: str) -> str:
+        for kind, pattern in self.error_patterns:
+            if re.search(pattern, text, re.IGNORECASE):
+                return kind
+        return "other"
+
+    def template_context(self, task: "Task", candidate: "Candidate",
+                         spec: ClusterSpec) -> dict[str, Any]:
+        """Structure switches for the Jinja templates (never user values)."""
+        return {}
+
+    def tfvars(self, task: "Task", candidate: "Candidate", spec: ClusterSpec) -> dict[str, Any]:
+        """Every value the module needs: written to terraform.tfvars.json."""
+        raise NotImplementedError
+
+    def node_env(self, candidate: "Candidate") -> dict[str, str]:
+        """Extra environment for setup/run on this cloud's nodes."""
+        return {}
+
+    def warnings(self, task: "Task", candidate: "Candidate") -> list[str]:
+        return []

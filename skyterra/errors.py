@@ -1,0 +1,93 @@
+"""Every error a user can cause or meet, with a message written for that user.
+
+The CLI prints `str(error)` (no traceback unless --debug) and exits with
+`error.exit_code`. Pipelines catch these classes by type, so the hierarchy is
+part of the public API: add classes, do not rename them.
+"""
+
+from __future__ import annotations
+
+
+class SkyterraError(Exception):
+    """Base class: a one-paragraph message that says what happened and what to do."""
+
+    exit_code = 1
+
+
+class TaskError(SkyterraError):
+    """The task YAML (or SDK arguments, or CLI flags) is invalid.
+
+    The message names the file and the field path (`resources.accelerators`)
+    so the user can go straight to the line.
+    """
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, source: str | None = None, field: str | None = None):
+        self.source = source
+        self.field = field
+        where = ""
+        if source and field:
+            where = f"{source}: field '{field}': "
+        elif source:
+            where = f"{source}: "
+        elif field:
+            where = f"field '{field}': "
+        super().__init__(where + message)
+
+
+class NotSupportedError(TaskError):
+    """A SkyPilot feature that skyterra does not implement (yet): never ignored silently."""
+
+
+class ConfigError(SkyterraError):
+    """Bad skyterra configuration, environment or missing tool."""
+
+    exit_code = 2
+
+
+class MissingToolError(ConfigError):
+    """A program skyterra needs (terraform, ssh, rsync, sshd) is not installed."""
+
+
+class ClusterNotFoundError(SkyterraError):
+    """No cluster of that name in the registry."""
+
+
+class ClusterBusyError(SkyterraError):
+    """Another skyterra command holds the cluster's lock."""
+
+
+class TerraformError(SkyterraError):
+    """A terraform command failed. `kind` says what failover should do with it.
+
+    kind is one of: capacity, quota, auth, invalid, other.
+    """
+
+    def __init__(self, message: str, *, kind: str = "other", command: str = "", output: str = ""):
+        self.kind = kind
+        self.command = command
+        self.output = output
+        super().__init__(message)
+
+
+class ProvisionError(SkyterraError):
+    """No candidate could be provisioned; lists every attempt and why it failed."""
+
+    def __init__(self, message: str, attempts: list[tuple[str, str]] | None = None):
+        self.attempts = attempts or []
+        super().__init__(message)
+
+
+class NodeUnreachableError(SkyterraError):
+    """A node did not answer SSH in time."""
+
+
+class CommandFailedError(SkyterraError):
+    """setup or run exited non-zero on a node; exit_code is the node's exit code."""
+
+    def __init__(self, message: str, *, node: str = "", returncode: int = 1):
+        self.node = node
+        self.returncode = returncode
+        self.exit_code = returncode if 0 < returncode < 256 else 1
+        super().__init__(message)

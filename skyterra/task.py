@@ -1,0 +1,394 @@
+"""A task: what to run (setup, run, envs, files) and on what (resources, num_nodes).
+
+Loaded from a SkyPilot task YAML or built in Python (`skyterra.Task(...)`),
+validated the same way both times. Every error names the file and the field
+path, so a user can find the line without reading a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from skyterra.errors import NotSupportedError, TaskError
+from skyterra.resources import Resources, did_you_mean, resources_from_config
+
+TASK_KEYS = ("name", "workdir", "num_nodes", "resources", "envs", "secrets", "file_mounts",
+             "setup", "run", "config", "volumes", "service", "inputs", "outputs",
+             "event_callback", "experimental")
+UNSUPPORTED_TASK_KEYS = ("config", "volumes", "service", "inputs", "outputs",
+                         "event_callback", "experimental")
+MAX_NODES = 64
+MAX_YAML_BYTES = 1 << 20          # a task file is a page of text, not a data set
+MAX_YAML_NODES = 20_000           # guards against alias bombs ("billion laughs")
+_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_VAR_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys instead of keeping the last one."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict:
+    loader.flatten_mapping(node)
+    mapping: dict = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            hash(key)
+        except TypeError:
+            raise TaskError(f"line {key_node.start_mark.line + 1}: a mapping key must be a "
+                            "plain value, not a list or mapping.") from None
+        if key in mapping:
+            raise TaskError(f"line {key_node.start_mark.line + 1}: key '{key}' appears twice "
+                            "in the same mapping; keep one.")
+        mapping[key] = loader.construct_object(value_node, deep=True)
+    return mapping
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _bounded_size(value: Any, limit: int) -> int:
+    """Count nodes (with aliases expanded), stopping as soon as `limit` is passed."""
+    count, stack = 0, [value]
+    while stack and count <= limit:
+        item = stack.pop()
+        count += 1
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return count
+
+
+def load_yaml_text(text: str, source: str) -> Any:
+    """Parse task YAML safely: no duplicate keys, no alias bombs, clear syntax errors."""
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_YAML_BYTES:
+        raise TaskError(f"the file is larger than {MAX_YAML_BYTES // 1024} KiB; a task YAML "
+                        "should be small (put data in file_mounts).", source=source)
+    try:
+        config = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (SafeLoader subclass)
+    except TaskError as error:
+        raise TaskError(str(error), source=source) from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise TaskError(f"{where}invalid YAML ({problem}). Check the indentation and quoting "
+                        "there.", source=source) from None
+    except (RecursionError, ValueError, OverflowError) as error:
+        raise TaskError(f"the YAML cannot be read ({type(error).__name__}).",
+                        source=source) from None
+    if _bounded_size(config, MAX_YAML_NODES) > MAX_YAML_NODES:
+        raise TaskError(f"the YAML expands to more than {MAX_YAML_NODES} values (anchors and "
+                        "aliases?); a task file should be small.", source=source)
+    return config
+
+
+def _commands(value: Any, field: str) -> str | None:
+    """setup/run: a string, or (SDK) a list of command lines joined into one script."""
+    if value is None:
+        return None
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return "\n".join(value)
+    if isinstance(value, str):
+        return value
+    if callable(value):
+        raise NotSupportedError("a Python callable as run is not supported; give a string.",
+                                field=field)
+    raise TaskError(f"expected a string (or a list of strings), got {type(value).__name__} "
+                    f"{value!r}.", field=field)
+
+
+def _env_map(value: Any, field: str, allow_null: bool = True) -> dict[str, str | None]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise TaskError(f"expected a mapping KEY: value, got {type(value).__name__}.",
+                        field=field)
+    out: dict[str, str | None] = {}
+    for key, val in value.items():
+        if not isinstance(key, str) or not _ENV_KEY.match(key):
+            raise TaskError(f"'{key}' is not a valid environment variable name (letters, "
+                            "digits and '_', not starting with a digit).", field=f"{field}.{key}")
+        if val is None and allow_null:
+            out[key] = None
+        elif isinstance(val, bool):
+            out[key] = "true" if val else "false"
+        elif isinstance(val, (str, int, float)):
+            out[key] = str(val)
+        else:
+            raise TaskError(f"expected a string or number, got {type(val).__name__}.",
+                            field=f"{field}.{key}")
+    return out
+
+
+def substitute_env(text: str, envs: dict[str, str | None]) -> str:
+    """Replace ${VAR} and $VAR that name task envs; leave the others as they are."""
+    def replace(match: re.Match) -> str:
+        name = match.group(1) or match.group(2)
+        value = envs.get(name)
+        return value if value is not None else match.group(0)
+    return _VAR_REF.sub(replace, text)
+
+
+class Task:
+    """A SkyPilot-compatible task. Same arguments as `sky.Task`."""
+
+    def __init__(self, name: str | None = None, setup: str | list[str] | None = None,
+                 run: str | list[str] | None = None, envs: dict | None = None,
+                 secrets: dict | None = None, workdir: str | None = None,
+                 num_nodes: int | None = None, resources: Any = None,
+                 file_mounts: dict | None = None, *, source: str | None = None,
+                 base_dir: str | Path | None = None):
+        self.source = source
+        self.base_dir = Path(base_dir) if base_dir else Path.cwd()
+        try:
+            self._init(name, setup, run, envs, secrets, workdir, num_nodes, file_mounts)
+            self.set_resources(resources)
+        except TaskError as error:
+            if source and not error.source:
+                raise type(error)(str(error), source=source) from None
+            raise
+
+    def _init(self, name, setup, run, envs, secrets, workdir, num_nodes, file_mounts) -> None:
+        if name is not None and (not isinstance(name, str) or not name.strip()):
+            raise TaskError(f"expected a non-empty string, got {name!r}.", field="name")
+        self.name = name
+        self.setup = _commands(setup, "setup")
+        self.run = _commands(run, "run")
+        self.envs = _env_map(envs, "envs")
+        self.secrets = _env_map(secrets, "secrets")
+        overlap = set(self.envs) & set(self.secrets)
+        if overlap:
+            raise TaskError(f"{sorted(overlap)[0]!r} is both an env and a secret; keep one.",
+                            field="secrets")
+        if num_nodes is None:
+            num_nodes = 1
+        if isinstance(num_nodes, bool) or not isinstance(num_nodes, int) or not (
+                1 <= num_nodes <= MAX_NODES):
+            raise TaskError(f"num_nodes must be a whole number from 1 to {MAX_NODES}, got "
+                            f"{num_nodes!r}.", field="num_nodes")
+        self.num_nodes = num_nodes
+        if workdir is not None and (not isinstance(workdir, str) or not workdir.strip()):
+            raise TaskError(f"expected a local directory path, got {workdir!r}.",
+                            field="workdir")
+        if isinstance(workdir, str) and "://" in workdir:
+            raise NotSupportedError("a git or bucket URL as workdir is not supported yet; "
+                                    "give a local directory.", field="workdir")
+        self._workdir = workdir
+        self.file_mounts = self._check_file_mounts(file_mounts)
+
+    @staticmethod
+    def _check_file_mounts(value: Any) -> dict[str, str]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise TaskError("expected a mapping of remote path: local path.",
+                            field="file_mounts")
+        mounts = {}
+        for remote, local in value.items():
+            field = f"file_mounts.{remote}"
+            if not isinstance(remote, str) or not remote.strip():
+                raise TaskError(f"remote path {remote!r} must be a non-empty string.",
+                                field="file_mounts")
+            if isinstance(local, dict) or (isinstance(local, str) and "://" in local):
+                raise NotSupportedError("bucket and storage mounts are not supported yet; "
+                                        "give a local path.", field=field)
+            if not isinstance(local, str) or not local.strip():
+                raise TaskError(f"expected a local path, got {local!r}.", field=field)
+            mounts[remote] = local
+        return mounts
+
+    # --- resources -----------------------------------------------------------------
+    def set_resources(self, resources: Any) -> "Task":
+        """Resources, a list (ordered preference) or a set (cheapest of) of them."""
+        ordered = False
+        if resources is None:
+            items = [Resources()]
+        elif isinstance(resources, Resources):
+            items = [resources]
+        elif isinstance(resources, _ListAsSet):
+            items = list(resources)
+        elif isinstance(resources, (list, tuple)):
+            items, ordered = list(resources), True
+        elif isinstance(resources, (set, frozenset)):
+            items = list(resources)
+        else:
+            raise TaskError(f"expected skyterra.Resources, got {type(resources).__name__}.",
+                            field="resources")
+        if not items or not all(isinstance(r, Resources) for r in items):
+            raise TaskError("expected one or more skyterra.Resources.", field="resources")
+        expanded: list[Resources] = []
+        for item in items:
+            choices, choices_ordered = item.choices()
+            expanded.extend(choices)
+            ordered = ordered or choices_ordered
+        self.resources: list[Resources] = expanded
+        self.resources_ordered = ordered
+        return self
+
+    def set_resources_override(self, **changes: Any) -> "Task":
+        """Apply CLI overrides (--cloud, --gpus, …) to every resources choice."""
+        self.resources = [r.copy(**changes) for r in self.resources]
+        return self
+
+    # --- envs ----------------------------------------------------------------------
+    def update_envs(self, envs: dict[str, str]) -> "Task":
+        self.envs.update(_env_map(envs, "--env", allow_null=False))
+        return self
+
+    def update_secrets(self, secrets: dict[str, str]) -> "Task":
+        self.secrets.update(_env_map(secrets, "--secret", allow_null=False))
+        return self
+
+    def check_required_envs(self) -> None:
+        """`KEY: null` in envs/secrets means the user must pass --env KEY=..."""
+        for kind, mapping in (("env", self.envs), ("secret", self.secrets)):
+            missing = sorted(k for k, v in mapping.items() if v is None)
+            if missing:
+                flag = "--env" if kind == "env" else "--secret"
+                raise TaskError(f"{kind} {missing[0]} is required (null in the YAML); pass "
+                                f"{flag} {missing[0]}=VALUE, or {flag} {missing[0]} to copy it "
+                                "from your environment.",
+                                source=self.source, field=f"{kind}s.{missing[0]}")
+
+    @property
+    def workdir(self) -> Path | None:
+        """The local workdir, ${VAR} substituted, resolved against the YAML's folder."""
+        if self._workdir is None:
+            return None
+        return (self.base_dir / os.path.expanduser(substitute_env(self._workdir, self.envs)))
+
+    def resolved_file_mounts(self) -> dict[str, Path]:
+        return {substitute_env(remote, self.envs):
+                self.base_dir / os.path.expanduser(substitute_env(local, self.envs))
+                for remote, local in self.file_mounts.items()}
+
+    def check_local_paths(self) -> None:
+        """Before any cluster is created: do the workdir and file_mounts exist?"""
+        workdir = self.workdir
+        if workdir is not None and not workdir.is_dir():
+            raise TaskError(f"workdir {workdir} is not a directory; fix the path (relative "
+                            "paths are relative to the task file's folder).",
+                            source=self.source, field="workdir")
+        for remote, local in self.resolved_file_mounts().items():
+            if not local.exists():
+                raise TaskError(f"local path {local} does not exist.", source=self.source,
+                                field=f"file_mounts.{remote}")
+
+    @property
+    def num_gpus_per_node(self) -> int:
+        accel = self.resources[0].accelerator if len(self.resources) == 1 else None
+        return accel[1] if accel else 0
+
+    # --- YAML ----------------------------------------------------------------------
+    @classmethod
+    def from_yaml(cls, path: str | Path, env_overrides: dict[str, str] | None = None) -> "Task":
+        path = Path(path)
+        source = str(path)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise TaskError("file not found; check the path.", source=source) from None
+        except IsADirectoryError:
+            raise TaskError("is a directory; give the task YAML file.", source=source) from None
+        except OSError as error:
+            raise TaskError(f"cannot read the file ({error.strerror}).", source=source) from None
+        if b"\x00" in data:
+            raise TaskError("is a binary file, not a task YAML.", source=source)
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise TaskError("is not UTF-8 text; save the task YAML as UTF-8.",
+                            source=source) from None
+        config = load_yaml_text(text, source)
+        return cls.from_yaml_config(config, source=source, base_dir=path.resolve().parent,
+                                    env_overrides=env_overrides)
+
+    @classmethod
+    def from_yaml_config(cls, config: Any, *, source: str | None = None,
+                         base_dir: str | Path | None = None,
+                         env_overrides: dict[str, str] | None = None) -> "Task":
+        if config is None:
+            raise TaskError("the task is empty; it needs at least a `run:` command.",
+                            source=source)
+        if not isinstance(config, dict):
+            raise TaskError(f"a task YAML is a mapping (name:, resources:, run: …), not a "
+                            f"{type(config).__name__}.", source=source)
+        for key in config:
+            if key not in TASK_KEYS:
+                raise TaskError(f"unknown key '{key}'.{did_you_mean(str(key), TASK_KEYS)}",
+                                source=source, field=str(key))
+            if key in UNSUPPORTED_TASK_KEYS:
+                raise NotSupportedError(f"'{key}' is not supported by skyterra yet; remove it.",
+                                        source=source, field=str(key))
+        try:
+            resources = parse_resources_section(config.get("resources"))
+        except TaskError as error:
+            raise type(error)(str(error), source=source) from None
+        task = cls(name=config.get("name"), setup=config.get("setup"), run=config.get("run"),
+                   envs=config.get("envs"), secrets=config.get("secrets"),
+                   workdir=config.get("workdir"), num_nodes=config.get("num_nodes"),
+                   resources=resources, file_mounts=config.get("file_mounts"),
+                   source=source, base_dir=base_dir)
+        if env_overrides:
+            task.update_envs(env_overrides)
+        return task
+
+    def to_yaml_config(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.name:
+            out["name"] = self.name
+        if self._workdir:
+            out["workdir"] = self._workdir
+        if self.num_nodes != 1:
+            out["num_nodes"] = self.num_nodes
+        resources = [r.to_yaml_config() for r in self.resources]
+        if len(resources) == 1:
+            out["resources"] = resources[0]
+        else:
+            out["resources"] = {"ordered" if self.resources_ordered else "any_of": resources}
+        for key in ("envs", "file_mounts"):
+            if getattr(self, key):
+                out[key] = dict(getattr(self, key))
+        if self.secrets:
+            out["secrets"] = {k: None for k in self.secrets}  # never serialize secret values
+        for key in ("setup", "run"):
+            if getattr(self, key):
+                out[key] = getattr(self, key)
+        return out
+
+    def __repr__(self) -> str:
+        return f"Task(name={self.name!r}, num_nodes={self.num_nodes}, resources={self.resources})"
+
+
+def parse_resources_section(config: Any) -> list[Resources] | set | Resources:
+    """`resources:` with optional any_of / ordered → what Task.set_resources takes."""
+    if not isinstance(config, dict) or not ({"any_of", "ordered"} & set(config)):
+        return resources_from_config(config)
+    if "any_of" in config and "ordered" in config:
+        raise TaskError("use either any_of or ordered, not both.", field="resources")
+    key = "any_of" if "any_of" in config else "ordered"
+    items = config[key]
+    if not isinstance(items, list) or not items:
+        raise TaskError("expected a non-empty list of resource mappings.",
+                        field=f"resources.{key}")
+    base = {k: v for k, v in config.items() if k != key}
+    parsed = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise TaskError("expected a mapping.", field=f"resources.{key}[{index}]")
+        parsed.append(resources_from_config({**base, **item}, f"resources.{key}[{index}]"))
+    return parsed if key == "ordered" else _ListAsSet(parsed)
+
+
+class _ListAsSet(list):
+    """any_of: a choice set that keeps YAML order for stable output (Resources is unhashable)."""
+
