@@ -154,8 +154,12 @@ def main() -> None:
 
     model = GPT(GPTConfig(vocab_size=len(chars), block_size=cfg.block_size,
                           n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd)).to(device)
-    ddp = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
-    optimizer = torch.optim.AdamW(ddp.parameters(), lr=cfg.lr, weight_decay=0.01)
+    # DDP keeps one replica per process and all-reduces gradients during backward().
+    # A single process (plain `python3 main.py`) trains the bare model.
+    net = model
+    if world > 1:
+        net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=0.01)
 
     if is_main:
         print(f"world_size={world}")
@@ -167,17 +171,17 @@ def main() -> None:
     start = time.time()
     step, epoch = 0, 0
     window_sum, window_n, last_window = 0.0, 0, float("nan")
-    ddp.train()
+    net.train()
     while step < cfg.max_steps:
         sampler.set_epoch(epoch)
         for x, y in loader:
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, cfg)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            _, loss = ddp(x, y)
+            _, loss = net(x, y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()  # DDP averages gradients across all ranks here
-            torch.nn.utils.clip_grad_norm_(ddp.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
             optimizer.step()
 
             window_sum += loss.item()
@@ -195,7 +199,7 @@ def main() -> None:
         epoch += 1
 
     # Validation: each rank scores its own strided slice of held-out windows.
-    ddp.eval()
+    net.eval()
     val_loss, val_n = 0.0, 0
     with torch.no_grad():
         g = torch.Generator().manual_seed(cfg.seed + 1 + rank)

@@ -73,6 +73,10 @@ class Cloud:
         """Every value the module needs: written to terraform.tfvars.json."""
         raise NotImplementedError
 
+    def extra_files(self, spec: ClusterSpec) -> dict[str, str]:
+        """Extra files for the module dir, e.g. a test-only `*_override.tf`."""
+        return {}
+
     def node_env(self, candidate: "Candidate") -> dict[str, str]:
         """Extra environment for setup/run on this cloud's nodes."""
         return {}

@@ -1,0 +1,111 @@
+"""Task + candidate → a self-contained Terraform module directory.
+
+Jinja decides structure only (optional blocks); every value goes through
+terraform.tfvars.json, so no user string is ever parsed as HCL. Output is
+deterministic (sorted keys, stable file order, trailing newline) so that the
+same task renders byte-identical files: golden tests and "nothing changed"
+checks depend on it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from skyterra.paths import templates_dir
+
+TFVARS_FILE = "terraform.tfvars.json"
+# Files skyterra owns inside a cluster dir; render() replaces exactly these.
+_KEEP = {".terraform", ".terraform.lock.hcl", "terraform.tfstate", "terraform.tfstate.backup"}
+
+
+def _environment(template_root: Path) -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(template_root)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,  # noqa: S701 - we render HCL; values never enter templates
+    )
+
+
+def dump_json(value: Any) -> str:
+    """The one JSON style for files we write: sorted, indented, newline-terminated."""
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def render_module(template: str, out_dir: Path, context: dict[str, Any],
+                  tfvars: dict[str, Any], extra_files: dict[str, str] | None = None) -> list[Path]:
+    """Render templates/<template>/ into out_dir; return the files written (sorted).
+
+    `*.j2` files are rendered with `context` and lose the suffix; other files
+    are copied as they are. Files from an earlier render that the template no
+    longer has are removed; Terraform's own state and plugin dirs are kept.
+    """
+    source = templates_dir() / template
+    if not source.is_dir():
+        raise FileNotFoundError(f"no template folder {source}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    env = _environment(source)
+    wanted: dict[Path, str | bytes] = {}
+    for path in sorted(source.rglob("*")):
+        if path.is_dir() or "__pycache__" in path.parts or path.name.startswith("."):
+            continue
+        relative = path.relative_to(source)
+        if path.suffix == ".j2":
+            text = env.get_template(relative.as_posix()).render(**context)
+            wanted[relative.with_suffix("")] = text
+        else:
+            wanted[relative] = path.read_bytes()
+    wanted[Path(TFVARS_FILE)] = dump_json(tfvars)
+    for name, text in (extra_files or {}).items():
+        wanted[Path(name)] = text
+    _remove_stale(out_dir, set(wanted))
+    written = []
+    for relative, content in sorted(wanted.items()):
+        target = out_dir / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_if_changed(target, content, mode=0o600 if relative.name == TFVARS_FILE else None,
+                         executable=relative.suffix == ".sh")
+        written.append(target)
+    return written
+
+
+def write_if_changed(path: Path, content: str | bytes, mode: int | None = None,
+                     executable: bool = False) -> bool:
+    """Write atomically, and only when the bytes differ (keeps mtimes for "no change")."""
+    data = content.encode() if isinstance(content, str) else content
+    if path.exists() and path.read_bytes() == data:
+        return False
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode or 0o644)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    if executable:
+        os.chmod(tmp, 0o755)
+    elif mode is not None:
+        os.chmod(tmp, mode)
+    os.replace(tmp, path)
+    return True
+
+
+def _remove_stale(out_dir: Path, wanted: set[Path]) -> None:
+    for path in sorted(out_dir.rglob("*"), reverse=True):
+        relative = path.relative_to(out_dir)
+        if relative.parts[0] in _KEEP or relative.parts[0] in _OWN_FILES:
+            continue
+        if path.name.endswith("_override.tf") and relative not in wanted:
+            continue  # Terraform's override convention: the user's own, never ours to drop
+        if path.is_file() and relative not in wanted and path.suffix in (".tf", ".json", ".sh"):
+            path.unlink()
+
+
+# Non-module files skyterra keeps in a cluster dir (see state.py); render leaves them alone.
+_OWN_FILES = {"cluster.json", "ssh", "jobs", "lock", "plan.tfplan", "terraformrc", "logs",
+              "known_hosts", "outputs.json"}
