@@ -9,16 +9,18 @@ or simply ``python3 main.py`` for a single process.
 
 Device-agnostic: with CUDA each process takes GPU LOCAL_RANK and NCCL; without it
 every process runs on CPU and ranks talk over Gloo (TCP). The defaults are sized so
-that 2 nodes x 2 CPU processes on a 2-core machine finish in well under a minute.
+that 2 nodes x 2 CPU processes on a 2-core machine finish in about 30 s wall
+(400 steps; the training loss falls from 4.27 to about 0.8).
 
 Rank 0 prints lines meant to be parsed by tests and humans alike:
 
     world_size=4
-    step 0 loss 4.2871
-    step 20 loss 3.0154
+    step 0 loss 4.2684
+    step 40 loss 2.3...
     ...
-    final loss 1.4210
-    val loss 1.5012
+    step 399 loss 0.7819
+    final loss 0.7819
+    val loss 0.6624
     sample:
     <generated text>
 
@@ -37,10 +39,9 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from model import GPT, GPTConfig
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
-
-from model import GPT, GPTConfig
 
 HERE = Path(__file__).resolve().parent
 
@@ -49,7 +50,7 @@ HERE = Path(__file__).resolve().parent
 class Config:
     """Training settings; each field can be overridden by the env var of its upper-case name."""
 
-    max_steps: int = 200  # optimizer steps (each one sees batch_size * world_size sequences)
+    max_steps: int = 400  # optimizer steps (each one sees batch_size * world_size sequences)
     batch_size: int = 16  # sequences per process per step
     block_size: int = 64  # characters of context
     n_layer: int = 2
@@ -57,7 +58,7 @@ class Config:
     n_embd: int = 64
     lr: float = 3e-3  # peak learning rate (linear warmup, then cosine decay to lr/10)
     warmup_steps: int = 10
-    log_every: int = 20  # print the (all-rank average) training loss every this many steps
+    log_every: int = 40  # print the (all-rank average) training loss every this many steps
     eval_batches: int = 8  # validation batches per process at the end
     sample_len: int = 200  # characters generated at the end by rank 0
     seed: int = 1337
@@ -106,12 +107,12 @@ def setup_distributed(cfg: Config) -> tuple[int, int, torch.device]:
 
     backend = "nccl" if use_cuda else "gloo"
     master = os.environ.get("MASTER_ADDR", "")
-    if backend == "gloo" and "GLOO_SOCKET_IFNAME" not in os.environ:
-        # Gloo picks its network interface from the hostname. When the whole "cluster"
-        # is this machine (master on 127.x), the loopback device is the right answer;
-        # the local cloud sets GLOO_SOCKET_IFNAME=lo itself, this covers bare runs.
-        if master.startswith("127.") or master == "localhost":
-            os.environ["GLOO_SOCKET_IFNAME"] = "lo"
+    # Gloo picks its network interface from the hostname. When the whole "cluster" is
+    # this machine (master on 127.x), the loopback device is the right answer; the
+    # local cloud sets GLOO_SOCKET_IFNAME=lo itself, this covers bare torchrun runs.
+    on_loopback = master.startswith("127.") or master == "localhost"
+    if backend == "gloo" and on_loopback and "GLOO_SOCKET_IFNAME" not in os.environ:
+        os.environ["GLOO_SOCKET_IFNAME"] = "lo"
     dist.init_process_group(backend=backend, timeout=timedelta(seconds=cfg.dist_timeout_s))
     return dist.get_rank(), dist.get_world_size(), device
 
@@ -148,12 +149,22 @@ def main() -> None:
 
     # The sampler gives each rank a disjoint, shuffled 1/world of the windows; the
     # shuffle is seeded, and set_epoch() reshuffles identically on every rank.
-    sampler = DistributedSampler(train_ds, num_replicas=world, rank=rank, shuffle=True,
-                                 seed=cfg.seed, drop_last=True)
+    sampler = DistributedSampler(
+        train_ds, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed, drop_last=True
+    )
     loader = DataLoader(train_ds, batch_size=cfg.batch_size, sampler=sampler, drop_last=True)
+    if len(loader) == 0:
+        raise SystemExit(f"{cfg.data_file} is too small for {world} ranks x {cfg.batch_size}")
 
-    model = GPT(GPTConfig(vocab_size=len(chars), block_size=cfg.block_size,
-                          n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd)).to(device)
+    model = GPT(
+        GPTConfig(
+            vocab_size=len(chars),
+            block_size=cfg.block_size,
+            n_layer=cfg.n_layer,
+            n_head=cfg.n_head,
+            n_embd=cfg.n_embd,
+        )
+    ).to(device)
     # DDP keeps one replica per process and all-reduces gradients during backward().
     # A single process (plain `python3 main.py`) trains the bare model.
     net = model
@@ -164,9 +175,11 @@ def main() -> None:
     if is_main:
         print(f"world_size={world}")
         n_params = sum(p.numel() for p in model.parameters())
-        print(f"backend={dist.get_backend() if world > 1 else 'none'} device={device} "
-              f"params={n_params} vocab={len(chars)} train_chars={n_train} "
-              f"tokens_per_step={cfg.batch_size * cfg.block_size * world}")
+        print(
+            f"backend={dist.get_backend() if world > 1 else 'none'} device={device} "
+            f"params={n_params} vocab={len(chars)} train_chars={n_train} "
+            f"tokens_per_step={cfg.batch_size * cfg.block_size * world}"
+        )
 
     start = time.time()
     step, epoch = 0, 0
@@ -198,7 +211,7 @@ def main() -> None:
                 break
         epoch += 1
 
-    # Validation: each rank scores its own strided slice of held-out windows.
+    # Validation: each rank scores its own random (seeded) held-out windows.
     net.eval()
     val_loss, val_n = 0.0, 0
     with torch.no_grad():

@@ -203,6 +203,7 @@ And that has made all the difference.
 
 # A tiny grammar for fables. Words are plain English; the structure repeats enough
 # that a 2-layer model picks up spelling, spacing and punctuation quickly.
+# fmt: off
 ANIMALS = ["fox", "crow", "hare", "tortoise", "lion", "mouse", "wolf", "lamb", "ant",
            "grasshopper", "owl", "goat", "stag", "frog", "heron", "cat", "dog", "bee"]
 ADJECTIVES = ["clever", "proud", "hungry", "patient", "foolish", "little", "old", "swift",
@@ -220,6 +221,7 @@ ACTIONS = ["laughed at", "tricked", "helped", "ignored", "challenged", "praised"
 ENDINGS = ["went home with nothing", "learned a hard lesson", "shared the prize",
            "was never seen again", "thanked the other", "slept until noon",
            "lost the race", "kept the secret", "became a friend for life"]
+# fmt: on
 MORALS = [
     "Slow and steady wins the race.",
     "Pride goes before a fall.",
@@ -245,23 +247,31 @@ def fable(rng: random.Random, number: int) -> str:
     """One short fable: a title, four to six sentences from the grammar, a moral."""
     hero, other = rng.sample(ANIMALS, 2)
     adj1, adj2 = rng.sample(ADJECTIVES, 2)
-    title = f"Fable {number}. The {adj1.capitalize()} {hero.capitalize()} and the {other.capitalize()}"
+    title = (
+        f"Fable {number}. The {adj1.capitalize()} {hero.capitalize()} and the {other.capitalize()}"
+    )
     sentences = [
         f"{rng.choice(SEASONS).capitalize()}, {_a(adj1)} {hero} lived {rng.choice(PLACES)}.",
         f"The {hero} wanted {rng.choice(WANTS)}, but {_a(adj2)} {other} wanted it too.",
-        f"The {hero} {rng.choice(ACTIONS)} the {other}, and the {other} "
-        f"{rng.choice(ACTIONS)} the {hero}.",
+        (
+            f"The {hero} {rng.choice(ACTIONS)} the {other}, and the {other} "
+            f"{rng.choice(ACTIONS)} the {hero}."
+        ),
     ]
     for _ in range(rng.randint(1, 3)):
         who, whom = rng.sample([hero, other], 2)
         sentences.append(
-            rng.choice([
-                f'"Why do you hurry so?" said the {who} to the {whom}.',
-                f'"I am {rng.choice(ADJECTIVES)}, and you are {rng.choice(ADJECTIVES)}," '
-                f"said the {who}.",
-                f"So the {who} went {rng.choice(PLACES)} to look for {rng.choice(WANTS)}.",
-                f"The {who} {rng.choice(ACTIONS)} the {whom} {rng.choice(SEASONS)}.",
-            ])
+            rng.choice(
+                [
+                    f'"Why do you hurry so?" said the {who} to the {whom}.',
+                    (
+                        f'"I am {rng.choice(ADJECTIVES)}, and you are {rng.choice(ADJECTIVES)}," '
+                        f"said the {who}."
+                    ),
+                    f"So the {who} went {rng.choice(PLACES)} to look for {rng.choice(WANTS)}.",
+                    f"The {who} {rng.choice(ACTIONS)} the {whom} {rng.choice(SEASONS)}.",
+                ]
+            )
         )
     sentences.append(f"In the end the {rng.choice([hero, other])} {rng.choice(ENDINGS)}.")
     return f"{title}\n\n{' '.join(sentences)}\nMoral: {rng.choice(MORALS)}\n"
