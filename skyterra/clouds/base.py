@@ -55,6 +55,12 @@ class Cloud:
 
         return catalog.offers(self.name, resources, num_nodes)
 
+    node_resource = ""       # Terraform address of the per-node resource (count-indexed)
+
+    def node_resource_address(self, rank: int) -> str:
+        """`-replace` target for a dead node."""
+        return f"{self.node_resource}[{rank}]"
+
     def check_credentials(self) -> CredentialReport:
         raise NotImplementedError
 
@@ -77,7 +83,7 @@ class Cloud:
         """Extra files for the module dir, e.g. a test-only `*_override.tf`."""
         return {}
 
-    def node_env(self, candidate: "Candidate") -> dict[str, str]:
+    def node_env(self, spec: ClusterSpec) -> dict[str, str]:
         """Extra environment for setup/run on this cloud's nodes."""
         return {}
 

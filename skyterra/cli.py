@@ -1,0 +1,390 @@
+"""The `skyterra` command: parse flags, call skyterra.api, print with rich.
+
+Thin on purpose: everything a command does is available from Python too.
+Heavy imports (fabric, boto3, rich tables) happen inside commands so that
+`skyterra --help` starts fast. Errors print as one paragraph without a
+traceback (--debug shows it) and exit with the error's code (2 for input).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import click
+
+_DEBUG = False
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True)
+
+
+def _err_console():
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _echo(line: str) -> None:
+    click.echo(line)
+
+
+def _progress(line: str) -> None:
+    click.echo(click.style("» ", fg="cyan") + line, err=True)
+
+
+def handles_errors(command):
+    """Turn SkyterraError (and Ctrl-C) into a message and an exit code."""
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        from skyterra.errors import SkyterraError
+
+        try:
+            return command(*args, **kwargs)
+        except SkyterraError as error:
+            if _DEBUG:
+                raise
+            click.echo(click.style("Error: ", fg="red", bold=True) + str(error), err=True)
+            sys.exit(error.exit_code)
+        except KeyboardInterrupt:
+            click.echo("\nInterrupted.", err=True)
+            sys.exit(130)
+    return wrapper
+
+
+class _Group(click.Group):
+    """Usage errors (bad flags) exit 2 with click's message, as they should."""
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.version_option(package_name="skyterra")
+def main(debug: bool) -> None:
+    """Launch GPU training clusters from SkyPilot task YAML, with Terraform doing the work."""
+    global _DEBUG
+    _DEBUG = debug
+
+
+def _parse_env(pairs: tuple[str, ...], flag: str) -> dict[str, str]:
+    from skyterra.errors import TaskError
+
+    result = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            if key not in os.environ:
+                raise TaskError(f"{flag} {key}: no such variable in your environment; "
+                                f"write {flag} {key}=VALUE.", field=flag)
+            value = os.environ[key]
+        result[key] = value
+    return result
+
+
+def _env_file(path: str | None) -> dict[str, str]:
+    from skyterra.errors import TaskError
+
+    if not path:
+        return {}
+    values = {}
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as error:
+        raise TaskError(f"cannot read ({error.strerror}).", source=path) from None
+    for number, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.removeprefix("export ").partition("=")
+        if not sep:
+            raise TaskError(f"line {number}: expected KEY=VALUE.", source=path)
+        values[key.strip()] = value.strip().strip("'\"")
+    return values
+
+
+def _load_task(path: str, envs: tuple[str, ...], env_file: str | None,
+               secrets: tuple[str, ...] = (), num_nodes: int | None = None,
+               cloud: str | None = None, gpus: str | None = None):
+    """YAML + overrides: --env beats --env-file beats the YAML."""
+    from skyterra.resources import parse_infra
+    from skyterra.task import Task
+
+    task = Task.from_yaml(path)
+    overrides = {**_env_file(env_file), **_parse_env(envs, "--env")}
+    if overrides:
+        task.update_envs(overrides)
+    if secrets:
+        task.update_secrets(_parse_env(secrets, "--secret"))
+    if num_nodes is not None:
+        from skyterra.errors import TaskError
+
+        if num_nodes < 1 or num_nodes > 64:
+            raise TaskError(f"--num-nodes must be from 1 to 64, got {num_nodes}.",
+                            field="--num-nodes")
+        task.num_nodes = num_nodes
+    if cloud:
+        name, region, zone = parse_infra(cloud, "--cloud")
+        changes = {"cloud": name}
+        if region:
+            changes["region"] = region
+        if zone:
+            changes["zone"] = zone
+        task.set_resources_override(**changes)
+    if gpus:
+        task.set_resources_override(accelerators=gpus)
+        task.set_resources([r for r in task.resources])
+    return task
+
+
+def _candidates_table(candidates, limit: int = 5):
+    from rich.table import Table
+
+    table = Table(title="Candidates (cheapest first; failover walks this list)")
+    for column in ("", "cloud", "region/zone", "instance type", "GPUs", "vCPUs", "mem GiB",
+                   "$/h", "nodes x $/h"):
+        table.add_column(column)
+    for index, c in enumerate(candidates[:limit]):
+        gpus = f"{c.accelerator}:{c.accelerator_count}" if c.accelerator else "-"
+        table.add_row("✔" if index == 0 else "", c.cloud, c.zone or c.region, c.instance_type,
+                      gpus, f"{c.vcpus:g}", f"{c.memory_gib:g}", f"{c.price:.2f}",
+                      f"{c.num_nodes} x {c.price:.2f} = {c.cluster_price:.2f}")
+    return table
+
+
+def _candidate_json(c) -> dict:
+    import dataclasses
+
+    return {**dataclasses.asdict(c), "cluster_price": c.cluster_price}
+
+
+@main.command()
+@click.argument("task_yaml", type=click.Path(dir_okay=False))
+@click.option("-c", "--cluster", "cluster_name", help="Cluster name (default: generated).")
+@click.option("--cloud", "--infra", "cloud", help="cloud[/region[/zone]]: aws, gcp, azure, local.")
+@click.option("--num-nodes", type=int, help="Override num_nodes.")
+@click.option("--gpus", help="Override accelerators, e.g. L4:4.")
+@click.option("--env", "envs", multiple=True, help="KEY=VALUE, or KEY to copy from here.")
+@click.option("--env-file", type=click.Path(dir_okay=False), help="A dotenv file.")
+@click.option("--secret", "secrets", multiple=True, help="KEY=VALUE secret (never printed).")
+@click.option("-d", "--detach-run", is_flag=True, help="Return once the job has started.")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--dryrun", is_flag=True, help="Choose and render, create nothing.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="With --dryrun: where "
+              "to render the module.")
+@click.option("--json", "as_json", is_flag=True, help="With --dryrun: machine-readable output.")
+@click.option("--provision-only", is_flag=True, hidden=True,
+              help="Stop after the nodes exist (tests against emulators).")
+@handles_errors
+def launch(task_yaml, cluster_name, cloud, num_nodes, gpus, envs, env_file, secrets,
+           detach_run, yes, dryrun, out_dir, as_json, provision_only):
+    """Launch TASK_YAML on a new cluster (or reuse the cluster -c NAME)."""
+    from skyterra import api
+
+    task = _load_task(task_yaml, envs, env_file, secrets, num_nodes, cloud, gpus)
+    clouds = [task.resources[0].cloud] if cloud else None
+    if dryrun:
+        result = api.dryrun(task, cluster_name, clouds, Path(out_dir) if out_dir else None)
+        if as_json:
+            click.echo(json.dumps({"cluster_name": result.cluster_name,
+                                   "rendered_dir": str(result.rendered_dir),
+                                   "candidates": [_candidate_json(c)
+                                                  for c in result.candidates[:10]]},
+                                  indent=2))
+            return
+        _console().print(_candidates_table(result.candidates))
+        click.echo(f"Rendered the Terraform module for {result.candidate.describe()} into "
+                   f"{result.rendered_dir} (dry run: nothing was created).")
+        return
+    if not yes and sys.stdin.isatty():
+        candidates = api.plan_candidates(task, clouds)
+        _console().print(_candidates_table(candidates))
+        click.confirm(f"Launch {task.num_nodes} node(s) of {candidates[0].describe()}?",
+                      abort=True, default=True)
+    result = api.launch_cluster(task, cluster_name, clouds=clouds, detach_run=detach_run,
+                                provision_only=provision_only, out=_echo, progress=_progress)
+    if result.job_id is not None and detach_run:
+        click.echo(f"Job {result.job_id} is running on cluster '{result.cluster_name}'. "
+                   f"Follow it: skyterra logs {result.cluster_name} {result.job_id}")
+    if result.exit_code:
+        click.echo(f"Job {result.job_id} failed (exit code {result.exit_code}). The cluster "
+                   f"is kept: skyterra destroy {result.cluster_name}", err=True)
+        sys.exit(result.exit_code if result.exit_code < 256 else 1)
+
+
+@main.command(name="exec")
+@click.argument("cluster_name")
+@click.argument("task_yaml", type=click.Path(dir_okay=False))
+@click.option("--env", "envs", multiple=True, help="KEY=VALUE, or KEY to copy from here.")
+@click.option("--env-file", type=click.Path(dir_okay=False))
+@click.option("--secret", "secrets", multiple=True)
+@click.option("-d", "--detach-run", is_flag=True)
+@handles_errors
+def exec_(cluster_name, task_yaml, envs, env_file, secrets, detach_run):
+    """Run TASK_YAML on an existing cluster: re-sync workdir, run only (no setup)."""
+    from skyterra import api
+
+    task = _load_task(task_yaml, envs, env_file, secrets)
+    result = api.exec(task, cluster_name, detach_run=detach_run, out=_echo,
+                      progress=_progress)
+    if result.exit_code:
+        sys.exit(result.exit_code if result.exit_code < 256 else 1)
+
+
+def _age(since: float | None) -> str:
+    if not since:
+        return "-"
+    seconds = int(time.time() - since)
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else \
+        f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+@main.command()
+@click.argument("clusters", nargs=-1)
+@click.option("--json", "as_json", is_flag=True)
+@handles_errors
+def status(clusters, as_json):
+    """List clusters: nodes, IPs, cloud, $/h, up-time."""
+    import dataclasses
+
+    from rich.table import Table
+
+    from skyterra import api
+
+    records = api.status(list(clusters) or None)
+    if as_json:
+        click.echo(json.dumps([{k: v for k, v in dataclasses.asdict(r).items()
+                                if k not in ("task", "node_env")} for r in records], indent=2))
+        return
+    if not records:
+        click.echo("No clusters. Launch one: skyterra launch TASK.yaml")
+        return
+    table = Table()
+    for column in ("name", "status", "cloud", "where", "resources", "nodes", "head IP",
+                   "$/h", "up"):
+        table.add_column(column)
+    for r in records:
+        gpus = f" {r.accelerator}:{r.accelerator_count}" if r.accelerator else ""
+        table.add_row(r.name, r.status, r.cloud or "-", r.zone or r.region or "-",
+                      f"{r.instance_type}{gpus}", str(r.num_nodes),
+                      r.nodes[0]["ip"] if r.nodes else "-", f"{r.price:.2f}",
+                      _age(r.launched_at))
+    _console().print(table)
+
+
+@main.command(name="destroy")
+@click.argument("clusters", nargs=-1, required=True)
+@click.option("-y", "--yes", is_flag=True)
+@click.option("--forget", is_flag=True, help="For attached clusters: drop skyterra's record.")
+@handles_errors
+def destroy(clusters, yes, forget):
+    """Destroy clusters (terraform destroy) and forget them."""
+    from skyterra import api
+
+    for name in clusters:
+        if not yes and sys.stdin.isatty():
+            click.confirm(f"Destroy cluster '{name}'?", abort=True, default=True)
+        if api.down(name, progress=_progress, purge=forget):
+            click.echo(f"Cluster '{name}' destroyed.")
+        else:
+            click.echo(f"Cluster '{name}' does not exist (already destroyed?). Nothing to do.")
+
+
+main.add_command(destroy, name="down")
+
+
+@main.command()
+@click.argument("cluster_name")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--no-refresh", is_flag=True, help="Do not ask the nodes.")
+@handles_errors
+def queue(cluster_name, as_json, no_refresh):
+    """Jobs of a cluster."""
+    from rich.table import Table
+
+    from skyterra import api, jobs
+
+    rows = api.queue(cluster_name, refresh=not no_refresh)
+    if as_json:
+        click.echo(json.dumps([jobs.describe(j) for j in rows], indent=2))
+        return
+    table = Table(title=f"Jobs on {cluster_name}")
+    for column in ("id", "name", "status", "submitted", "duration", "exit", "failed node"):
+        table.add_column(column)
+    for job in rows:
+        info = jobs.describe(job)
+        table.add_row(str(job.job_id), job.name or "-", job.status, _age(job.submitted_at) +
+                      " ago", f"{info['duration']:.0f}s" if info["duration"] else "-",
+                      "-" if job.exit_code is None else str(job.exit_code),
+                      job.failed_node or "-")
+    _console().print(table)
+
+
+@main.command()
+@click.argument("cluster_name")
+@click.argument("job_id", type=int, required=False)
+@click.option("--no-follow", is_flag=True)
+@click.option("--tail", type=int, help="Only the last N lines of each node.")
+@click.option("--status", "status_only", is_flag=True, help="Exit with the job's status code "
+              "(0 succeeded, 100 failed, 101 not finished, 103 cancelled).")
+@handles_errors
+def logs(cluster_name, job_id, no_follow, tail, status_only):
+    """Stream a job's logs (default: the latest job)."""
+    from skyterra import api
+
+    if status_only:
+        job = api.job_status(cluster_name, job_id)
+        click.echo(f"Job {job.job_id}: {job.status}")
+        sys.exit(api.job_exit_code(job))
+    try:
+        code = api.tail_logs(cluster_name, job_id, follow=not no_follow, tail=tail, out=_echo)
+    except api.DetachedInterrupt as interrupt:
+        click.echo(str(interrupt), err=True)
+        sys.exit(0)
+    sys.exit(code)
+
+
+@main.command()
+@click.argument("cluster_name")
+@click.argument("job_ids", type=int, nargs=-1)
+@click.option("-a", "--all", "all_", is_flag=True)
+@handles_errors
+def cancel(cluster_name, job_ids, all_):
+    """Cancel jobs (default: the latest unfinished job)."""
+    from skyterra import api
+
+    done = api.cancel(cluster_name, list(job_ids), all=all_)
+    click.echo(f"Cancelled job(s) {', '.join(map(str, done))}." if done else
+               "No unfinished job to cancel.")
+
+
+@main.command()
+@handles_errors
+def check():
+    """Which clouds have credentials (never prints secrets)."""
+    from skyterra.clouds import get_cloud
+
+    for name in ("local", "aws", "gcp", "azure"):
+        try:
+            report = get_cloud(name).check_credentials()
+        except ImportError as error:
+            click.echo(f"  {name:6} ✗ module missing ({error})")
+            continue
+        mark = click.style("✔", fg="green") if report.ok else click.style("✗", fg="red")
+        hint = f" — {report.hint}" if report.hint and not report.ok else ""
+        click.echo(f"  {name:6} {mark} {report.detail}{hint}")
+
+
+@main.command(name="ssh-setup")
+@handles_errors
+def ssh_setup():
+    """Add one Include line to ~/.ssh/config so `ssh CLUSTER` works."""
+    from skyterra import ssh_config
+
+    added = ssh_config.install_include()
+    click.echo(("Added" if added else "Already present:") + f" {ssh_config.include_line()}")

@@ -1,0 +1,392 @@
+"""AWS: what differs on EC2 — image and ssh user, tfvars, credentials, error texts.
+
+The Terraform module is templates/aws/. This class only chooses its structure
+(template_context) and fills its variables (tfvars); it never talks to AWS
+except in check_credentials(verify=True) and caller_cidrs(). boto3 is
+imported lazily, so `import skyterra` does not need it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+from typing import TYPE_CHECKING, Any
+
+from skyterra.clouds.base import Cloud, ClusterSpec, CredentialReport
+from skyterra.errors import ConfigError, TaskError
+
+if TYPE_CHECKING:
+    from skyterra.optimizer import Candidate
+    from skyterra.resources import Resources
+    from skyterra.task import Task
+
+# Public SSM parameters that always name the newest AMI. The Deep Learning Base
+# OSS NVIDIA driver AMI has the driver, CUDA, NCCL and EFA; its user is ubuntu.
+DLAMI_SSM_PARAMETERS = {
+    "x86_64": "/aws/service/deeplearning/ami/x86_64/"
+              "base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id",
+    "arm64": "/aws/service/deeplearning/ami/arm64/"
+             "base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id",
+}
+# Nodes without a GPU get plain Ubuntu 22.04 (same user, same distribution).
+UBUNTU_SSM_PARAMETERS = {
+    "x86_64": "/aws/service/canonical/ubuntu/server/22.04/stable/current/"
+              "amd64/hvm/ebs-gp2/ami-id",
+    "arm64": "/aws/service/canonical/ubuntu/server/22.04/stable/current/"
+             "arm64/hvm/ebs-gp2/ami-id",
+}
+
+# Regions with GPU capacity that skyterra's catalog knows; zones are <region><letter>.
+REGIONS = (
+    "us-east-1", "us-east-2", "us-west-1", "us-west-2", "ca-central-1",
+    "eu-central-1", "eu-west-1", "eu-west-2", "eu-west-3", "eu-north-1",
+    "ap-northeast-1", "ap-northeast-2", "ap-south-1", "ap-southeast-1", "ap-southeast-2",
+    "sa-east-1",
+)
+
+DEFAULT_DISK_SIZE = 256  # GiB; DLAMIs are ~100 GiB and checkpoints need room
+# resources.disk_tier -> (gp3 IOPS, gp3 throughput MiB/s); None = gp3 baseline 3000/125.
+DISK_TIERS = {
+    "low": (None, None),
+    "medium": (None, None),
+    "high": (6000, 500),
+    "ultra": (16000, 1000),
+    "best": (16000, 1000),
+}
+
+_AMI_ID = re.compile(r"^ami-(?:[0-9a-f]{8}|[0-9a-f]{17})$")
+_SSM_IMAGE = re.compile(r"^(?:resolve:)?ssm:(/[A-Za-z0-9_./-]+)$")
+_ENDPOINT = re.compile(r"^https?://[A-Za-z0-9.-]+(?::\d{1,5})?/?$")
+_ID = {"vpc_id": re.compile(r"^vpc-[0-9a-f]{8,17}$"),
+       "subnet_id": re.compile(r"^subnet-[0-9a-f]{8,17}$")}
+
+# How boto3 names the places it found credentials (Credentials.method).
+_CREDENTIAL_SOURCES = {
+    "env": "environment variables (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)",
+    "shared-credentials-file": "the shared credentials file (~/.aws/credentials)",
+    "config-file": "the AWS config file (~/.aws/config)",
+    "sso": "AWS IAM Identity Center (SSO)",
+    "assume-role": "an assumed role (role_arn in ~/.aws/config)",
+    "assume-role-with-web-identity": "a web identity token (AWS_WEB_IDENTITY_TOKEN_FILE)",
+    "custom-process": "a credential_process in ~/.aws/config",
+    "container-role": "the ECS/EKS container role",
+    "iam-role": "the EC2 instance profile (instance metadata)",
+}
+
+
+def architecture(instance_type: str) -> str:
+    """'g5g.xlarge', 'c7gn.large', 'p6e-gb200.36xlarge' → 'arm64'; everything else 'x86_64'.
+
+    Graviton families carry a 'g' right after the generation digit (g5g, m7gd,
+    c6gn, im4gn, hpc7g); Grace-Blackwell systems are named '-gb'.
+    """
+    family = instance_type.split(".", 1)[0].lower()
+    if "-gb" in family:
+        return "arm64"
+    match = re.match(r"^[a-z]+\d+([a-z]*)", family)
+    return "arm64" if match and "g" in match.group(1) else "x86_64"
+
+
+def ssh_user_for_image(image: str) -> str:
+    """The login user an image family uses: ec2-user for Amazon Linux, ubuntu otherwise."""
+    text = image.lower()
+    if any(word in text for word in ("amazon-linux", "amzn", "al2023", "al2-", "/al2/")):
+        return "ec2-user"
+    return "ubuntu"
+
+
+def region_of_zone(zone: str) -> str:
+    """'us-east-1a' → 'us-east-1' (and local zones 'us-west-2-lax-1a' → 'us-west-2')."""
+    match = re.match(r"^([a-z]{2}(?:-gov)?-[a-z]+-\d+)", zone)
+    if not match:
+        raise TaskError(f"{zone!r} is not an AWS availability zone (like 'us-east-1a').",
+                        field="resources.zone")
+    return match.group(1)
+
+
+def caller_cidrs(timeout: float = 5.0) -> list[str]:
+    """The caller's public IPv4 address as a /32, asked of checkip.amazonaws.com.
+
+    For the provisioner, which puts it in ClusterSpec.options['ssh_cidrs'] unless
+    the user configured addresses. Raises ConfigError when the address is unknown.
+    """
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen("https://checkip.amazonaws.com", timeout=timeout) as reply:
+            text = reply.read(64).decode().strip()
+        address = ipaddress.ip_address(text)
+    except (OSError, ValueError) as error:
+        raise ConfigError(
+            f"could not find this machine's public IP address ({error}); the AWS security "
+            "group only lets that address in over SSH. Set the addresses yourself, e.g. "
+            "ssh_cidrs: [203.0.113.7/32] in the skyterra config.") from None
+    return [f"{address}/{address.max_prefixlen}"]
+
+
+class AWS(Cloud):
+    name = "aws"
+    template = "aws"
+    default_ssh_user = "ubuntu"  # the Ubuntu Deep Learning AMI
+
+    # First match wins. Texts as EC2 and the Terraform AWS provider print them
+    # ("api error InsufficientInstanceCapacity: We currently do not have ...").
+    error_patterns = (
+        # capacity: another zone/region may work -> failover
+        ("capacity", r"InsufficientInstanceCapacity"),
+        ("capacity", r"InsufficientHostCapacity|InsufficientReservedInstanceCapacity"),
+        ("capacity", r"\bInsufficientCapacity\b"),
+        ("capacity", (r"Your requested instance type \(?[\w.-]+\)? is not supported in your "
+                     r"requested Availability Zone")),
+        ("capacity", r"The requested configuration is currently not supported"),
+        ("capacity", r"SpotMaxPriceTooLow|capacity-not-available|capacity-oversubscribed"),
+        ("capacity", r"There is no Spot capacity available"),
+        ("capacity", r"InsufficientFreeAddressesInSubnet"),
+        # quota: the account's limit in this region -> another region may work
+        ("quota", r"VcpuLimitExceeded|MaxSpotInstanceCountExceeded|InstanceLimitExceeded"),
+        ("quota", r"You have requested more vCPU capacity than your current vCPU limit"),
+        ("quota", r"MaxSpotFleetRequestCountExceeded|VolumeLimitExceeded"),
+        ("quota", r"AddressLimitExceeded|SecurityGroupLimitExceeded|RulesPerSecurityGroupLimit"),
+        ("quota", r"KeyPairLimitExceeded|PlacementGroupLimitExceeded"),
+        # auth: fix credentials; no other candidate will do better
+        ("auth", r"AuthFailure|UnauthorizedOperation|InvalidClientTokenId|ExpiredToken"),
+        ("auth", r"no valid credential sources|failed to refresh cached credentials"),
+        ("auth", r"SignatureDoesNotMatch|InvalidAccessKeyId|AccessDenied|OptInRequired"),
+        ("auth", r"The security token included in the request is (invalid|expired)"),
+        ("auth", r"Blocked: This account is currently blocked|PendingVerification"),
+        # invalid: the request itself is wrong
+        ("invalid", r"InvalidAMIID\.(Malformed|NotFound|Unavailable)|InvalidAMIID"),
+        ("invalid", (r"InvalidInstanceType|is not a valid instance type|"
+                    r"Invalid value '[^']*' for InstanceType")),
+        ("invalid", r"The instance type '[^']*' does not exist"),
+        ("invalid", r"The image ids? '\[?[^']*\]?' do(es)? not exist"),
+        ("invalid", r"InvalidParameterValue|InvalidParameterCombination|InvalidParameter\b"),
+        ("invalid", (r"InvalidKeyPair\.|InvalidSubnetID\.|InvalidVpcID\.|InvalidGroup\.|"
+                    r"InvalidZone\.|InvalidPlacementGroup\.|InvalidBlockDeviceMapping")),
+        ("invalid", r"ParameterNotFound|InvalidAvailabilityZone|MissingParameter"),
+        ("invalid", r"Invalid value for variable|Invalid AWS Region"),
+    )
+
+    # --- what the provisioner asks ---------------------------------------------
+    def template_context(self, task: Task, candidate: Candidate,
+                         spec: ClusterSpec) -> dict[str, Any]:
+        """Structure only: which network source, custom image or SSM lookup, spot block."""
+        image_id, _ = self._image(task, candidate)
+        options = spec.options
+        network = "subnet" if options.get("subnet_id") else (
+            "vpc" if options.get("vpc_id") else "default")
+        return {"network": network, "custom_image": image_id is not None,
+                "spot": bool(candidate.use_spot)}
+
+    def tfvars(self, task: Task, candidate: Candidate, spec: ClusterSpec) -> dict[str, Any]:
+        resources = self.resources_for(task, candidate)
+        options = spec.options
+        image_id, ssm_parameter = self._image(task, candidate)
+        iops, throughput = DISK_TIERS[resources.disk_tier or "medium"]
+        ssh_cidrs = self._cidrs(options.get("ssh_cidrs"), "ssh_cidrs")
+        if not ssh_cidrs:
+            raise ConfigError(
+                "the AWS security group needs the addresses allowed to SSH to the nodes, and "
+                "none were given (ssh_cidrs). The provisioner normally detects this machine's "
+                "public address; set ssh_cidrs: [<your address>/32] in the skyterra config.")
+        port_cidrs = options.get("port_cidrs")
+        values: dict[str, Any] = {
+            "region": candidate.region,
+            "zone": candidate.zone,
+            "cluster_name": spec.name,
+            "num_nodes": spec.num_nodes,
+            "instance_type": candidate.instance_type,
+            "image_id": image_id,
+            "image_ssm_parameter": ssm_parameter,
+            "disk_size": resources.disk_size or DEFAULT_DISK_SIZE,
+            "disk_iops": iops,
+            "disk_throughput": throughput,
+            "labels": dict(resources.labels),
+            "ssh_user": self.ssh_user(task, candidate, spec),
+            "ssh_public_key": spec.public_key.strip(),
+            "ssh_private_key_path": str(spec.private_key_path),
+            "ssh_cidrs": ssh_cidrs,
+            "ports": [self._port_range(p) for p in resources.ports],
+            "port_cidrs": None if port_cidrs is None else self._cidrs(port_cidrs, "port_cidrs"),
+            "placement_group": bool(options.get("placement_group", True)),
+            "associate_public_ip": bool(options.get("associate_public_ip", True)),
+            "vpc_id": self._network_id(options, "vpc_id"),
+            "subnet_id": self._network_id(options, "subnet_id"),
+        }
+        return values
+
+    def extra_files(self, spec: ClusterSpec) -> dict[str, str]:
+        """TEST ONLY: `moto_override.tf` pointing the provider at an emulator.
+
+        Written only when spec.options has aws_endpoint_url (tests, or a user's
+        LocalStack); the production module never contains endpoints.
+        """
+        url = spec.options.get("aws_endpoint_url")
+        if not url:
+            return {}
+        if not isinstance(url, str) or not _ENDPOINT.match(url):
+            raise ConfigError(f"aws_endpoint_url must be a plain URL like "
+                              f"http://127.0.0.1:5000, got {url!r}.")
+        quoted = json.dumps(url.rstrip("/"))  # the regex allows no quotes, '$' or '%'
+        endpoints = "\n".join(f"    {service} = {quoted}" for service in ("ec2", "iam", "ssm", "sts"))
+        return {"moto_override.tf": (
+            "# TEST ONLY: the AWS provider talks to an EC2 emulator (moto) at this endpoint.\n"
+            "# Written by skyterra because the cluster options name aws_endpoint_url.\n"
+            'provider "aws" {\n'
+            "  skip_credentials_validation = true\n"
+            "  skip_requesting_account_id  = true\n"
+            "  skip_metadata_api_check     = true\n"
+            "  skip_region_validation      = true\n"
+            "  max_retries                 = 1\n"
+            "\n"
+            "  endpoints {\n"
+            f"{endpoints}\n"
+            "  }\n"
+            "}\n")}
+
+    def ssh_user(self, task: Task, candidate: Candidate, spec: ClusterSpec) -> str:
+        """ubuntu for the default images; for a custom image the configured user or a guess."""
+        if spec.options.get("ssh_user"):
+            return str(spec.options["ssh_user"])
+        image_id, ssm_parameter = self._image(task, candidate)
+        if image_id is not None:
+            return self.default_ssh_user
+        return ssh_user_for_image(ssm_parameter)
+
+    def node_env(self, candidate: Candidate) -> dict[str, str]:
+        return {}
+
+    def warnings(self, task: Task, candidate: Candidate) -> list[str]:
+        notes = []
+        if candidate.use_spot:
+            notes.append("spot nodes can be reclaimed by AWS at any time with two minutes' "
+                         "notice; checkpoint your training.")
+        return notes
+
+    # --- credentials -----------------------------------------------------------
+    def check_credentials(self, verify: bool = False) -> CredentialReport:
+        """Where boto3 finds credentials and a region; with verify, ask STS who we are.
+
+        Never reports a secret: only the source, the profile and the last four
+        characters of the access key id.
+        """
+        try:
+            import boto3
+            import botocore.exceptions
+        except ImportError:
+            return CredentialReport(
+                "aws", False, "boto3 is not installed, so skyterra cannot read AWS credentials.",
+                "pip install 'skyterra[aws]'")
+        profile = os.environ.get("AWS_PROFILE") or os.environ.get("AWS_DEFAULT_PROFILE")
+        try:
+            session = boto3.Session()
+            credentials = session.get_credentials()
+            frozen = credentials.get_frozen_credentials() if credentials else None
+        except botocore.exceptions.ProfileNotFound:
+            return CredentialReport(
+                "aws", False, f"the AWS profile {profile!r} (AWS_PROFILE) is not in "
+                "~/.aws/config or ~/.aws/credentials.",
+                f"run `aws configure --profile {profile}`, or unset AWS_PROFILE.")
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as error:
+            return CredentialReport(
+                "aws", False, f"AWS credentials were found but could not be loaded: "
+                f"{_one_line(error)}",
+                "refresh them, e.g. `aws sso login`" + (f" --profile {profile}" if profile else "")
+                + ", or check credential_process / role_arn in ~/.aws/config.")
+        region = session.region_name
+        region_text = (f"default region {region}" if region else
+                       "no default region (skyterra picks regions itself; set AWS_REGION or "
+                       "`aws configure set region us-east-1` for other tools)")
+        if frozen is None or not frozen.access_key:
+            return CredentialReport(
+                "aws", False, "no AWS credentials found: looked at AWS_ACCESS_KEY_ID / "
+                "AWS_SECRET_ACCESS_KEY, AWS_PROFILE, ~/.aws/credentials, ~/.aws/config (SSO, "
+                f"roles, credential_process), container and instance roles; {region_text}.",
+                "run `aws configure` (access key) or `aws configure sso` then `aws sso login`, "
+                "or export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.")
+        source = _CREDENTIAL_SOURCES.get(credentials.method, credentials.method)
+        where = f"profile {profile!r} via {source}" if profile else source
+        detail = f"credentials from {where} (access key …{frozen.access_key[-4:]}); {region_text}"
+        if not verify:
+            return CredentialReport("aws", True, detail + ".")
+        try:
+            identity = session.client("sts", region_name=region or "us-east-1"
+                                      ).get_caller_identity()
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as error:
+            kind = self.classify_error(str(error))
+            return CredentialReport(
+                "aws", False, f"{detail}, but AWS rejected them ({kind}): {_one_line(error)}",
+                "renew or replace the credentials (expired session? wrong profile?), then run "
+                "`skyterra check` again.")
+        return CredentialReport(
+            "aws", True, f"{detail}; account {identity.get('Account')} as "
+            f"{identity.get('Arn')}.")
+
+    # --- helpers ---------------------------------------------------------------
+    def resources_for(self, task: Task, candidate: Candidate) -> Resources:
+        """The task's Resources choice that produced `candidate` (disk, image, ports, labels)."""
+        def matches(r: Resources) -> bool:
+            accel = r.accelerator
+            return (r.cloud in (None, self.name)
+                    and (r.instance_type in (None, candidate.instance_type))
+                    and (accel[0] if accel else None) == candidate.accelerator
+                    and bool(r.use_spot) == bool(candidate.use_spot))
+
+        for loose in (False, True):
+            for resources in task.resources:
+                if matches(resources) or (loose and resources.cloud in (None, self.name)):
+                    return resources
+        return task.resources[0]
+
+    def _image(self, task: Task, candidate: Candidate) -> tuple[str | None, str]:
+        """(image_id or None, SSM parameter used when image_id is None)."""
+        arch = architecture(candidate.instance_type)
+        default = (DLAMI_SSM_PARAMETERS if candidate.accelerator else UBUNTU_SSM_PARAMETERS)[arch]
+        image = self.resources_for(task, candidate).image_id
+        if image is None:
+            return None, default
+        image = image.strip()
+        if _AMI_ID.match(image):
+            return image, default
+        ssm = _SSM_IMAGE.match(image)
+        if ssm:
+            return None, ssm.group(1)
+        raise TaskError(f"image_id {image!r} is not an AMI id; on AWS write 'ami-0123456789abcdef0' "
+                        "or 'ssm:/path/of/a/public/parameter' (e.g. ssm:/aws/service/deeplearning/"
+                        "ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id).",
+                        field="resources.image_id")
+
+    @staticmethod
+    def _port_range(port: str) -> dict[str, int]:
+        low, _, high = port.partition("-")
+        return {"from_port": int(low), "to_port": int(high or low)}
+
+    @staticmethod
+    def _cidrs(value: Any, name: str) -> list[str]:
+        if value is None:
+            return []
+        items = [value] if isinstance(value, str) else list(value)
+        out = []
+        for item in items:
+            try:
+                out.append(str(ipaddress.ip_network(str(item).strip(), strict=False)))
+            except ValueError:
+                raise ConfigError(f"{name}: {item!r} is not an address or CIDR block like "
+                                  "203.0.113.7/32.") from None
+        return sorted(set(out), key=out.index)
+
+    @staticmethod
+    def _network_id(options: dict[str, Any], key: str) -> str | None:
+        value = options.get(key)
+        if value in (None, ""):
+            return None
+        if not isinstance(value, str) or not _ID[key].match(value):
+            raise ConfigError(f"{key} {value!r} does not look like an AWS id "
+                              f"({'vpc-0123456789abcdef0' if key == 'vpc_id' else 'subnet-0123456789abcdef0'}).")
+        return value
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())

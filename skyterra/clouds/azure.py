@@ -1,0 +1,230 @@
+"""Azure: GPU clusters of Linux VMs through templates/azure/.
+
+What is Azure-specific lives here: the subscription (azurerm 4.x needs one),
+the Ubuntu HPC image, marketplace URNs vs image resource ids, premium-storage
+support by size name, spot settings, the az CLI / azure-identity credential
+check, and the error codes of Azure Resource Manager.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from typing import TYPE_CHECKING, Any
+
+from skyterra.clouds.base import Cloud, ClusterSpec, CredentialReport
+from skyterra.clouds.gcp import NODE_SETUP_SCRIPT, resources_for, ssh_cidrs
+from skyterra.errors import TaskError
+
+if TYPE_CHECKING:
+    from skyterra.optimizer import Candidate
+    from skyterra.task import Task
+
+# Ubuntu 22.04 HPC image: NVIDIA driver, CUDA, NCCL, InfiniBand (ND sizes) drivers.
+DEFAULT_IMAGE = {"publisher": "microsoft-dsvm", "offer": "ubuntu-hpc", "sku": "2204",
+                 "version": "latest"}
+DEFAULT_DISK_GB = 256
+# publisher:offer:sku:version, the form `az vm create --image` and SkyPilot use.
+_URN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*):([A-Za-z0-9][A-Za-z0-9._-]*):"
+                  r"([A-Za-z0-9][A-Za-z0-9._-]*):([A-Za-z0-9][A-Za-z0-9._-]*)$")
+# "Standard_NC24ads_A100_v4" → family "NC", vCPUs "24", features "ads".
+_SIZE = re.compile(r"^Standard_([A-Z]+)(\d+)(-\d+)?([a-z]*)")
+_SUBSCRIPTION_ENV = ("ARM_SUBSCRIPTION_ID", "AZURE_SUBSCRIPTION_ID")
+_SP_ENV_SECRETS = ("ARM_CLIENT_SECRET", "ARM_CLIENT_CERTIFICATE_PATH", "ARM_USE_OIDC",
+                   "ARM_USE_MSI", "AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_PATH",
+                   "AZURE_FEDERATED_TOKEN_FILE")
+
+
+def premium_storage(vm_size: str) -> bool:
+    """Sizes with an 's' among their feature letters support Premium SSD OS disks."""
+    match = _SIZE.match(vm_size)
+    return bool(match and "s" in match.group(4))
+
+
+def image_source(image_id: str | None) -> tuple[dict[str, str] | None, str | None]:
+    """The task's image_id → (marketplace image, None) or (None, resource id)."""
+    if not image_id:
+        return dict(DEFAULT_IMAGE), None
+    match = _URN.match(image_id.strip())
+    if match:
+        publisher, offer, sku, version = match.groups()
+        return {"publisher": publisher, "offer": offer, "sku": sku, "version": version}, None
+    if image_id.startswith("/"):
+        return None, image_id.strip()
+    raise TaskError(f"Azure image_id {image_id!r} is neither a marketplace URN "
+                    "(publisher:offer:sku:version) nor an image resource id (/subscriptions/…, "
+                    "/communityGalleries/…, /sharedGalleries/…).", field="resources.image_id")
+
+
+def _az_account_show() -> dict[str, Any] | None:
+    """`az account show` as JSON (local profile, no network), or None."""
+    az = shutil.which("az")
+    if not az:
+        return None
+    try:
+        done = subprocess.run([az, "account", "show", "--output", "json"], capture_output=True,
+                              text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if done.returncode != 0:
+        return None
+    try:
+        data = json.loads(done.stdout)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _subscription_from_env() -> str | None:
+    for name in _SUBSCRIPTION_ENV:
+        if os.environ.get(name):
+            return os.environ[name]
+    return None
+
+
+def _masked(subscription: str) -> str:
+    """Enough of a subscription id to recognise it."""
+    return f"…{subscription[-4:]}" if len(subscription) > 8 else subscription
+
+
+class Azure(Cloud):
+    name = "azure"
+    template = "azure"
+    default_ssh_user = "azureuser"
+    # First match wins. Quota errors arrive with Code="OperationNotAllowed", so quota
+    # patterns come before the generic invalid ones.
+    error_patterns = (
+        ("capacity", r"SkuNotAvailable"),
+        ("capacity", r"ZonalAllocationFailed|AllocationFailed"),
+        ("capacity", r"Overconstrained(Zonal)?AllocationRequest"),
+        ("capacity", r"do not have sufficient capacity|is currently not available in location"),
+        ("quota", r"QuotaExceeded|PublicIPCountLimitReached"),
+        ("quota", r"exceeding approved .*quota|Cores quota|LowPriorityCores"),
+        ("auth", r"AuthorizationFailed|LinkedAuthorizationFailed"),
+        ("auth", r"InvalidAuthenticationToken|ExpiredAuthenticationToken"),
+        ("auth", r"AADSTS\d+|Please run 'az login'|az login|building account|"
+                 r"unable to build authorizer|obtaining subscription|"
+                 r"DefaultAzureCredential failed"),
+        ("auth", r"MissingSubscriptionRegistration|SubscriptionNotFound"),
+        ("invalid", r"InvalidParameter|InvalidTemplate|BadRequest|VMMarketplaceInvalidInput|"
+                    r"PlatformImageNotFound|ImageNotFound|InvalidResourceName|"
+                    r"NotSupported|OperationNotAllowed"),
+        ("invalid", r"subscription_id.*(required|must be set)|a subscription ID must be"),
+    )
+
+    # --- credentials ----------------------------------------------------------------
+    def check_credentials(self) -> CredentialReport:
+        try:
+            import azure.identity as azure_identity
+        except ImportError:
+            azure_identity = None
+        subscription = _subscription_from_env()
+        account = None if subscription else _az_account_show()
+        if account and not subscription:
+            subscription = account.get("id")
+        service_principal = bool(
+            (os.environ.get("ARM_CLIENT_ID") or os.environ.get("AZURE_CLIENT_ID"))
+            and any(os.environ.get(name) for name in _SP_ENV_SECRETS))
+        if account is None and subscription and not service_principal:
+            account = _az_account_show()   # the login behind an env subscription id
+        if not subscription:
+            if azure_identity is None and not shutil.which("az"):
+                return CredentialReport(
+                    self.name, False, "not installed: pip install skyterra[azure]",
+                    hint="pip install 'skyterra[azure]' (azure-identity), or install the "
+                         "Azure CLI and run `az login`.")
+            return CredentialReport(
+                self.name, False, "no Azure subscription found",
+                hint="run `az login` (and `az account set -s SUBSCRIPTION`), or set "
+                     "ARM_SUBSCRIPTION_ID with a service principal's ARM_CLIENT_ID, "
+                     "ARM_TENANT_ID and ARM_CLIENT_SECRET.")
+        where = f"subscription {_masked(subscription)}"
+        if account and account.get("name"):
+            where = f"subscription {account['name']} ({_masked(subscription)})"
+        if service_principal:
+            return CredentialReport(self.name, True, f"service principal from the environment, "
+                                                     f"{where}")
+        if account:
+            user = account.get("user") or {}
+            who = user.get("name") if isinstance(user, dict) else None
+            kind = user.get("type", "user") if isinstance(user, dict) else "user"
+            detail = f"az CLI login ({kind} {who})" if who else "az CLI login"
+            return CredentialReport(self.name, True, f"{detail}, {where}")
+        if azure_identity is None:
+            return CredentialReport(
+                self.name, False, f"{where} set but no login found; "
+                                  "not installed: pip install skyterra[azure]",
+                hint="run `az login`, or pip install 'skyterra[azure]' for managed identity "
+                     "and service principals.")
+        try:
+            credential = azure_identity.DefaultAzureCredential(
+                exclude_interactive_browser_credential=True)
+            credential.get_token("https://management.azure.com/.default")
+        except Exception as error:  # CredentialUnavailableError, ClientAuthenticationError …
+            return CredentialReport(
+                self.name, False, f"{where} set but DefaultAzureCredential found no usable "
+                                  f"login ({type(error).__name__})",
+                hint="run `az login`, or set ARM_CLIENT_ID, ARM_TENANT_ID and "
+                     "ARM_CLIENT_SECRET for a service principal.")
+        return CredentialReport(self.name, True, f"DefaultAzureCredential, {where}")
+
+    # --- rendering --------------------------------------------------------------------
+    def template_context(self, task: "Task", candidate: "Candidate",
+                         spec: ClusterSpec) -> dict[str, Any]:
+        resources = resources_for(task, candidate)
+        _, image_id = image_source(resources.image_id)
+        return {
+            "gpu": bool(candidate.accelerator),
+            "spot": bool(candidate.use_spot),
+            "placement": spec.num_nodes > 1,
+            "own_network": not spec.options.get("azure_subnet_id"),
+            "image_id": image_id is not None,
+            "ports": bool(resources.ports),
+        }
+
+    def tfvars(self, task: "Task", candidate: "Candidate", spec: ClusterSpec) -> dict[str, Any]:
+        resources = resources_for(task, candidate)
+        image, image_id = image_source(resources.image_id)
+        cidrs = ssh_cidrs(spec)
+        port_cidrs = [str(c) for c in (spec.options.get("port_cidrs") or cidrs)]
+        premium = premium_storage(candidate.instance_type)
+        disk_type = "Premium_LRS" if premium and resources.disk_tier != "low" \
+            else "StandardSSD_LRS"
+        accelerated = spec.options.get("azure_accelerated_networking")
+        return {
+            "cluster_name": spec.name,
+            "num_nodes": spec.num_nodes,
+            "subscription_id": (spec.options.get("azure_subscription_id")
+                                or _subscription_from_env()),
+            "location": candidate.region,
+            "zone": str(candidate.zone) if candidate.zone else None,
+            "vm_size": candidate.instance_type,
+            "accelerated_networking": True if accelerated is None else bool(accelerated),
+            "os_disk_size_gb": resources.disk_size or DEFAULT_DISK_GB,
+            "os_disk_type": disk_type,
+            "image": image or dict(DEFAULT_IMAGE),
+            "image_id": image_id,
+            "address_space": spec.options.get("azure_address_space") or "10.42.0.0/16",
+            "subnet_id": spec.options.get("azure_subnet_id"),
+            "ssh_user": self.default_ssh_user,
+            "ssh_public_key": spec.public_key.strip(),
+            "ssh_source_ranges": cidrs,
+            "ports": list(resources.ports),
+            "port_source_ranges": port_cidrs if resources.ports else [],
+            "tags": dict(resources.labels),
+            "custom_data": NODE_SETUP_SCRIPT,
+        }
+
+    def warnings(self, task: "Task", candidate: "Candidate") -> list[str]:
+        out = []
+        wanted = resources_for(task, candidate).accelerator if task.resources else None
+        if wanted and candidate.accelerator and wanted[0] != candidate.accelerator:
+            out.append(f"Azure offers no {wanted[0]}; using {candidate.accelerator_count}x "
+                       f"{candidate.accelerator} ({candidate.instance_type}) instead.")
+        if not premium_storage(candidate.instance_type):
+            out.append(f"{candidate.instance_type} has no premium storage; the OS disk is "
+                       "StandardSSD_LRS.")
+        return out

@@ -1,0 +1,245 @@
+"""Google Cloud: Compute Engine GPU clusters through templates/gcp/.
+
+What is GCP-specific lives here: which machine types carry their GPUs built in
+(A2, A3, A4, G2: no guest_accelerator) and which get them attached (N1 + T4,
+V100, P100), spot scheduling, compact placement, the Deep Learning VM image,
+application default credentials, and the error texts of the Compute API.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import TYPE_CHECKING, Any
+
+from skyterra.clouds.base import Cloud, ClusterSpec, CredentialReport
+from skyterra.errors import ConfigError, TaskError
+
+if TYPE_CHECKING:
+    from skyterra.optimizer import Candidate
+    from skyterra.resources import Resources
+    from skyterra.task import Task
+
+# Deep Learning VM image family: Ubuntu 22.04, CUDA 12.8, NVIDIA driver 570
+# (supports T4 up to B200). The family always points at the newest image.
+DEFAULT_GPU_IMAGE = ("projects/deeplearning-platform-release/global/images/family/"
+                     "common-cu128-ubuntu-2204-nvidia-570")
+DEFAULT_CPU_IMAGE = "projects/ubuntu-os-cloud/global/images/family/ubuntu-2204-lts"
+DEFAULT_DISK_GB = 256
+
+# Machine-type prefixes whose GPUs are part of the machine type: the instance
+# must NOT have a guest_accelerator block.
+FIXED_GPU_PREFIXES = ("a2-", "a3-", "a4-", "a4x-", "g2-", "g4-")
+# Accelerators that are attached to N1 machine types through guest_accelerator.
+ATTACHABLE_GPUS = {
+    "T4": "nvidia-tesla-t4",
+    "V100": "nvidia-tesla-v100",
+    "P100": "nvidia-tesla-p100",
+}
+# Machine series that accept a COLLOCATED (compact) placement policy. N1 is not
+# among them; multi-node N1 clusters run without placement (with a warning).
+COMPACT_PLACEMENT_SERIES = ("a2", "a3", "a4", "c2", "c2d", "c3", "c3d", "c4", "g2", "h3",
+                            "n2", "n2d")
+# Series whose boot disk must be Hyperdisk (no Persistent Disk support).
+HYPERDISK_ONLY_PREFIXES = ("a3-ultragpu", "a4-", "a4x-", "c4-", "c4a-", "c4d-", "n4-", "g4-")
+DISK_TIERS = {"low": "pd-standard", "medium": "pd-balanced", "high": "pd-ssd",
+              "ultra": "pd-ssd", "best": "pd-ssd"}
+
+# Run as root at every boot: make `uv` available system-wide, the way SkyPilot
+# task `setup:` sections expect it. Idempotent; never fails the boot.
+NODE_SETUP_SCRIPT = """\
+#!/bin/bash
+# skyterra node setup: runs at every boot.
+if ! command -v uv >/dev/null 2>&1 && [ ! -x /usr/local/bin/uv ]; then
+  for attempt in 1 2 3 4 5; do
+    curl -LsSf https://astral.sh/uv/install.sh \\
+      | env UV_INSTALL_DIR=/usr/local/bin UV_NO_MODIFY_PATH=1 sh && break
+    python3 -m pip install --quiet uv && break
+    sleep 10
+  done
+fi
+mkdir -p /var/lib/skyterra && touch /var/lib/skyterra/node-ready
+"""
+
+_PROJECT_ENV = ("GOOGLE_CLOUD_PROJECT", "GOOGLE_PROJECT", "GCLOUD_PROJECT",
+                "CLOUDSDK_CORE_PROJECT")
+_GCP_LABEL = re.compile(r"^[a-z0-9_-]{0,63}$")
+
+
+def machine_series(machine_type: str) -> str:
+    """'g2-standard-48' → 'g2'; 'custom-8-30720' → 'n1' (custom types are N1)."""
+    if machine_type.startswith("custom-"):
+        return "n1"
+    return machine_type.split("-", 1)[0]
+
+
+def has_fixed_gpus(machine_type: str) -> bool:
+    """A2/A3/A4/G2 machine types carry their GPUs; nothing may be attached."""
+    return machine_type.startswith(FIXED_GPU_PREFIXES)
+
+
+def resources_for(task: "Task", candidate: "Candidate") -> "Resources":
+    """The task's Resources that produced `candidate` (the first one if unclear)."""
+    for resources in task.resources:
+        accel = resources.accelerator if resources.accelerators else None
+        name = accel[0] if accel else None
+        if name == candidate.accelerator and resources.cloud in (None, candidate.cloud):
+            return resources
+    return task.resources[0]
+
+
+def ssh_cidrs(spec: ClusterSpec) -> list[str]:
+    """The caller's CIDRs for port 22, filled in by the provisioner (never a default)."""
+    return [str(c) for c in (spec.options.get("ssh_cidrs") or [])]
+
+
+class GCP(Cloud):
+    name = "gcp"
+    template = "gcp"
+    default_ssh_user = "gcpuser"
+    # First match wins: capacity before quota before auth before invalid, since
+    # e.g. a quota error also carries "403" and a stockout also says "zone".
+    error_patterns = (
+        ("capacity", r"ZONE_RESOURCE_POOL_EXHAUSTED"),
+        ("capacity", r"does not have enough resources available to fulfill the request"),
+        ("capacity", r"resource pool exhausted|STOCKOUT"),
+        ("capacity", r"does not exist in zone|is not available in zone|"
+                     r"not available in the (zone|region)"),
+        ("quota", r"QUOTA_EXCEEDED|quotaExceeded"),
+        ("quota", r"Quota '[A-Z0-9_]+' exceeded"),
+        ("quota", r"Quota exceeded for quota (metric|group)"),
+        ("auth", r"could not find default credentials"),
+        ("auth", r"No credentials loaded|Attempted to load application default credentials"),
+        ("auth", r"oauth2: cannot fetch token|invalid_grant|Reauthentication is needed|"
+                 r"Token has been expired or revoked"),
+        ("auth", r"Error 403|Error 401|forbidden|PERMISSION_DENIED|[Pp]ermission denied|"
+                 r"Required '[a-z.]+' permission|accessNotConfigured|has not been used in project"),
+        ("invalid", r"Error 400|badRequest|Invalid value for field|features are not compatible|"
+                    r"is not a valid|invalid ?argument"),
+        ("invalid", r"Error 404|was not found|notFound|Error 409|alreadyExists|already exists"),
+        ("invalid", r"project: required field is not set"),
+    )
+
+    # --- credentials ----------------------------------------------------------------
+    def check_credentials(self) -> CredentialReport:
+        try:
+            import google.auth
+            from google.auth import exceptions as auth_exceptions
+        except ImportError:
+            return CredentialReport(
+                self.name, False, "not installed: pip install skyterra[gcp]",
+                hint="pip install 'skyterra[gcp]' (google-auth), then "
+                     "`gcloud auth application-default login`.")
+        try:
+            credentials, project = google.auth.default(
+                scopes=["https://www.googleapis.com/auth/cloud-platform"])
+        except auth_exceptions.DefaultCredentialsError:
+            return CredentialReport(
+                self.name, False, "no application default credentials found",
+                hint="run `gcloud auth application-default login`, or set "
+                     "GOOGLE_APPLICATION_CREDENTIALS to a service-account key file.")
+        except Exception as error:  # a malformed key file, an unreadable path …
+            return CredentialReport(
+                self.name, False,
+                f"application default credentials could not be loaded ({type(error).__name__})",
+                hint="check the file GOOGLE_APPLICATION_CREDENTIALS points to, or run "
+                     "`gcloud auth application-default login` again.")
+        project = project or _project_from_env()
+        kind = type(credentials).__name__
+        account = getattr(credentials, "service_account_email", None)
+        who = f"{kind} {account}" if account and "@" in str(account) else kind
+        if not project:
+            return CredentialReport(
+                self.name, False, f"credentials found ({who}) but no project",
+                hint="set GOOGLE_CLOUD_PROJECT, or `gcloud config set project PROJECT_ID`.")
+        return CredentialReport(self.name, True,
+                                f"application default credentials ({who}), project {project}")
+
+    # --- rendering --------------------------------------------------------------------
+    def _gpu(self, candidate: "Candidate") -> tuple[str | None, int]:
+        """(guest accelerator type, count) to attach, or (None, 0)."""
+        if not candidate.accelerator or has_fixed_gpus(candidate.instance_type):
+            return None, 0
+        gpu_type = ATTACHABLE_GPUS.get(candidate.accelerator)
+        if gpu_type is None or machine_series(candidate.instance_type) != "n1":
+            raise TaskError(
+                f"{candidate.accelerator} GPUs cannot be attached to GCP machine type "
+                f"{candidate.instance_type}: only T4, V100 and P100 attach to N1 machine types; "
+                "L4, A100, H100, H200 and B200 come built into G2, A2, A3 and A4 machine types.",
+                field="resources.accelerators")
+        return gpu_type, candidate.accelerator_count
+
+    def placement_supported(self, candidate: "Candidate") -> bool:
+        return machine_series(candidate.instance_type) in COMPACT_PLACEMENT_SERIES
+
+    def template_context(self, task: "Task", candidate: "Candidate",
+                         spec: ClusterSpec) -> dict[str, Any]:
+        resources = resources_for(task, candidate)
+        gpu_type, _ = self._gpu(candidate)
+        return {
+            "gpu": bool(candidate.accelerator),
+            "guest_accelerator": gpu_type is not None,
+            "spot": bool(candidate.use_spot),
+            "placement": spec.num_nodes > 1 and self.placement_supported(candidate),
+            "ports": bool(resources.ports),
+        }
+
+    def tfvars(self, task: "Task", candidate: "Candidate", spec: ClusterSpec) -> dict[str, Any]:
+        resources = resources_for(task, candidate)
+        if not candidate.zone:
+            raise ConfigError(f"GCP needs a zone for {candidate.describe()}; the catalog row "
+                              "has none.")
+        gpu_type, gpu_count = self._gpu(candidate)
+        labels = dict(resources.labels)
+        for key, value in labels.items():
+            if not _GCP_LABEL.match(value):
+                raise TaskError(f"GCP label values may only contain lowercase letters, digits, "
+                                f"'_' and '-'; got {value!r}.", field=f"resources.labels.{key}")
+        cidrs = ssh_cidrs(spec)
+        port_cidrs = [str(c) for c in (spec.options.get("port_cidrs") or cidrs)]
+        image = resources.image_id or (DEFAULT_GPU_IMAGE if candidate.accelerator
+                                       else DEFAULT_CPU_IMAGE)
+        return {
+            "cluster_name": spec.name,
+            "num_nodes": spec.num_nodes,
+            "project": spec.options.get("gcp_project") or _project_from_env(),
+            "region": candidate.region,
+            "zone": candidate.zone,
+            "machine_type": candidate.instance_type,
+            "gpu_type": gpu_type,
+            "gpu_count": gpu_count,
+            "spot_termination_action": "DELETE",
+            "disk_size_gb": resources.disk_size or DEFAULT_DISK_GB,
+            "disk_type": _disk_type(candidate.instance_type, resources.disk_tier),
+            "image": image,
+            "network": spec.options.get("gcp_network") or "default",
+            "subnetwork": spec.options.get("gcp_subnetwork"),
+            "ssh_user": self.default_ssh_user,
+            "ssh_public_key": spec.public_key.strip(),
+            "ssh_source_ranges": cidrs,
+            "ports": list(resources.ports),
+            "port_source_ranges": port_cidrs if resources.ports else [],
+            "labels": labels,
+            "startup_script": NODE_SETUP_SCRIPT,
+            "service_account": spec.options.get("gcp_service_account"),
+        }
+
+    def warnings(self, task: "Task", candidate: "Candidate") -> list[str]:
+        out = []
+        if task.num_nodes > 1 and not self.placement_supported(candidate):
+            out.append(f"{candidate.instance_type} does not support compact placement; the "
+                       f"{task.num_nodes} nodes may land far apart in {candidate.zone}.")
+        return out
+
+
+def _project_from_env() -> str | None:
+    for name in _PROJECT_ENV:
+        if os.environ.get(name):
+            return os.environ[name]
+    return None
+
+
+def _disk_type(machine_type: str, disk_tier: str | None) -> str:
+    if machine_type.startswith(HYPERDISK_ONLY_PREFIXES):
+        return "hyperdisk-balanced"
+    return DISK_TIERS.get(disk_tier or "medium", "pd-balanced")

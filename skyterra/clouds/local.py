@@ -1,0 +1,146 @@
+"""The local cloud: N nodes on this machine, each a real sshd on its own 127.x.y.z.
+
+It lets the whole pipeline (Terraform, SSH, rsync, torchrun) run with no
+cloud account: the default for the examples and the tests. Nodes have no GPU;
+a task asking for `L4:4` still gets SKYPILOT_NUM_GPUS_PER_NODE=4 so that its
+multi-node logic can be tried with CPU processes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from typing import TYPE_CHECKING, Any
+
+from skyterra.clouds.base import Cloud, ClusterSpec, CredentialReport
+from skyterra.optimizer import Candidate
+
+if TYPE_CHECKING:
+    from skyterra.resources import Resources
+    from skyterra.task import Task
+
+ZONES = ("local-a", "local-b")
+# Test-only: zones that fail with a capacity error, so failover runs for real.
+UNAVAILABLE_ZONES_ENV = "SKYTERRA_LOCAL_UNAVAILABLE_ZONES"
+SLOTS = 16384
+
+
+def subnet_for_slot(slot: int) -> str:
+    """Slot n → 127.(100 + n // 256).(n % 256).0/24: one /24 per live cluster."""
+    return f"127.{100 + slot // 256}.{slot % 256}.0/24"
+
+
+def node_ip(slot: int, rank: int) -> str:
+    return subnet_for_slot(slot).rsplit(".", 1)[0] + f".{rank + 2}"
+
+
+def address_free(ip: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((ip, port))
+        except OSError:
+            return False
+    return True
+
+
+def choose_slot(seed: str, taken: set[int]) -> int:
+    """A slot not used by this registry and whose head address is free on the machine.
+
+    Seeded by the cluster dir path so that two skyterra homes (two users, two
+    test runs) rarely start probing at the same place.
+    """
+    import zlib
+
+    start = zlib.crc32(seed.encode()) % (SLOTS - 1) + 1
+    for offset in range(SLOTS - 1):
+        slot = (start + offset) % (SLOTS - 1) + 1
+        if slot not in taken and address_free(node_ip(slot, 0), ssh_port_for(slot)):
+            return slot
+    raise RuntimeError("no free loopback subnet for a local cluster")
+
+
+def ssh_port_for(slot: int) -> int:
+    """22 as root when free on that address (a system sshd on 0.0.0.0:22 takes it), else 2222."""
+    if os.geteuid() == 0 and address_free(node_ip(slot, 0), 22):
+        return 22
+    return 2222
+
+
+def master_port_for(slot: int) -> int:
+    """A torchrun master port per cluster: TCPStore binds every address, so ports must differ."""
+    return 20000 + slot % 20000
+
+
+class Local(Cloud):
+    name = "local"
+    template = "local"
+    node_resource = "terraform_data.node"
+    error_patterns = (("capacity", r"InsufficientInstanceCapacity"),
+                      ("invalid", r"Invalid value for variable"))
+
+    @property
+    def default_ssh_user(self) -> str:  # type: ignore[override]
+        import getpass
+
+        return getpass.getuser()
+
+    def offers(self, resources: "Resources", num_nodes: int) -> list[Candidate]:
+        accel = resources.accelerator
+        zones = [resources.zone] if resources.zone else list(ZONES)
+        memory = _memory_gib()
+        return [Candidate(cloud="local", region="local", zone=zone, instance_type="local",
+                          accelerator=accel[0] if accel else None,
+                          accelerator_count=accel[1] if accel else 0,
+                          vcpus=float(os.cpu_count() or 1), memory_gib=memory, price=0.0,
+                          use_spot=resources.use_spot, num_nodes=num_nodes)
+                for zone in zones]
+
+    def check_credentials(self) -> CredentialReport:
+        missing = [tool for tool in ("sshd", "ssh", "ssh-keyscan", "ssh-keygen", "rsync")
+                   if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}")]
+        if missing:
+            return CredentialReport("local", False, f"missing: {', '.join(missing)}",
+                                    "Debian: apt-get install openssh-server openssh-client "
+                                    "rsync (do not start the system ssh service).")
+        return CredentialReport("local", True, "sshd, ssh and rsync found")
+
+    def warnings(self, task: "Task", candidate: Candidate) -> list[str]:
+        if candidate.accelerator:
+            return [f"the local cloud has no GPU: {candidate.accelerator}:"
+                    f"{candidate.accelerator_count} is simulated (SKYPILOT_NUM_GPUS_PER_NODE="
+                    f"{candidate.accelerator_count}, CPU processes)."]
+        return []
+
+    def tfvars(self, task: "Task", candidate: Candidate, spec: ClusterSpec) -> dict[str, Any]:
+        unavailable = spec.options.get("local_unavailable_zones")
+        if unavailable is None:
+            unavailable = [z for z in os.environ.get(UNAVAILABLE_ZONES_ENV, "").split(",") if z]
+        return {
+            "cluster_name": spec.name,
+            "num_nodes": spec.num_nodes,
+            "subnet_cidr": subnet_for_slot(spec.slot),
+            "ssh_port": int(spec.options.get("ssh_port") or ssh_port_for(spec.slot)),
+            "ssh_user": self.default_ssh_user,
+            "ssh_public_key": spec.public_key,
+            "ssh_private_key_path": str(spec.private_key_path),
+            "nodes_dir": str(spec.directory / "nodes"),
+            "node_path": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+            "node_env": {},
+            "zone": candidate.zone or ZONES[0],
+            "unavailable_zones": sorted(unavailable),
+        }
+
+    def node_env(self, spec: ClusterSpec) -> dict[str, str]:
+        """Loopback gloo, one thread per process (2 cores), a master port of its own."""
+        return {"GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
+                "SKYTERRA_MASTER_PORT": str(master_port_for(spec.slot))}
+
+
+def _memory_gib() -> float:
+    try:
+        pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        return round(pages / 2**30, 1)
+    except (ValueError, OSError):
+        return 0.0

@@ -1,0 +1,57 @@
+"""skyterra settings: ~/.skyterra/config.yaml, then ./.skyterra.yaml, then environment.
+
+Settings are plain mappings; each consumer reads the keys it knows
+(`aws.endpoint_url`, `ssh_cidrs`, `backend`, …). Environment variables win
+so that tests and CI can configure without files.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from skyterra import paths
+from skyterra.errors import ConfigError
+
+
+def _read(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (yaml.YAMLError, OSError) as error:
+        raise ConfigError(f"{path}: cannot read the skyterra config ({error}); fix or remove "
+                          "the file.") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the skyterra config must be a mapping.")
+    return data
+
+
+def load() -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for path in (paths.home() / "config.yaml", Path.cwd() / ".skyterra.yaml"):
+        for key, value in _read(path).items():
+            if isinstance(value, dict) and isinstance(merged.get(key), dict):
+                merged[key] = {**merged[key], **value}
+            else:
+                merged[key] = value
+    return merged
+
+
+def provision_options(settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The options clouds read from ClusterSpec.options (see clouds/*.py)."""
+    settings = load() if settings is None else settings
+    options: dict[str, Any] = dict(settings.get("provision", {}) or {})
+    cidrs = os.environ.get("SKYTERRA_SSH_CIDRS")
+    if cidrs:
+        options["ssh_cidrs"] = [c.strip() for c in cidrs.split(",") if c.strip()]
+    elif settings.get("ssh_cidrs"):
+        options["ssh_cidrs"] = list(settings["ssh_cidrs"])
+    endpoint = os.environ.get("SKYTERRA_AWS_ENDPOINT_URL") or (settings.get("aws") or {}).get(
+        "endpoint_url")
+    if endpoint:
+        options["aws_endpoint_url"] = endpoint
+    return options

@@ -1,0 +1,320 @@
+"""Run things on a cluster's nodes over SSH (Fabric): wait, sync, start, stream, stop.
+
+One Fabric Connection per node, each in its own thread: every node needs its
+own environment (rank), which ThreadingGroup cannot give. Commands run
+detached on the node (setsid nohup, pid and exit-code files), and the client
+only streams their log with `tail --pid`, so Ctrl-C or a lost laptop never
+kills a job (DESIGN.md §3). Every value that reaches a remote shell is
+quoted with shlex.quote; scripts travel base64-encoded.
+"""
+
+from __future__ import annotations
+
+import base64
+import shlex
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+from skyterra.cluster import Cluster, Node
+from skyterra.errors import MissingToolError, NodeUnreachableError
+
+JOBS_DIR = ".skyterra/jobs"      # on each node, relative to the login home
+WORKDIR = "sky_workdir"
+Sink = Callable[[str], None]
+_print_lock = threading.Lock()
+
+
+def print_sink(line: str) -> None:
+    with _print_lock:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+
+class PrefixWriter:
+    """A file-like out_stream for Fabric that emits whole lines with a node prefix."""
+
+    def __init__(self, prefix: str, sink: Sink):
+        self.prefix = prefix
+        self.sink = sink
+        self._buffer = ""
+
+    def write(self, text: str) -> int:
+        self._buffer += text
+        while "\n" in self._buffer:
+            line, self._buffer = self._buffer.split("\n", 1)
+            self.sink(f"{self.prefix} {line}".rstrip())
+        return len(text)
+
+    def flush(self) -> None:
+        if self._buffer:
+            self.sink(f"{self.prefix} {self._buffer}".rstrip())
+            self._buffer = ""
+
+
+def export_lines(env: dict[str, str]) -> str:
+    """`export K='v'` lines; keys are validated names, values always quoted."""
+    return "".join(f"export {key}={shlex.quote(value)}\n" for key, value in sorted(env.items()))
+
+
+def _ssh_options(cluster: Cluster) -> list[str]:
+    known = ["-o", f"UserKnownHostsFile={cluster.known_hosts}", "-o",
+             "StrictHostKeyChecking=yes"] if cluster.known_hosts else [
+             "-o", "StrictHostKeyChecking=accept-new"]
+    return ["-i", str(cluster.ssh_key), "-p", str(cluster.ssh_port), "-o", "BatchMode=yes",
+            "-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=10", "-F", "/dev/null", *known]
+
+
+def ssh_command(cluster: Cluster) -> str:
+    """The `ssh ...` string for rsync -e (each word quoted)."""
+    return " ".join(shlex.quote(word) for word in ["ssh", *_ssh_options(cluster)])
+
+
+class NodeShell:
+    """A Fabric connection to one node, host key pinned, our SSH config only."""
+
+    def __init__(self, cluster: Cluster, node: Node):
+        import fabric
+        import paramiko
+
+        self.node = node
+        config = fabric.Config(overrides={"load_ssh_configs": False})
+        self.connection = fabric.Connection(
+            host=node.ip, user=cluster.ssh_user, port=cluster.ssh_port, config=config,
+            connect_timeout=10,
+            connect_kwargs={"key_filename": [str(cluster.ssh_key)], "look_for_keys": False,
+                            "allow_agent": False, "banner_timeout": 15, "auth_timeout": 15})
+        client = self.connection.client
+        if cluster.known_hosts and cluster.known_hosts.exists():
+            client._host_keys = paramiko.HostKeys()  # forget the user's known_hosts
+            client._system_host_keys = paramiko.HostKeys()
+            client.load_host_keys(str(cluster.known_hosts))
+            client.set_missing_host_key_policy(paramiko.RejectPolicy())
+
+    def run(self, command: str, *, out: PrefixWriter | None = None, timeout: float | None = None):
+        """Run with bash semantics; never raises on a non-zero exit (warn=True)."""
+        stream = out is not None
+        result = self.connection.run(command, hide=not stream, warn=True, in_stream=False,
+                                     out_stream=out, err_stream=out, timeout=timeout,
+                                     pty=False)
+        if out:
+            out.flush()
+        return result
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def for_each_node(cluster: Cluster, action: Callable[[Node], object],
+                  nodes: list[Node] | None = None) -> dict[int, object]:
+    """Run `action(node)` in one daemon thread per node; exceptions are returned as values.
+
+    Daemon threads: if the user presses Ctrl-C the main thread leaves at once
+    and no thread keeps the process alive.
+    """
+    results: dict[int, object] = {}
+
+    def target(node: Node) -> None:
+        try:
+            results[node.rank] = action(node)
+        except BaseException as error:  # noqa: BLE001 - reported to the caller per node
+            results[node.rank] = error
+
+    threads = [threading.Thread(target=target, args=(node,), daemon=True)
+               for node in (nodes or cluster.nodes)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        while thread.is_alive():
+            thread.join(0.2)
+    return results
+
+
+# --- first contact ---------------------------------------------------------------------
+def pin_host_keys(cluster: Cluster, timeout: float = 120.0) -> None:
+    """Wait until every node answers SSH, recording its host key (trust on first use).
+
+    Later connections require exactly that key: a node that changes its key
+    is refused instead of silently trusted.
+    """
+    if cluster.known_hosts is None:
+        raise ValueError("pin_host_keys needs cluster.known_hosts")
+    if not _which("ssh-keyscan"):
+        raise MissingToolError("ssh-keyscan is not installed; install the OpenSSH client "
+                               "(Debian: apt-get install openssh-client).")
+    known = cluster.known_hosts.read_text() if cluster.known_hosts.exists() else ""
+    wanted = [n for n in cluster.nodes if _known_host_name(cluster, n) not in known]
+    found = for_each_node(cluster, lambda node: _keyscan(cluster, node, timeout), wanted)
+    failed = [cluster.nodes[rank] for rank, value in found.items() if isinstance(value, Exception)]
+    if failed:
+        names = ", ".join(f"{n.name} ({n.ip}:{cluster.ssh_port})" for n in failed)
+        raise NodeUnreachableError(
+            f"node {names} of cluster '{cluster.name}' did not answer SSH within "
+            f"{timeout:.0f} s. Check that the node is running and that port "
+            f"{cluster.ssh_port} is reachable from here; `skyterra launch` again repairs a "
+            f"dead node, `skyterra destroy {cluster.name}` removes the cluster.")
+    lines = "".join(str(found[n.rank]) for n in wanted)
+    cluster.known_hosts.parent.mkdir(parents=True, exist_ok=True)
+    with open(cluster.known_hosts, "a") as handle:
+        handle.write(lines)
+    cluster.known_hosts.chmod(0o600)
+
+
+def _known_host_name(cluster: Cluster, node: Node) -> str:
+    return node.ip if cluster.ssh_port == 22 else f"[{node.ip}]:{cluster.ssh_port}"
+
+
+def _keyscan(cluster: Cluster, node: Node, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while True:
+        result = subprocess.run(["ssh-keyscan", "-T", "5", "-t", "ed25519", "-p",
+                                 str(cluster.ssh_port), node.ip],
+                                capture_output=True, text=True)
+        lines = [line for line in result.stdout.splitlines()
+                 if line and not line.startswith("#")]
+        if lines:
+            return "\n".join(lines) + "\n"
+        if time.monotonic() > deadline:
+            raise TimeoutError(node.ip)
+        time.sleep(delay)
+        delay = min(delay * 2, 2.0)
+
+
+def forget_host_keys(cluster: Cluster, nodes: list[Node]) -> None:
+    """Drop pinned keys of replaced nodes (a new instance has a new host key)."""
+    if not cluster.known_hosts or not cluster.known_hosts.exists():
+        return
+    names = {_known_host_name(cluster, n) for n in nodes}
+    kept = [line for line in cluster.known_hosts.read_text().splitlines(keepends=True)
+            if line.split(" ", 1)[0] not in names]
+    cluster.known_hosts.write_text("".join(kept))
+
+
+def probe(cluster: Cluster, timeout: float = 5.0) -> list[Node]:
+    """Nodes that do not answer SSH right now (used to repair a cluster)."""
+    def check(node: Node) -> bool:
+        result = subprocess.run(["ssh", *_ssh_options(cluster), "-o",
+                                 f"ConnectTimeout={int(timeout)}",
+                                 f"{cluster.ssh_user}@{node.ip}", "true"],
+                                capture_output=True, timeout=timeout + 10)
+        return result.returncode == 0
+    alive = for_each_node(cluster, check)
+    return [n for n in cluster.nodes if alive.get(n.rank) is not True]
+
+
+# --- files -----------------------------------------------------------------------------
+def rsync_to_nodes(cluster: Cluster, source: Path, destination: str) -> None:
+    """rsync a local file or directory to `destination` on every node, in parallel.
+
+    Directories honour .gitignore (like SkyPilot) and skip .git.
+    """
+    if not _which("rsync"):
+        raise MissingToolError("rsync is not installed; install it (Debian: apt-get install "
+                               "rsync) on this machine and on the nodes.")
+    is_dir = source.is_dir()
+    src = str(source) + ("/" if is_dir else "")
+    filters = ["--filter=:- .gitignore", "--exclude=.git"] if is_dir else []
+    parent = destination.rstrip("/").rsplit("/", 1)[0] if "/" in destination.rstrip("/") else ""
+    rsync_path = (f"mkdir -p {_remote_path(parent)} && rsync" if parent else "rsync")
+
+    def push(node: Node) -> None:
+        target = f"{cluster.ssh_user}@{node.ip}:{_remote_path(destination)}" + (
+            "/" if is_dir else "")
+        result = subprocess.run(["rsync", "-a", "--partial", *filters, "-e",
+                                 ssh_command(cluster), f"--rsync-path={rsync_path}", src,
+                                 target], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(result.stderr.strip().splitlines()[-1:] or ["rsync failed"])
+
+    errors = {rank: e for rank, e in for_each_node(cluster, push).items()
+              if isinstance(e, BaseException)}
+    if errors:
+        rank, error = sorted(errors.items())[0]
+        node = cluster.nodes[rank]
+        raise NodeUnreachableError(f"copying {source} to {node.name} ({node.ip}) of cluster "
+                                   f"'{cluster.name}' failed: {error}. Check the node is up "
+                                   "(`skyterra status`) and that rsync exists on it.")
+
+
+def _remote_path(path: str) -> str:
+    """Quote a remote path for the remote shell, keeping a leading ~/ expandable."""
+    if path.startswith("~/"):
+        return "~/" + shlex.quote(path[2:])
+    return shlex.quote(path)
+
+
+# --- detached commands (see jobs.py for the job records) -------------------------------
+def job_dir(job_key: str) -> str:
+    return f"{JOBS_DIR}/{job_key}"
+
+
+def start_detached(shell: NodeShell, job_key: str, script: str, env: dict[str, str]) -> str:
+    """Start `script` detached in its own session on the node; return its pid.
+
+    job.sh sources env.sh, runs the user's script with bash in ~/sky_workdir
+    and writes its exit code to `rc`, so the result survives the client.
+    """
+    directory = job_dir(job_key)
+    launcher = ("cd \"$HOME\"\n"
+                f"cd {WORKDIR} 2>/dev/null || true\n"
+                f". \"$HOME\"/{directory}/env.sh\n"
+                f"bash \"$HOME\"/{directory}/user.sh\n"
+                "code=$?\n"
+                f"echo $code > \"$HOME\"/{directory}/rc.tmp && "
+                f"mv \"$HOME\"/{directory}/rc.tmp \"$HOME\"/{directory}/rc\n")
+    files = {"env.sh": export_lines(env), "user.sh": script, "job.sh": launcher}
+    writes = " && ".join(f"echo '{base64.b64encode(text.encode()).decode()}' | base64 -d > {name}"
+                         for name, text in files.items())
+    command = (f"mkdir -p {directory} && chmod 700 {JOBS_DIR} && cd {directory} && "
+               f"umask 077 && {writes} && rm -f rc && "
+               "{ setsid nohup bash job.sh > log 2>&1 < /dev/null & } && echo $! > pid "
+               "&& cat pid")
+    result = shell.run(command)
+    if not result.ok:
+        raise RuntimeError(f"could not start the command: {result.stderr.strip()}")
+    return result.stdout.strip()
+
+
+def stream_log(shell: NodeShell, job_key: str, writer: PrefixWriter, follow: bool = True,
+               tail: int | None = None) -> None:
+    """Print the node's log; with follow, until the detached process exits."""
+    directory = job_dir(job_key)
+    start = f"-n {int(tail)}" if tail is not None else "-n +1"
+    if follow:
+        command = (f"cd {directory} && touch log && "
+                   f"tail --pid=\"$(cat pid 2>/dev/null || echo 1)\" {start} -F log 2>/dev/null")
+        command = f"{command}; test -f {directory}/rc || sleep 0.2"
+    else:
+        command = f"cd {directory} && tail {start} log 2>/dev/null"
+    shell.run(command, out=writer)
+
+
+def read_exit_code(shell: NodeShell, job_key: str) -> int | None:
+    """The exit code, or None while running (or if it was killed before writing one)."""
+    result = shell.run(f"cat {job_dir(job_key)}/rc 2>/dev/null")
+    text = result.stdout.strip()
+    return int(text) if text.lstrip("-").isdigit() else None
+
+
+def is_running(shell: NodeShell, job_key: str) -> bool:
+    result = shell.run(f"kill -0 \"$(cat {job_dir(job_key)}/pid 2>/dev/null)\" 2>/dev/null")
+    return result.ok
+
+
+def kill_detached(shell: NodeShell, job_key: str, grace: float = 3.0) -> None:
+    """TERM the whole process group, then KILL what is left after `grace` seconds."""
+    directory = job_dir(job_key)
+    shell.run(f"pid=$(cat {directory}/pid 2>/dev/null) || exit 0; "
+              "kill -TERM -- -$pid 2>/dev/null; "
+              f"for i in $(seq {int(grace * 10)}); do kill -0 -- -$pid 2>/dev/null || exit 0; "
+              "sleep 0.1; done; kill -KILL -- -$pid 2>/dev/null; true")
+
+
+def _which(tool: str) -> bool:
+    import shutil
+
+    return shutil.which(tool) is not None

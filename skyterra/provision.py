@@ -1,0 +1,112 @@
+"""Candidates → a running cluster: render, plan, apply; on capacity errors, fail over.
+
+Each attempt renders the module for one candidate and applies it. If the
+cloud says "no capacity" or "over quota" the attempt's partial resources are
+destroyed before the next candidate is tried, so a failed attempt never
+leaves anything in the state. Any other error stops: it would fail the same
+way everywhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+from skyterra.cluster import Cluster
+from skyterra.clouds import ClusterSpec, get_cloud
+from skyterra.errors import ProvisionError, TerraformError
+from skyterra.optimizer import Candidate
+from skyterra.render import render_module
+from skyterra.state import ClusterDir
+from skyterra.task import Task
+from skyterra.terraform import Workspace
+
+FAILOVER_KINDS = ("capacity", "quota")
+Progress = Callable[[str], None]
+
+
+@dataclasses.dataclass
+class Provisioned:
+    candidate: Candidate
+    cluster: Cluster
+    changed: bool
+
+
+def render_for(task: Task, candidate: Candidate, spec: ClusterSpec) -> None:
+    cloud = get_cloud(candidate.cloud)
+    render_module(cloud.template, spec.directory, cloud.template_context(task, candidate, spec),
+                  cloud.tfvars(task, candidate, spec), cloud.extra_files(spec))
+
+
+def workspace(cluster_dir: ClusterDir, cloud_name: str, progress: Progress) -> Workspace:
+    return Workspace(cluster_dir.path, progress=progress,
+                     classify=get_cloud(cloud_name).classify_error)
+
+
+def apply_candidate(task: Task, candidate: Candidate, spec: ClusterSpec, cluster_dir: ClusterDir,
+                    progress: Progress, replace: list[str] = ()) -> Provisioned:
+    """Render and apply one candidate; return the cluster built from the outputs."""
+    render_for(task, candidate, spec)
+    ws = workspace(cluster_dir, candidate.cloud, progress)
+    ws.init()
+    changed = ws.plan(replace=replace)
+    if changed:
+        ws.apply_plan()
+    cluster = Cluster.from_terraform_outputs(spec.name, ws.outputs(),
+                                             ssh_key=spec.private_key_path,
+                                             known_hosts=cluster_dir.known_hosts_path,
+                                             cloud=candidate.cloud, region=candidate.region,
+                                             zone=candidate.zone,
+                                             num_gpus_per_node=candidate.accelerator_count,
+                                             node_env=get_cloud(candidate.cloud).node_env(spec))
+    return Provisioned(candidate, cluster, changed)
+
+
+def provision(task: Task, candidates: list[Candidate], spec: ClusterSpec,
+              cluster_dir: ClusterDir, progress: Progress,
+              on_attempt: Callable[[Candidate], None] | None = None) -> Provisioned:
+    """Try candidates in order until one applies; clean up after each failed one."""
+    attempts: list[tuple[str, str]] = []
+    for candidate in candidates:
+        if on_attempt:
+            on_attempt(candidate)
+        progress(f"provisioning {spec.num_nodes} x {candidate.describe()}")
+        try:
+            return apply_candidate(task, candidate, spec, cluster_dir, progress)
+        except TerraformError as error:
+            if error.kind not in FAILOVER_KINDS:
+                raise
+            reason = _first_line(str(error).split("\n", 1)[-1])
+            attempts.append((candidate.describe(), f"{error.kind}: {reason}"))
+            progress(f"{candidate.where}: {error.kind} error, cleaning up and trying the next "
+                     "candidate")
+            _destroy_partial(cluster_dir, candidate.cloud, progress)
+    lines = "\n".join(f"  - {where}: {reason}" for where, reason in attempts)
+    raise ProvisionError(f"could not provision cluster '{spec.name}': every candidate failed "
+                         f"({len(attempts)} tried):\n{lines}\nNothing is left running. Try "
+                         "other regions or accelerators (`skyterra show-gpus`), or later.",
+                         attempts)
+
+
+def _destroy_partial(cluster_dir: ClusterDir, cloud_name: str, progress: Progress) -> None:
+    ws = workspace(cluster_dir, cloud_name, progress)
+    try:
+        ws.destroy()
+    except TerraformError as error:
+        raise ProvisionError(f"a failed attempt left resources that could not be destroyed: "
+                             f"{error}\nRun `skyterra destroy {cluster_dir.name}` to retry the "
+                             "cleanup.") from None
+
+
+def destroy(cluster_dir: ClusterDir, cloud_name: str, progress: Progress) -> None:
+    """terraform destroy of a cluster dir (idempotent: an empty state destroys nothing)."""
+    ws = workspace(cluster_dir, cloud_name, progress)
+    if not any(cluster_dir.path.glob("*.tf")):
+        return  # never rendered: nothing was created
+    ws.init()
+    ws.destroy()
+
+
+def _first_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0] if lines else text.strip()

@@ -1,0 +1,233 @@
+"""The local cluster registry: one directory per cluster under ~/.skyterra/clusters.
+
+A cluster directory holds the rendered module, terraform.tfvars.json, the
+Terraform state, the cluster's SSH key and cluster.json (metadata). It is
+written *before* Terraform runs, so that whatever happens during apply, the
+user can still `skyterra destroy` it. A lock file keeps two commands from
+working on one cluster at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import fcntl
+import json
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+from skyterra import paths
+from skyterra.errors import (ClusterBusyError, ClusterNotFoundError, ConfigError,
+                             MissingToolError, TaskError)
+
+CLUSTER_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,33}[a-z0-9])?$")
+STATUS_INIT, STATUS_UP, STATUS_FAILED = "INIT", "UP", "FAILED"
+
+
+def check_cluster_name(name: str) -> str:
+    """Names every cloud accepts in resource names: lowercase, digits, '-', ≤ 35 chars."""
+    if not isinstance(name, str) or not CLUSTER_NAME.match(name):
+        raise TaskError(f"cluster name {name!r} is not valid: use 1-35 lowercase letters, "
+                        "digits and '-', starting with a letter and not ending with '-' "
+                        "(the rule every cloud accepts).", field="cluster_name")
+    return name
+
+
+@dataclasses.dataclass
+class ClusterRecord:
+    """cluster.json: what skyterra remembers about a cluster between commands."""
+
+    name: str
+    cloud: str = ""
+    status: str = STATUS_INIT
+    owner: str = "skyterra"          # "external": nodes made by someone else (attach)
+    num_nodes: int = 1
+    region: str | None = None
+    zone: str | None = None
+    instance_type: str = ""
+    accelerator: str | None = None
+    accelerator_count: int = 0
+    price: float = 0.0                # $/hour for the whole cluster
+    slot: int = 0
+    nodes: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    ssh_user: str = ""
+    ssh_port: int = 22
+    ssh_key: str = ""
+    task: dict[str, Any] = dataclasses.field(default_factory=dict)
+    node_env: dict[str, str] = dataclasses.field(default_factory=dict)
+    created_at: float = dataclasses.field(default_factory=time.time)
+    launched_at: float | None = None
+    last_error: str = ""
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "ClusterRecord":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def clusters_root() -> Path:
+    return paths.home() / "clusters"
+
+
+def ensure_home() -> Path:
+    """Create ~/.skyterra (0700) or say clearly why it cannot be used."""
+    root = clusters_root()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        os.chmod(paths.home(), 0o700)
+        probe = root / f".write-test-{os.getpid()}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as error:
+        raise ConfigError(f"cannot write to the skyterra home {paths.home()} "
+                          f"({error.strerror or error}). Free some disk space or fix its "
+                          "permissions, or point SKYTERRA_HOME at a writable directory."
+                          ) from None
+    return root
+
+
+class ClusterDir:
+    """One cluster's directory: paths, metadata and the lock."""
+
+    def __init__(self, name: str):
+        self.name = check_cluster_name(name)
+        self.path = clusters_root() / name
+
+    # --- paths ---------------------------------------------------------------------
+    @property
+    def metadata_path(self) -> Path:
+        return self.path / "cluster.json"
+
+    @property
+    def key_path(self) -> Path:
+        return self.path / "ssh" / "id_ed25519"
+
+    @property
+    def known_hosts_path(self) -> Path:
+        return self.path / "ssh" / "known_hosts"
+
+    @property
+    def jobs_path(self) -> Path:
+        return self.path / "jobs"
+
+    def exists(self) -> bool:
+        return self.metadata_path.exists()
+
+    # --- metadata ------------------------------------------------------------------
+    def create(self) -> None:
+        ensure_home()
+        self.path.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(self.path, 0o700)
+
+    def load(self) -> ClusterRecord:
+        try:
+            return ClusterRecord.from_json(json.loads(self.metadata_path.read_text()))
+        except FileNotFoundError:
+            raise ClusterNotFoundError(
+                f"cluster '{self.name}' does not exist. `skyterra status` lists clusters."
+            ) from None
+        except (json.JSONDecodeError, TypeError) as error:
+            raise ConfigError(f"{self.metadata_path} is damaged ({error}). If the cluster's "
+                              f"nodes are gone, remove {self.path}; otherwise run terraform "
+                              f"destroy in {self.path} first.") from None
+
+    def save(self, record: ClusterRecord) -> None:
+        self.create()
+        text = json.dumps(dataclasses.asdict(record), indent=2, sort_keys=True) + "\n"
+        tmp = self.metadata_path.with_suffix(".tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(text)
+            os.replace(tmp, self.metadata_path)
+        except OSError as error:
+            raise ConfigError(f"cannot write {self.metadata_path} ({error.strerror}); free "
+                              "disk space and run the command again.") from None
+
+    def update(self, **changes: Any) -> ClusterRecord:
+        record = self.load()
+        for key, value in changes.items():
+            setattr(record, key, value)
+        self.save(record)
+        return record
+
+    # --- key -----------------------------------------------------------------------
+    def ensure_key(self) -> tuple[str, Path]:
+        """The cluster's own ed25519 key (0600): (public key text, private key path)."""
+        key = self.key_path
+        if not key.exists():
+            key.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            try:
+                subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C",
+                                f"skyterra-{self.name}", "-f", str(key)],
+                               check=True, capture_output=True)
+            except FileNotFoundError:
+                raise MissingToolError("ssh-keygen is not installed; install the OpenSSH "
+                                       "client (Debian: apt-get install openssh-client)."
+                                       ) from None
+            os.chmod(key, 0o600)
+        return key.with_suffix(".pub").read_text().strip(), key
+
+    # --- lock ----------------------------------------------------------------------
+    def lock(self, command: str = "") -> "ClusterLock":
+        return ClusterLock(self, command)
+
+
+class ClusterLock:
+    """An exclusive flock on <cluster>/lock; the holder's pid is written inside."""
+
+    def __init__(self, cluster: ClusterDir, command: str):
+        self.cluster = cluster
+        self.command = command
+        self._fd: int | None = None
+
+    def __enter__(self) -> "ClusterLock":
+        self.cluster.create()
+        path = self.cluster.path / "lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            os.close(fd)
+            if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise
+            holder = path.read_text().strip() or "unknown"
+            raise ClusterBusyError(
+                f"cluster '{self.cluster.name}' is busy ({holder}). Wait for that command to "
+                "finish, or stop it, then try again.") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()}{': ' + self.command if self.command else ''}".encode())
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def list_clusters() -> Iterator[ClusterRecord]:
+    root = clusters_root()
+    if not root.is_dir():
+        return
+    for entry in sorted(root.iterdir()):
+        if (entry / "cluster.json").exists() and CLUSTER_NAME.match(entry.name):
+            try:
+                yield ClusterDir(entry.name).load()
+            except ConfigError:
+                yield ClusterRecord(name=entry.name, status="DAMAGED")
+
+
+def remove_cluster_dir(cluster: ClusterDir) -> None:
+    """Delete the directory after a successful destroy (keeps nothing secret behind)."""
+    import shutil
+
+    shutil.rmtree(cluster.path, ignore_errors=True)
+
+
+def used_slots() -> set[int]:
+    return {record.slot for record in list_clusters() if record.slot}
