@@ -96,14 +96,22 @@ def write_if_changed(path: Path, content: str | bytes, mode: int | None = None,
 
 
 def _remove_stale(out_dir: Path, wanted: set[Path]) -> None:
-    for path in sorted(out_dir.rglob("*"), reverse=True):
-        relative = path.relative_to(out_dir)
-        if relative.parts[0] in _KEEP or relative.parts[0] in _OWN_FILES:
+    """Drop module files an earlier render wrote that this one does not.
+
+    Only the top level and the folders the template itself has are looked
+    at: everything else in a cluster dir (nodes/, ssh/, jobs/) is not ours.
+    """
+    module_dirs = {Path(".")} | {p.parent for p in wanted}
+    for directory in sorted(module_dirs):
+        folder = out_dir / directory
+        if not folder.is_dir():
             continue
-        if path.name.endswith("_override.tf") and relative not in wanted:
-            continue  # Terraform's override convention: the user's own, never ours to drop
-        if path.is_file() and relative not in wanted and path.suffix in (".tf", ".json", ".sh"):
-            path.unlink()
+        for path in sorted(folder.iterdir()):
+            relative = path.relative_to(out_dir)
+            if (path.is_file() and relative not in wanted and relative.name not in _OWN_FILES
+                    and not path.name.endswith("_override.tf")
+                    and path.suffix in (".tf", ".json", ".sh")):
+                path.unlink()
 
 
 # Non-module files skyterra keeps in a cluster dir (see state.py); render leaves them alone.
