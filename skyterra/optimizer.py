@@ -11,12 +11,15 @@ default), so a cloud such as `local` can answer for itself.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING
 
 from skyterra import catalog
 from skyterra.catalog import Candidate
 from skyterra.errors import TaskError
 from skyterra.resources import ACCELERATORS, Resources
+
+if TYPE_CHECKING:
+    from skyterra.task import Task
 
 __all__ = [
     "CANDIDATE_COLUMNS",
@@ -69,7 +72,7 @@ def _dedupe(candidates: list[Candidate]) -> list[Candidate]:
     return unique
 
 
-def _no_offers_message(task: Any, clouds: list[str]) -> str:
+def _no_offers_message(task: Task, clouds: list[str]) -> str:
     reasons = []
     for resources in task.resources:
         targets = _clouds_for(resources, clouds)
@@ -84,7 +87,7 @@ def _no_offers_message(task: Any, clouds: list[str]) -> str:
             + " ".join(reasons))
 
 
-def optimize(task: Any, clouds: list[str]) -> list[Candidate]:
+def optimize(task: Task, clouds: list[str]) -> list[Candidate]:
     """Ranked candidates for `task` on the given (enabled) clouds, best first.
 
     Raises TaskError naming what was asked and the nearest offers when no
@@ -92,7 +95,7 @@ def optimize(task: Any, clouds: list[str]) -> list[Candidate]:
     """
     if not clouds:
         raise TaskError("no cloud is enabled: run `skyterra check` to see which credentials "
-                        "are missing, or pass --cloud.", source=getattr(task, "source", None))
+                        "are missing, or pass --cloud.", source=task.source)
     per_choice = [_offers(r, clouds, task.num_nodes) for r in task.resources]
     if task.resources_ordered:
         ranked = [c for choice in per_choice for c in choice]
@@ -100,7 +103,7 @@ def optimize(task: Any, clouds: list[str]) -> list[Candidate]:
         ranked = sorted((c for choice in per_choice for c in choice), key=lambda c: c.price)
     ranked = _dedupe(ranked)
     if not ranked:
-        raise TaskError(_no_offers_message(task, clouds), source=getattr(task, "source", None),
+        raise TaskError(_no_offers_message(task, clouds), source=task.source,
                         field="resources")
     return ranked
 
@@ -151,17 +154,23 @@ def _summary_rows(rows: list[catalog.CatalogRow]) -> list[list[str]]:
 
 
 def _detail_rows(rows: list[catalog.CatalogRow]) -> list[list[str]]:
-    """One line per (cloud, instance type, count) at its cheapest region."""
+    """One line per (cloud, instance type, count): $/h and region of its cheapest place,
+    and the lowest spot price anywhere."""
     best: dict[tuple, catalog.CatalogRow] = {}
+    spot: dict[tuple, float] = {}
     for r in rows:
         key = (r.cloud, r.instance_type, r.accelerator_name, r.accelerator_count)
         if key not in best or r.price < best[key].price:
             best[key] = r
+        if r.spot_price is not None:
+            spot[key] = min(spot.get(key, r.spot_price), r.spot_price)
     order = sorted(best.values(), key=lambda r: (r.accelerator_name or "", r.accelerator_count,
                                                  r.price, r.cloud))
     return [[r.accelerator_name or "", str(r.accelerator_count), r.cloud, r.instance_type,
              f"{_number(r.accelerator_memory_gib)} GiB", _number(r.vcpus),
-             f"{_number(r.memory_gib)} GiB", _money(r.price), _money(r.spot_price),
+             f"{_number(r.memory_gib)} GiB", _money(r.price),
+             _money(spot.get((r.cloud, r.instance_type, r.accelerator_name,
+                              r.accelerator_count))),
              _location(r.region, r.zone)] for r in order]
 
 
@@ -170,8 +179,8 @@ def show_gpus_rows(accelerator: str | None = None, cloud: str | None = None,
     """Rows for `skyterra show-gpus [ACCELERATOR] [--cloud C] [--region R]`.
 
     Without an accelerator: one line per GPU (SHOW_GPUS_SUMMARY_COLUMNS). With
-    one: every instance type carrying it, per cloud, at its cheapest region
-    (SHOW_GPUS_COLUMNS). Unknown accelerator names raise TaskError with a hint.
+    one: every instance type carrying it, per cloud, priced at its cheapest region,
+    with the lowest spot price anywhere (SHOW_GPUS_COLUMNS). Unknown accelerator names raise TaskError with a hint.
     """
     rows = catalog.accelerators(accelerator, cloud=cloud, region=region)
     if accelerator is None:

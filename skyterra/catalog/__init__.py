@@ -34,6 +34,7 @@ __all__ = [
     "clear_cache",
     "describe_request",
     "explain",
+    "fits_shape",
     "matches",
     "offers",
     "rows",
@@ -110,18 +111,24 @@ def _effective_cpus(resources: Resources) -> str | None:
     return DEFAULT_CPUS
 
 
-def matches(row: CatalogRow, resources: Resources) -> bool:
-    """Does this catalog row satisfy one Resources choice (ignoring its cloud)?"""
-    if resources.instance_type and row.instance_type != resources.instance_type:
-        return False
+def fits_shape(row: CatalogRow, resources: Resources) -> bool:
+    """Has the machine the asked GPUs (exact count), cpus and memory? Place, spot and
+    instance type are not looked at."""
     accelerator = resources.accelerator
     if accelerator:
         if (row.accelerator_name, row.accelerator_count) != accelerator:
             return False
     elif row.accelerator_name and not resources.instance_type:
         return False  # a CPU task does not land on a GPU machine by accident
-    if not (_fits(row.vcpus, _effective_cpus(resources))
-            and _fits(row.memory_gib, resources.memory)):
+    return (_fits(row.vcpus, _effective_cpus(resources))
+            and _fits(row.memory_gib, resources.memory))
+
+
+def matches(row: CatalogRow, resources: Resources) -> bool:
+    """Does this catalog row satisfy one Resources choice (ignoring its cloud)?"""
+    if resources.instance_type and row.instance_type != resources.instance_type:
+        return False
+    if not fits_shape(row, resources):
         return False
     if resources.use_spot and row.spot_price is None:
         return False

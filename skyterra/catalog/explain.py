@@ -7,6 +7,9 @@ so the error names the constraint that failed and a few real alternatives.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from skyterra import catalog
 from skyterra.catalog.row import CatalogRow
 from skyterra.resources import Resources, did_you_mean
@@ -53,22 +56,36 @@ def _offer(row: CatalogRow, detail: bool = False, use_spot: bool = False) -> str
     return f"{row.instance_type}{gpus}{specs} ({_money(row.price_for(use_spot))})"
 
 
-def _cheapest_per_type(rows: list[CatalogRow], limit: int, use_spot: bool = False
-                       ) -> list[CatalogRow]:
-    """One row per (instance type, GPUs) at its cheapest place, cheapest first."""
+def _cheapest_per_type(rows: list[CatalogRow], limit: int, use_spot: bool = False,
+                       order: Callable[[CatalogRow], Any] | None = None) -> list[CatalogRow]:
+    """One row per (instance type, GPUs) at its cheapest place; cheapest first unless
+    `order` ranks them (ties: cheaper first)."""
     best: dict[tuple, CatalogRow] = {}
     for row in rows:
         key = (row.instance_type, row.accelerator_name, row.accelerator_count)
         price = row.price_for(use_spot)
         if price is not None and (key not in best or price < best[key].price_for(use_spot)):
             best[key] = row
-    return sorted(best.values(), key=lambda r: r.price_for(use_spot))[:limit]
+    rank = order or (lambda r: 0)
+    return sorted(best.values(), key=lambda r: (rank(r), r.price_for(use_spot)))[:limit]
 
 
-def _listing(rows: list[CatalogRow], limit: int, detail: bool = False,
-             use_spot: bool = False) -> str:
-    return ", ".join(_offer(r, detail, use_spot) for r in _cheapest_per_type(rows, limit,
-                                                                              use_spot))
+def _listing(rows: list[CatalogRow], limit: int, detail: bool = False, use_spot: bool = False,
+             order: Callable[[CatalogRow], Any] | None = None) -> str:
+    return ", ".join(_offer(r, detail, use_spot)
+                     for r in _cheapest_per_type(rows, limit, use_spot, order))
+
+
+def _shape_distance(resources: Resources) -> Callable[[CatalogRow], float]:
+    """How far a machine is from the asked cpus/memory (relative): nearest first."""
+    def distance(row: CatalogRow) -> float:
+        total = 0.0
+        for spec, value in ((resources.cpus, row.vcpus), (resources.memory, row.memory_gib)):
+            if spec:
+                bound = float(spec.rstrip("+"))
+                total += abs(value - bound) / bound
+        return total
+    return distance
 
 
 def _other_accelerator(cloud: str, rows: list[CatalogRow], name: str, count: int,
@@ -133,9 +150,11 @@ def _relaxed(cloud: str, resources: Resources, asked: str, limit: int) -> str | 
             return (f"{asked}; it is offered in {regions}: "
                     f"{_listing(found, limit, use_spot=use_spot)}.")
         if label == "cpus/memory":
-            what = describe_request(relaxed, with_location=False)
-            return (f"{asked}; {what} machines there: "
-                    f"{_listing(found, limit, detail=True, use_spot=use_spot)}.")
+            accelerator = resources.accelerator
+            what = f"{accelerator[0]}:{accelerator[1]}" if accelerator else "CPU"
+            nearest = _listing(found, limit, detail=True, use_spot=use_spot,
+                               order=_shape_distance(resources))
+            return f"{asked}; nearest {what} machines there: {nearest}."
         return (f"{asked}: no spot price is known for it; "
                 f"on-demand: {_listing(found, limit)}.")
     return None
@@ -155,10 +174,8 @@ def explain(cloud: str, resources: Resources, limit: int = 3) -> str:
             return _other_accelerator(cloud, rows, name, count, limit)
         if not any(r.accelerator_count == count for r in same_name):
             return _other_count(cloud, same_name, name, count, limit)
-    if resources.instance_type:
-        without = resources.copy(instance_type=None)
-        if not any(r.instance_type == resources.instance_type and catalog.matches(r, without)
-                   for r in rows):
-            return _instance_type(cloud, rows, resources, asked)
+    named = [r for r in rows if r.instance_type == resources.instance_type]
+    if resources.instance_type and not any(catalog.fits_shape(r, resources) for r in named):
+        return _instance_type(cloud, rows, resources, asked)
     return _relaxed(cloud, resources, asked, limit) or (
         f"{asked}; nothing there comes close.")

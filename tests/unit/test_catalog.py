@@ -1,0 +1,203 @@
+"""The shipped catalogs are well-formed, and the reader says where a bad row is.
+
+These tests read the real CSVs (skyterra/catalog/*.csv), so a hand edit or a
+refresh that breaks a row, misspells a GPU or inverts spot and on-demand
+fails here rather than in a user's dryrun.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from skyterra import catalog
+from skyterra.catalog import refresh
+from skyterra.catalog.row import COLUMNS, CatalogRow, header_comment, read_csv, write_csv
+from skyterra.errors import ConfigError
+from skyterra.resources import ACCELERATORS, Resources
+
+SHIPPED = sorted(catalog.SHIPPED_DIR.glob("*.csv"))
+HEADLINE_GPUS = ("T4", "A10G", "L4", "L40S", "V100", "A100", "A100-80GB", "H100", "H200")
+
+
+@pytest.fixture(params=[p.stem for p in SHIPPED])
+def shipped(request) -> tuple[Path, list[CatalogRow]]:
+    path = catalog.SHIPPED_DIR / f"{request.param}.csv"
+    return path, read_csv(path)
+
+
+def test_every_cloud_ships_a_catalog():
+    assert [p.stem for p in SHIPPED] == ["aws", "azure", "gcp"]
+    assert (catalog.SHIPPED_DIR / "SOURCES.md").is_file()
+
+
+def test_every_row_parses_with_the_documented_columns(shipped):
+    path, rows = shipped
+    lines = [line for line in path.read_text().splitlines() if not line.startswith("#")]
+    assert lines[0] == ",".join(COLUMNS)
+    assert len(rows) == len(lines) - 1 > 20
+
+
+def test_each_file_records_its_source_and_date(shipped):
+    path, _ = shipped
+    comment = header_comment(path)
+    assert path.stem in comment and "2026-" in comment and "SOURCES.md" in comment
+
+
+def test_accelerator_names_are_canonical(shipped):
+    _, rows = shipped
+    names = {r.accelerator_name for r in rows if r.accelerator_name}
+    assert names <= set(ACCELERATORS)
+
+
+def test_prices_are_positive_and_spot_is_not_above_on_demand(shipped):
+    _, rows = shipped
+    assert all(r.price > 0 for r in rows)
+    assert all(0 < r.spot_price <= r.price for r in rows if r.spot_price is not None)
+
+
+def test_machines_have_cpus_memory_and_gpu_memory(shipped):
+    _, rows = shipped
+    assert all(r.vcpus >= 1 and r.memory_gib >= 1 for r in rows)
+    assert all(r.accelerator_memory_gib > 0 for r in rows if r.accelerator_name)
+
+
+def test_no_duplicate_rows(shipped):
+    _, rows = shipped
+    duplicates = [k for k, n in Counter(r.key for r in rows).items() if n > 1]
+    assert duplicates == []
+
+
+def test_a_machine_has_the_same_shape_and_gpu_everywhere(shipped):
+    _, rows = shipped
+    shapes: dict[tuple, set] = {}
+    for r in rows:
+        shapes.setdefault((r.instance_type, r.accelerator_name, r.accelerator_count), set()).add(
+            (r.vcpus, r.memory_gib, r.accelerator_memory_gib))
+    assert {k: v for k, v in shapes.items() if len(v) > 1} == {}
+
+
+def test_zones_belong_to_their_region(shipped):
+    _, rows = shipped
+    assert all(catalog.zone_in_region(r.zone, r.region) for r in rows if r.zone)
+
+
+def test_every_cloud_has_cpu_only_machines(shipped):
+    _, rows = shipped
+    assert any(r.accelerator_name is None and r.vcpus >= 4 for r in rows)
+
+
+def test_gpu_memory_is_the_same_for_a_gpu_on_every_cloud():
+    memory: dict[str, set] = {}
+    for path in SHIPPED:
+        for r in read_csv(path):
+            if r.accelerator_name:
+                memory.setdefault(r.accelerator_name, set()).add(r.accelerator_memory_gib)
+    assert {k: v for k, v in memory.items() if len(v) > 1} == {}
+
+
+def test_headline_gpus_are_offered_somewhere():
+    offered = {r.accelerator_name for p in SHIPPED for r in read_csv(p)}
+    assert set(HEADLINE_GPUS) <= offered
+
+
+def test_main_regions_are_covered():
+    regions = {p.stem: {r.region for r in read_csv(p)} for p in SHIPPED}
+    assert {"us-east-1", "us-east-2", "us-west-2", "eu-west-1"} <= regions["aws"]
+    assert {"us-central1", "us-east4", "europe-west4"} <= regions["gcp"]
+    assert {"eastus", "westus2", "westus3", "westeurope"} <= regions["azure"]
+
+
+# --- the reader -----------------------------------------------------------------------
+HEADER = ",".join(COLUMNS)
+
+
+def test_comments_and_blank_lines_are_skipped(tmp_path):
+    path = tmp_path / "aws.csv"
+    path.write_text(f"# source: test\n# date: today\n{HEADER}\n\n"
+                    "g6.12xlarge,L4,4,24,48,192,4.6,,us-east-1,\n")
+    (row,) = read_csv(path)
+    assert (row.cloud, row.gpus, row.spot_price, row.zone) == ("aws", "L4:4", None, None)
+    assert header_comment(path) == "source: test date: today"
+
+
+@pytest.mark.parametrize("line, problem", [
+    ("g6.12xlarge,L4,4,24,48,192,abc,,us-east-1,", "could not convert"),
+    ("g6.12xlarge,L4,0,24,48,192,4.6,,us-east-1,", "accelerator_count"),
+    ("g6.12xlarge,L4,4,24,48,192,-1,,us-east-1,", "price must be a number >= 0"),
+    ("g6.12xlarge,L4,4,24,48,192,4.6,,,", "region must not be empty"),
+    ("g6.12xlarge,L4,4", "missing column"),
+])
+def test_a_bad_row_names_file_and_line(tmp_path, line, problem):
+    path = tmp_path / "gcp.csv"
+    path.write_text(f"# comment\n{HEADER}\nn2-standard-4,,,,4,16,0.19,,us-central1,\n{line}\n")
+    with pytest.raises(ConfigError, match=rf"gcp\.csv:4: bad catalog row \(.*{problem}"):
+        read_csv(path)
+
+
+def test_write_then_read_round_trips(tmp_path):
+    rows = read_csv(catalog.SHIPPED_DIR / "gcp.csv")[:30]
+    path = tmp_path / "gcp.csv"
+    write_csv(path, rows, "refreshed today\nsecond line")
+    assert read_csv(path) == rows
+    assert header_comment(path) == "refreshed today second line"
+
+
+def test_catalog_dir_override_and_cache(tmp_path, monkeypatch):
+    (tmp_path / "aws.csv").write_text(f"{HEADER}\nm6i.xlarge,,,,4,16,0.2,,us-east-1,\n")
+    monkeypatch.setenv("SKYTERRA_CATALOG_DIR", str(tmp_path))
+    catalog.clear_cache()
+    try:
+        assert catalog.available_clouds() == ["aws"]
+        assert [r.instance_type for r in catalog.rows("aws")] == ["m6i.xlarge"]
+        assert catalog.rows("gcp") == [] and catalog.catalog_path("gcp") is None
+        assert catalog.rows("aws") is catalog.rows("aws")   # loaded once
+        offers = catalog.offers("aws", Resources(cpus="4"), num_nodes=2)
+        assert [(c.instance_type, c.num_nodes) for c in offers] == [("m6i.xlarge", 2)]
+        assert catalog.offers("aws", Resources(cloud="gcp", cpus="4")) == []
+    finally:
+        catalog.clear_cache()
+
+
+# --- refresh (no network: only its pure part) -----------------------------------------
+def test_refresh_applies_found_prices_and_keeps_rows_it_cannot_price():
+    rows = read_csv(catalog.SHIPPED_DIR / "aws.csv")[:3]
+    prices = {refresh.price_key(rows[0]): (1.0, 0.5),     # both found
+              refresh.price_key(rows[1]): (1.0, 2.0)}     # spot above on-demand: dropped
+    updated, missing = refresh.apply_prices(rows, prices)
+    assert (updated[0].price, updated[0].spot_price) == (1.0, 0.5)
+    assert (updated[1].price, updated[1].spot_price) == (1.0, None)
+    assert updated[2] == rows[2] and missing == [rows[2]]
+
+
+def test_refresh_knows_every_shipped_cloud():
+    assert set(refresh.FETCHERS) == {p.stem for p in SHIPPED}
+    assert set(refresh.SOURCES) == set(refresh.FETCHERS)
+
+
+def test_refresh_azure_item_parsing():
+    items = [{"productName": "Virtual Machines NCasT4_v3 Series", "skuName": "NC4as T4 v3",
+              "meterName": "NC4as T4 v3", "retailPrice": 0.526},
+             {"productName": "Virtual Machines NCasT4_v3 Series", "skuName": "NC4as T4 v3 Spot",
+              "meterName": "NC4as T4 v3 Spot", "retailPrice": 0.16},
+             {"productName": "Virtual Machines NCasT4_v3 Series Windows",
+              "skuName": "NC4as T4 v3", "meterName": "NC4as T4 v3", "retailPrice": 0.9},
+             {"productName": "Virtual Machines NCasT4_v3 Series",
+              "skuName": "NC4as T4 v3 Low Priority", "meterName": "x", "retailPrice": 0.1}]
+    assert refresh._azure_sku_prices(iter(items)) == (0.526, 0.16)
+
+
+def test_refresh_gcp_price_is_cores_plus_ram_plus_gpus():
+    row = dataclasses.replace(read_csv(catalog.SHIPPED_DIR / "gcp.csv")[0],
+                              instance_type="g2-standard-48", accelerator_name="L4",
+                              accelerator_count=4, vcpus=48, memory_gib=192,
+                              region="us-central1")
+    rates = {("G2 Instance Core", "us-central1", False): 0.02,
+             ("G2 Instance Ram", "us-central1", False): 0.002,
+             ("Nvidia L4 GPU", "us-central1", False): 0.5}
+    assert refresh._gcp_row_price(row, rates, spot=False) == pytest.approx(
+        48 * 0.02 + 192 * 0.002 + 4 * 0.5)
+    assert refresh._gcp_row_price(row, rates, spot=True) is None
