@@ -93,6 +93,7 @@ def _masked(subscription: str) -> str:
 class Azure(Cloud):
     name = "azure"
     template = "azure"
+    node_resource = "azurerm_linux_virtual_machine.node"
     default_ssh_user = "azureuser"
     # First match wins. Quota errors arrive with Code="OperationNotAllowed", so quota
     # patterns come before the generic invalid ones.
@@ -105,14 +106,15 @@ class Azure(Cloud):
         ("quota", r"exceeding approved .*quota|Cores quota|LowPriorityCores"),
         ("auth", r"AuthorizationFailed|LinkedAuthorizationFailed"),
         ("auth", r"InvalidAuthenticationToken|ExpiredAuthenticationToken"),
-        ("auth", r"AADSTS\d+|Please run 'az login'|az login|building account|"
-                 r"unable to build authorizer|obtaining subscription|"
-                 r"DefaultAzureCredential failed"),
+        ("auth", (r"AADSTS\d+|Please run 'az login'|az login|building account|"
+                  r"unable to build authorizer|obtaining subscription|"
+                  r"DefaultAzureCredential failed")),
         ("auth", r"MissingSubscriptionRegistration|SubscriptionNotFound"),
-        ("invalid", r"InvalidParameter|InvalidTemplate|BadRequest|VMMarketplaceInvalidInput|"
-                    r"PlatformImageNotFound|ImageNotFound|InvalidResourceName|"
-                    r"NotSupported|OperationNotAllowed"),
-        ("invalid", r"subscription_id.*(required|must be set)|a subscription ID must be"),
+        ("auth", r"subscription_id.{0,40}required|subscription ID could not be determined"),
+        ("invalid", (r"InvalidParameter|InvalidTemplate|BadRequest|VMMarketplaceInvalidInput|"
+                     r"PlatformImageNotFound|ImageNotFound|InvalidResourceName|"
+                     r"NotSupported|NotPermitted|OperationNotAllowed")),
+        ("invalid", r"Invalid value for variable"),
     )
 
     # --- credentials ----------------------------------------------------------------
@@ -163,7 +165,7 @@ class Azure(Cloud):
             credential = azure_identity.DefaultAzureCredential(
                 exclude_interactive_browser_credential=True)
             credential.get_token("https://management.azure.com/.default")
-        except Exception as error:  # CredentialUnavailableError, ClientAuthenticationError …
+        except Exception as error:  # noqa: BLE001 - CredentialUnavailableError, ClientAuthenticationError …
             return CredentialReport(
                 self.name, False, f"{where} set but DefaultAzureCredential found no usable "
                                   f"login ({type(error).__name__})",
@@ -172,7 +174,7 @@ class Azure(Cloud):
         return CredentialReport(self.name, True, f"DefaultAzureCredential, {where}")
 
     # --- rendering --------------------------------------------------------------------
-    def template_context(self, task: "Task", candidate: "Candidate",
+    def template_context(self, task: Task, candidate: Candidate,
                          spec: ClusterSpec) -> dict[str, Any]:
         resources = resources_for(task, candidate)
         _, image_id = image_source(resources.image_id)
@@ -185,7 +187,7 @@ class Azure(Cloud):
             "ports": bool(resources.ports),
         }
 
-    def tfvars(self, task: "Task", candidate: "Candidate", spec: ClusterSpec) -> dict[str, Any]:
+    def tfvars(self, task: Task, candidate: Candidate, spec: ClusterSpec) -> dict[str, Any]:
         resources = resources_for(task, candidate)
         image, image_id = image_source(resources.image_id)
         cidrs = ssh_cidrs(spec)
@@ -218,7 +220,7 @@ class Azure(Cloud):
             "custom_data": NODE_SETUP_SCRIPT,
         }
 
-    def warnings(self, task: "Task", candidate: "Candidate") -> list[str]:
+    def warnings(self, task: Task, candidate: Candidate) -> list[str]:
         out = []
         wanted = resources_for(task, candidate).accelerator if task.resources else None
         if wanted and candidate.accelerator and wanted[0] != candidate.accelerator:

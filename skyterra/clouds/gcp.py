@@ -78,7 +78,7 @@ def has_fixed_gpus(machine_type: str) -> bool:
     return machine_type.startswith(FIXED_GPU_PREFIXES)
 
 
-def resources_for(task: "Task", candidate: "Candidate") -> "Resources":
+def resources_for(task: Task, candidate: Candidate) -> Resources:
     """The task's Resources that produced `candidate` (the first one if unclear)."""
     for resources in task.resources:
         accel = resources.accelerator if resources.accelerators else None
@@ -96,6 +96,7 @@ def ssh_cidrs(spec: ClusterSpec) -> list[str]:
 class GCP(Cloud):
     name = "gcp"
     template = "gcp"
+    node_resource = "google_compute_instance.node"
     default_ssh_user = "gcpuser"
     # First match wins: capacity before quota before auth before invalid, since
     # e.g. a quota error also carries "403" and a stockout also says "zone".
@@ -103,21 +104,23 @@ class GCP(Cloud):
         ("capacity", r"ZONE_RESOURCE_POOL_EXHAUSTED"),
         ("capacity", r"does not have enough resources available to fulfill the request"),
         ("capacity", r"resource pool exhausted|STOCKOUT"),
-        ("capacity", r"does not exist in zone|is not available in zone|"
-                     r"not available in the (zone|region)"),
+        ("capacity", (r"does not exist in zone|is not available in zone|"
+                      r"not available in the (zone|region)")),
         ("quota", r"QUOTA_EXCEEDED|quotaExceeded"),
         ("quota", r"Quota '[A-Z0-9_]+' exceeded"),
         ("quota", r"Quota exceeded for quota (metric|group)"),
         ("auth", r"could not find default credentials"),
         ("auth", r"No credentials loaded|Attempted to load application default credentials"),
-        ("auth", r"oauth2: cannot fetch token|invalid_grant|Reauthentication is needed|"
-                 r"Token has been expired or revoked"),
-        ("auth", r"Error 403|Error 401|forbidden|PERMISSION_DENIED|[Pp]ermission denied|"
-                 r"Required '[a-z.]+' permission|accessNotConfigured|has not been used in project"),
-        ("invalid", r"Error 400|badRequest|Invalid value for field|features are not compatible|"
-                    r"is not a valid|invalid ?argument"),
-        ("invalid", r"Error 404|was not found|notFound|Error 409|alreadyExists|already exists"),
+        ("auth", (r"oauth2: cannot fetch token|invalid_grant|Reauthentication is needed|"
+                  r"Token has been expired or revoked")),
+        ("auth", (r"Error 403|Error 401|forbidden|PERMISSION_DENIED|[Pp]ermission denied|"
+                  r"Required '[a-z.]+' permission|accessNotConfigured|has not been used in project")),
+        ("invalid", (r"Error 400|badRequest|Invalid value for field|features are not compatible|"
+                     r"is not a valid|invalid ?argument")),
+        ("invalid", (r"Error 404|was not found|notFound|Could not find image|"
+                     r"Error 409|alreadyExists|already exists")),
         ("invalid", r"project: required field is not set"),
+        ("invalid", r"Invalid value for variable"),
     )
 
     # --- credentials ----------------------------------------------------------------
@@ -138,7 +141,7 @@ class GCP(Cloud):
                 self.name, False, "no application default credentials found",
                 hint="run `gcloud auth application-default login`, or set "
                      "GOOGLE_APPLICATION_CREDENTIALS to a service-account key file.")
-        except Exception as error:  # a malformed key file, an unreadable path …
+        except Exception as error:  # noqa: BLE001 - a malformed key file, an unreadable path …
             return CredentialReport(
                 self.name, False,
                 f"application default credentials could not be loaded ({type(error).__name__})",
@@ -156,7 +159,7 @@ class GCP(Cloud):
                                 f"application default credentials ({who}), project {project}")
 
     # --- rendering --------------------------------------------------------------------
-    def _gpu(self, candidate: "Candidate") -> tuple[str | None, int]:
+    def _gpu(self, candidate: Candidate) -> tuple[str | None, int]:
         """(guest accelerator type, count) to attach, or (None, 0)."""
         if not candidate.accelerator or has_fixed_gpus(candidate.instance_type):
             return None, 0
@@ -169,10 +172,10 @@ class GCP(Cloud):
                 field="resources.accelerators")
         return gpu_type, candidate.accelerator_count
 
-    def placement_supported(self, candidate: "Candidate") -> bool:
+    def placement_supported(self, candidate: Candidate) -> bool:
         return machine_series(candidate.instance_type) in COMPACT_PLACEMENT_SERIES
 
-    def template_context(self, task: "Task", candidate: "Candidate",
+    def template_context(self, task: Task, candidate: Candidate,
                          spec: ClusterSpec) -> dict[str, Any]:
         resources = resources_for(task, candidate)
         gpu_type, _ = self._gpu(candidate)
@@ -184,7 +187,7 @@ class GCP(Cloud):
             "ports": bool(resources.ports),
         }
 
-    def tfvars(self, task: "Task", candidate: "Candidate", spec: ClusterSpec) -> dict[str, Any]:
+    def tfvars(self, task: Task, candidate: Candidate, spec: ClusterSpec) -> dict[str, Any]:
         resources = resources_for(task, candidate)
         if not candidate.zone:
             raise ConfigError(f"GCP needs a zone for {candidate.describe()}; the catalog row "
@@ -224,7 +227,7 @@ class GCP(Cloud):
             "service_account": spec.options.get("gcp_service_account"),
         }
 
-    def warnings(self, task: "Task", candidate: "Candidate") -> list[str]:
+    def warnings(self, task: Task, candidate: Candidate) -> list[str]:
         out = []
         if task.num_nodes > 1 and not self.placement_supported(candidate):
             out.append(f"{candidate.instance_type} does not support compact placement; the "
