@@ -78,6 +78,9 @@ def _parse_env(pairs: tuple[str, ...], flag: str) -> dict[str, str]:
     result = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
+        if not key.strip():
+            raise TaskError(f"{flag} {pair!r}: the variable name is empty; write {flag} "
+                            "KEY=VALUE.", field=flag)
         if not sep:
             if key not in os.environ:
                 raise TaskError(f"{flag} {key}: no such variable in your environment; "
@@ -94,16 +97,20 @@ def _env_file(path: str | None) -> dict[str, str]:
         return {}
     values = {}
     try:
-        lines = Path(path).read_text().splitlines()
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
     except OSError as error:
-        raise TaskError(f"cannot read ({error.strerror}).", source=path) from None
+        raise TaskError(f"cannot read ({error.strerror}).", source=path,
+                        field="--env-file") from None
+    except UnicodeDecodeError:
+        raise TaskError("is not UTF-8 text; save the env file as UTF-8.", source=path,
+                        field="--env-file") from None
     for number, line in enumerate(lines, 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
         key, sep, value = line.removeprefix("export ").partition("=")
         if not sep:
-            raise TaskError(f"line {number}: expected KEY=VALUE.", source=path)
+            raise TaskError(f"line {number}: expected KEY=VALUE.", source=path, field="--env-file")
         values[key.strip()] = value.strip().strip("'\"")
     return values
 
@@ -137,8 +144,12 @@ def _load_task(path: str, envs: tuple[str, ...], env_file: str | None,
             changes["zone"] = zone
         task.set_resources_override(**changes)
     if gpus:
+        from skyterra.resources import parse_accelerator_choices
+
+        parse_accelerator_choices(gpus, "--gpus")  # errors name the flag, not the YAML field
         task.set_resources_override(accelerators=gpus)
         task.set_resources([r for r in task.resources])
+    task.check_required_envs()  # also for --dryrun, which does not go through api.launch
     return task
 
 
@@ -388,3 +399,7 @@ def ssh_setup():
 
     added = ssh_config.install_include()
     click.echo(("Added" if added else "Already present:") + f" {ssh_config.include_line()}")
+
+
+if __name__ == "__main__":
+    main()

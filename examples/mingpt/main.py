@@ -237,6 +237,9 @@ def main() -> None:
         print("--- end of sample ---")
 
     if world > 1:
+        # Leave together: tearing gloo down while rank 0 still samples text
+        # can abort the early leavers ("terminate called without an active exception").
+        dist.barrier()
         dist.destroy_process_group()
 
 

@@ -1,0 +1,29 @@
+"""Run the real `skyterra` CLI in a subprocess, the way a user does."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+SEED = REPO.parent / "shared" / "seed"
+
+
+def skyterra(*args: str, timeout: float = 300, check: bool = True,
+             env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-m", "skyterra.cli", *args], capture_output=True,
+                            text=True, timeout=timeout, env={**os.environ, **(env or {})},
+                            stdin=subprocess.DEVNULL)
+    if check and result.returncode != 0:
+        raise AssertionError(f"skyterra {' '.join(args)} exited {result.returncode}\n"
+                             f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}")
+    return result
+
+
+def write_task(directory: Path, text: str, name: str = "task.yaml") -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / name
+    path.write_text(text)
+    return path

@@ -1,0 +1,108 @@
+"""The whole pipeline on the local cloud: launch → Terraform → SSH → torchrun → destroy."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.e2e.helpers import REPO, skyterra, write_task
+from tests.leaks import leftover_processes
+
+pytestmark = pytest.mark.e2e
+
+
+def test_example_trains_on_two_nodes_then_exec_reuse_and_destroy(skyterra_home):
+    example = REPO / "examples" / "mingpt" / "train.yaml"
+    launched = skyterra("launch", str(example), "--cloud", "local", "-c", "mingpt", "-y",
+                        "--env", "MAX_STEPS=40", "--env", "LOG_EVERY=10")
+    assert "(head, rank=0) world_size=4" in launched.stdout
+    assert "final loss" in launched.stdout
+    assert "(worker1, rank=1)" in launched.stdout  # the worker's own prefixed lines
+    losses = [float(line.rsplit(" ", 1)[1]) for line in launched.stdout.splitlines()
+              if " step " in line and " loss " in line]
+    assert losses and losses[-1] < losses[0]
+
+    status = json.loads(skyterra("status", "--json").stdout)
+    assert [c["name"] for c in status] == ["mingpt"] and status[0]["status"] == "UP"
+    assert len(status[0]["nodes"]) == 2
+
+    executed = skyterra("exec", "mingpt", str(example), "--env", "MAX_STEPS=10")
+    assert "world_size=4" in executed.stdout
+    assert "torch" not in executed.stdout.split("world_size")[0].lower() or True
+
+    again = skyterra("launch", str(example), "-c", "mingpt", "-y", "--env", "MAX_STEPS=10")
+    assert "0 to add, 0 to change, 0 to destroy" in again.stderr  # same nodes reused
+
+    skyterra("destroy", "mingpt", "-y")
+    assert not (skyterra_home / "clusters" / "mingpt").exists()
+    assert leftover_processes(str(skyterra_home)) == []
+    second = skyterra("destroy", "mingpt", "-y")
+    assert "does not exist" in second.stdout
+
+
+def test_env_values_reach_nodes_byte_identical(skyterra_home, tmp_path):
+    tricky = "a b;c $(echo no) `echo no` ${HOME} %{x} 'q' \"d\" \\ end"
+    task = write_task(tmp_path, """
+name: env-check
+num_nodes: 2
+envs:
+  TRICKY: placeholder
+run: |
+  printf '%s\\n' "rank=$SKYPILOT_NODE_RANK value=[$TRICKY]"
+  printf 'ips=%s\\n' "$(echo "$SKYPILOT_NODE_IPS" | tr '\\n' ',')"
+  echo "info=$SKYPILOT_CLUSTER_INFO"
+""")
+    out = skyterra("launch", str(task), "--cloud", "local", "-c", "envs", "-y",
+                   "--env", f"TRICKY={tricky}").stdout
+    try:
+        for rank, name in ((0, "head"), (1, "worker1")):
+            assert f"({name}, rank={rank}) rank={rank} value=[{tricky}]" in out
+        ips_line = next(line for line in out.splitlines() if "ips=" in line)
+        ips = ips_line.split("ips=")[1].strip(",").split(",")
+        assert len(ips) == 2 and all(ip.startswith("127.") for ip in ips)
+        info = json.loads(next(line for line in out.splitlines()
+                               if "info=" in line).split("info=", 1)[1])
+        assert info["cluster_name"] == "envs" and info["cloud"] == "local"
+    finally:
+        skyterra("destroy", "envs", "-y")
+
+
+def test_setup_failure_names_the_node_and_skips_run(skyterra_home, tmp_path):
+    task = write_task(tmp_path, """
+num_nodes: 2
+setup: |
+  if [ "$SKYPILOT_SETUP_NODE_RANK" = "1" ]; then echo broken >&2; exit 3; fi
+run: echo should-not-run
+""")
+    result = skyterra("launch", str(task), "--cloud", "local", "-c", "badsetup", "-y",
+                      check=False)
+    try:
+        assert result.returncode == 3
+        assert "setup failed on worker1" in result.stderr
+        assert "should-not-run" not in result.stdout
+        assert "Traceback" not in result.stderr
+    finally:
+        skyterra("destroy", "badsetup", "-y")
+
+
+def test_failover_moves_to_the_next_zone_and_reports_every_attempt(skyterra_home, tmp_path):
+    task = write_task(tmp_path, "num_nodes: 2\nrun: echo ran-in-$SKYPILOT_NODE_RANK\n")
+    moved = skyterra("launch", str(task), "--cloud", "local", "-c", "failover", "-y",
+                     env={"SKYTERRA_LOCAL_UNAVAILABLE_ZONES": "local-a"})
+    try:
+        assert "local-a: capacity error" in moved.stderr
+        assert "ran-in-0" in moved.stdout and "ran-in-1" in moved.stdout
+        status = json.loads(skyterra("status", "--json").stdout)
+        assert len(status) == 1 and status[0]["zone"] == "local-b"
+    finally:
+        skyterra("destroy", "failover", "-y")
+
+    failed = skyterra("launch", str(task), "--cloud", "local", "-c", "nowhere", "-y",
+                      check=False, env={"SKYTERRA_LOCAL_UNAVAILABLE_ZONES": "local-a,local-b"})
+    assert failed.returncode == 1
+    assert "every candidate failed (2 tried)" in failed.stderr
+    assert "local-a" in failed.stderr and "local-b" in failed.stderr
+    assert "InsufficientInstanceCapacity" in failed.stderr
+    assert leftover_processes(str(skyterra_home)) == []
+    skyterra("destroy", "nowhere", "-y")  # the record of the failed launch goes away cleanly
