@@ -53,6 +53,9 @@ def _clouds_for(task: Task, clouds: list[str] | None) -> list[str]:
     named = sorted({r.cloud for r in task.resources if r.cloud})
     if named:
         return named
+    enabled = config.enabled_clouds()
+    if enabled:
+        return enabled
     found = [name for name in ("aws", "gcp", "azure")
              if get_cloud(name).check_credentials().ok]
     if not found:

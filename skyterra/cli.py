@@ -135,7 +135,7 @@ def _load_task(path: str, envs: tuple[str, ...], env_file: str | None,
             raise TaskError(f"--num-nodes must be from 1 to 64, got {num_nodes}.",
                             field="--num-nodes")
         task.num_nodes = num_nodes
-    if cloud:
+    if cloud is not None:  # `--cloud ''` is an error, not "any cloud"
         name, region, zone = parse_infra(cloud, "--cloud")
         changes = {"cloud": name}
         if region:
@@ -143,7 +143,7 @@ def _load_task(path: str, envs: tuple[str, ...], env_file: str | None,
         if zone:
             changes["zone"] = zone
         task.set_resources_override(**changes)
-    if gpus:
+    if gpus is not None:
         from skyterra.resources import parse_accelerator_choices
 
         parse_accelerator_choices(gpus, "--gpus")  # errors name the flag, not the YAML field
@@ -357,7 +357,7 @@ def logs(cluster_name, job_id, no_follow, tail, status_only):
     except api.DetachedInterrupt as interrupt:
         click.echo(str(interrupt), err=True)
         sys.exit(0)
-    sys.exit(code)
+    sys.exit(code if not no_follow else 0)
 
 
 @main.command()

@@ -55,3 +55,15 @@ def provision_options(settings: dict[str, Any] | None = None) -> dict[str, Any]:
     if endpoint:
         options["aws_endpoint_url"] = endpoint
     return options
+
+
+def enabled_clouds(settings: dict[str, Any] | None = None) -> list[str]:
+    """SKYTERRA_CLOUDS=local,aws or `clouds: [local]` in config: where a task with no
+    cloud may go (default: every cloud whose credentials `skyterra check` finds)."""
+    from skyterra.resources import check_cloud
+
+    text = os.environ.get("SKYTERRA_CLOUDS")
+    if text:
+        return [check_cloud(c.strip(), "SKYTERRA_CLOUDS") for c in text.split(",") if c.strip()]
+    settings = load() if settings is None else settings
+    return [check_cloud(c, "clouds") for c in settings.get("clouds") or []]

@@ -260,7 +260,7 @@ def start_detached(shell: NodeShell, job_key: str, script: str, env: dict[str, s
     """
     directory = job_dir(job_key)
     launcher = ("cd \"$HOME\"\n"
-                f"cd {WORKDIR} 2>/dev/null || true\n"
+                f"mkdir -p {WORKDIR} && cd {WORKDIR}\n"
                 f". \"$HOME\"/{directory}/env.sh\n"
                 f"bash \"$HOME\"/{directory}/user.sh\n"
                 "code=$?\n"

@@ -183,9 +183,11 @@ def _raise_first_error(cluster: Cluster, results: dict[int, object], what: str) 
 
 
 def first_failure(cluster: Cluster, codes: dict[int, int]) -> tuple[Node, int] | None:
-    for rank in sorted(codes):
-        if codes[rank] != 0:
-            return cluster.nodes[rank], codes[rank]
+    """The node that failed first: `codes` is in the order nodes finished, so a node we
+    stopped because another failed is never blamed."""
+    for rank, code in codes.items():
+        if code != 0:
+            return cluster.nodes[rank], code
     return None
 
 
