@@ -21,9 +21,11 @@ _DEBUG = False
 
 
 def _console():
+    """Rich console; piped output gets a wide page instead of rich's 80 columns."""
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=True)
+    return Console(highlight=False, soft_wrap=True,
+                   width=None if sys.stdout.isatty() else 160)
 
 
 def _err_console():
@@ -399,6 +401,29 @@ def ssh_setup():
 
     added = ssh_config.install_include()
     click.echo(("Added" if added else "Already present:") + f" {ssh_config.include_line()}")
+
+
+@main.command(name="show-gpus")
+@click.argument("accelerator", required=False)
+@click.option("--cloud", help="aws, gcp or azure.")
+@click.option("--region", help="Only this region.")
+@handles_errors
+def show_gpus(accelerator, cloud, region):
+    """Accelerators and the instance types that carry them, with prices (offline)."""
+    from rich.table import Table
+
+    from skyterra.optimizer import show_gpus_rows
+
+    columns, rows = show_gpus_rows(accelerator, cloud, region)
+    if not rows:
+        click.echo("No matching accelerators in the catalogs.")
+        return
+    table = Table()
+    for column in columns:
+        table.add_column(str(column))
+    for row in rows:
+        table.add_row(*[str(cell) for cell in row])
+    _console().print(table)
 
 
 if __name__ == "__main__":
