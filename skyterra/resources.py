@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 from typing import Any
 
@@ -35,7 +36,7 @@ UNSUPPORTED_RESOURCE_KEYS = ("autostop", "accelerator_args", "job_recovery", "ne
                              "spot_recovery")
 
 _CPU_MEM = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(\+?)\s*$")
-_LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+_LABEL_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")  # used with fullmatch (no '\n' at end)
 _PORT = re.compile(r"^(\d{1,5})(?:-(\d{1,5}))?$")
 DISK_TIERS = ("low", "medium", "high", "ultra", "best")
 
@@ -66,6 +67,9 @@ def parse_accelerator(spec: Any, field: str = "resources.accelerators") -> tuple
             raise TaskError("a single accelerator mapping must have exactly one entry, "
                             "like {A100: 8}.", field=field)
         (name, count), = spec.items()
+        if count is None and ":" in str(name):
+            # YAML `{A100:8, H100:8}` (no space after ':') parses as {'A100:8': None, …}.
+            return parse_accelerator(str(name), field)
         count = 1 if count is None else count
     elif isinstance(spec, str):
         name, _, count_text = spec.partition(":")
@@ -74,11 +78,13 @@ def parse_accelerator(spec: Any, field: str = "resources.accelerators") -> tuple
         raise TaskError(f"expected an accelerator like 'L4:4', got {type(spec).__name__} "
                         f"{spec!r}.", field=field)
     try:
+        if isinstance(count, bool):
+            raise TypeError
         number = float(count)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise TaskError(f"accelerator count {count!r} is not a number; write it like 'L4:4'.",
                         field=field) from None
-    if number != int(number) or number < 1 or number > 64:
+    if not math.isfinite(number) or number != int(number) or number < 1 or number > 64:
         raise TaskError(f"accelerator count must be a whole number from 1 to 64, got {count!r}.",
                         field=field)
     return canonical_accelerator(name, field), int(number)
@@ -96,6 +102,8 @@ def parse_accelerator_choices(value: Any, field: str = "resources.accelerators"
             raise TaskError("the accelerator list is empty.", field=field)
         return [parse_accelerator(v, f"{field}[{i}]") for i, v in enumerate(value)], True
     if isinstance(value, (set, frozenset)):
+        if not value:
+            raise TaskError("the accelerator set is empty.", field=field)
         return [parse_accelerator(v, field) for v in sorted(value, key=str)], False
     if isinstance(value, dict) and len(value) > 1:
         return [parse_accelerator({k: v}, field) for k, v in value.items()], False
@@ -115,8 +123,8 @@ def parse_cpus_memory(value: Any, field: str) -> str | None:
         raise TaskError(f"expected a number like 4 or '4+', got {value!r}.", field=field)
     match = _CPU_MEM.match(str(value))
     if not match or float(match.group(1)) <= 0 or float(match.group(1)) > 100000:
-        raise TaskError(f"expected a positive number like 4 or '4+' (at least 4), got {value!r}.",
-                        field=field)
+        raise TaskError(f"expected a positive number like 4, or '4+' for at least 4; got "
+                        f"{value!r}.", field=field)
     number = float(match.group(1))
     text = str(int(number)) if number == int(number) else str(number)
     return text + match.group(2)
@@ -171,7 +179,7 @@ def parse_labels(value: Any, field: str = "resources.labels") -> dict[str, str]:
         raise TaskError(f"expected a mapping of label: value, got {value!r}.", field=field)
     labels = {}
     for key, val in value.items():
-        if not isinstance(key, str) or not _LABEL_KEY.match(key):
+        if not isinstance(key, str) or not _LABEL_KEY.fullmatch(key):
             raise TaskError(f"label key {key!r} must be lowercase letters, digits, '-' or '_' "
                             "(max 63, starting with a letter): every cloud accepts that.",
                             field=f"{field}.{key}")
@@ -206,7 +214,7 @@ class Resources:
     infra: str | None = None
 
     def __post_init__(self) -> None:
-        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731  (frozen dataclass)
+        set_ = lambda k, v: object.__setattr__(self, k, v)
         if self.infra is not None:
             cloud, region, zone = parse_infra(self.infra)
             if self.cloud and self.cloud != cloud:
@@ -234,14 +242,15 @@ class Resources:
         if not isinstance(self.use_spot, bool):
             raise TaskError(f"expected true or false, got {self.use_spot!r}.",
                             field="resources.use_spot")
-        if self.disk_size is not None:
-            if isinstance(self.disk_size, bool) or not isinstance(self.disk_size, int) or not (
-                    10 <= self.disk_size <= 65536):
-                raise TaskError(f"disk_size is in GB, a whole number from 10 to 65536; got "
-                                f"{self.disk_size!r}.", field="resources.disk_size")
+        if self.disk_size is not None and (
+                isinstance(self.disk_size, bool) or not isinstance(self.disk_size, int)
+                or not 10 <= self.disk_size <= 65536):
+            raise TaskError(f"disk_size is in GB, a whole number from 10 to 65536; got "
+                            f"{self.disk_size!r}.", field="resources.disk_size")
         if self.disk_tier is not None and self.disk_tier not in DISK_TIERS:
             raise TaskError(f"unknown disk_tier {self.disk_tier!r}."
-                            f"{did_you_mean(str(self.disk_tier), DISK_TIERS)}",
+                            f"{did_you_mean(str(self.disk_tier), DISK_TIERS)} Choose one of "
+                            f"{', '.join(DISK_TIERS)}.",
                             field="resources.disk_tier")
         set_("ports", parse_ports(self.ports) if self.ports is not None else ())
         set_("labels", parse_labels(self.labels) if self.labels is not None else {})
@@ -257,7 +266,7 @@ class Resources:
             raise ValueError("Resources with several accelerator choices: call choices() first")
         return choices[0]
 
-    def choices(self) -> tuple[list["Resources"], bool]:
+    def choices(self) -> tuple[list[Resources], bool]:
         """Expand an accelerator list/set into one Resources each: (list, ordered)."""
         if self.accelerators is None:
             return [self], False
@@ -266,7 +275,7 @@ class Resources:
             return [self], False
         return [dataclasses.replace(self, accelerators={n: c}) for n, c in choices], ordered
 
-    def copy(self, **changes: Any) -> "Resources":
+    def copy(self, **changes: Any) -> Resources:
         return dataclasses.replace(self, **changes)
 
     def to_yaml_config(self) -> dict[str, Any]:
@@ -320,5 +329,5 @@ def resources_from_config(config: Any, field: str = "resources") -> Resources:
     except TaskError as error:
         if error.field and not error.field.startswith(field):
             error_field = field + error.field[len("resources"):]
-            raise TaskError(str(error).split(": ", 1)[-1], field=error_field) from None
+            raise type(error)(str(error).split(": ", 1)[-1], field=error_field) from None
         raise

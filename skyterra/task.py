@@ -25,27 +25,69 @@ UNSUPPORTED_TASK_KEYS = ("config", "volumes", "service", "inputs", "outputs",
 MAX_NODES = 64
 MAX_YAML_BYTES = 1 << 20          # a task file is a page of text, not a data set
 MAX_YAML_NODES = 20_000           # guards against alias bombs ("billion laughs")
-_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # used with fullmatch (no '\n' at end)
 _VAR_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 
 
 class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys instead of keeping the last one."""
+    """SafeLoader that refuses duplicate keys instead of keeping the last one.
+
+    Merge keys (`<<: *base`) still work: keys written in the mapping override
+    merged ones, as YAML says; only a key written twice is an error. Merged
+    pairs count against one budget per file, so nested merges cannot blow up.
+    """
+
+    merged_pairs = 0
+
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        """PyYAML's merge-key expansion, with a size budget checked *before* each copy."""
+        merge: list = []
+        index = 0
+        while index < len(node.value):
+            key_node, value_node = node.value[index]
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                del node.value[index]
+                subnodes = value_node.value if isinstance(value_node, yaml.SequenceNode) \
+                    else [value_node]
+                for subnode in reversed(subnodes):  # the first mapping listed wins
+                    if not isinstance(subnode, yaml.MappingNode):
+                        raise yaml.constructor.ConstructorError(
+                            "while constructing a mapping", node.start_mark,
+                            "a merge key `<<:` takes a mapping or a list of mappings",
+                            subnode.start_mark)
+                    self.flatten_mapping(subnode)
+                    self.merged_pairs += len(subnode.value)
+                    if self.merged_pairs > MAX_YAML_NODES:
+                        raise TaskError(f"the YAML expands to more than {MAX_YAML_NODES} "
+                                        "values (merge keys `<<:`?); a task file should be "
+                                        "small.")
+                    merge.extend(subnode.value)
+            else:
+                if key_node.tag == "tag:yaml.org,2002:value":
+                    key_node.tag = "tag:yaml.org,2002:str"
+                index += 1
+        if merge:
+            node.value = merge + node.value
+            node.merged_count = getattr(node, "merged_count", 0) + len(merge)
 
 
 def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict:
     loader.flatten_mapping(node)
+    merged = getattr(node, "merged_count", 0)
     mapping: dict = {}
-    for key_node, value_node in node.value:
+    explicit: set = set()
+    for index, (key_node, value_node) in enumerate(node.value):
         key = loader.construct_object(key_node, deep=True)
         try:
             hash(key)
         except TypeError:
             raise TaskError(f"line {key_node.start_mark.line + 1}: a mapping key must be a "
                             "plain value, not a list or mapping.") from None
-        if key in mapping:
-            raise TaskError(f"line {key_node.start_mark.line + 1}: key '{key}' appears twice "
-                            "in the same mapping; keep one.")
+        if index >= merged:
+            if key in explicit:
+                raise TaskError(f"line {key_node.start_mark.line + 1}: key '{key}' appears "
+                                "twice in the same mapping; keep one.")
+            explicit.add(key)
         mapping[key] = loader.construct_object(value_node, deep=True)
     return mapping
 
@@ -73,7 +115,7 @@ def load_yaml_text(text: str, source: str) -> Any:
         raise TaskError(f"the file is larger than {MAX_YAML_BYTES // 1024} KiB; a task YAML "
                         "should be small (put data in file_mounts).", source=source)
     try:
-        config = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (SafeLoader subclass)
+        config = yaml.load(text, Loader=_StrictLoader)
     except TaskError as error:
         raise TaskError(str(error), source=source) from None
     except yaml.YAMLError as error:
@@ -82,8 +124,13 @@ def load_yaml_text(text: str, source: str) -> Any:
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
         raise TaskError(f"{where}invalid YAML ({problem}). Check the indentation and quoting "
                         "there.", source=source) from None
-    except (RecursionError, ValueError, OverflowError) as error:
-        raise TaskError(f"the YAML cannot be read ({type(error).__name__}).",
+    except RecursionError:
+        raise TaskError("the YAML is nested too deeply to read; a task file should be "
+                        "simple.", source=source) from None
+    except (ValueError, OverflowError) as error:
+        # e.g. an integer with thousands of digits, or a date like 2024-13-45
+        detail = str(error).split(";")[0].strip() or type(error).__name__
+        raise TaskError(f"the YAML has a value that cannot be read ({detail}).",
                         source=source) from None
     if _bounded_size(config, MAX_YAML_NODES) > MAX_YAML_NODES:
         raise TaskError(f"the YAML expands to more than {MAX_YAML_NODES} values (anchors and "
@@ -114,9 +161,11 @@ def _env_map(value: Any, field: str, allow_null: bool = True) -> dict[str, str |
                         field=field)
     out: dict[str, str | None] = {}
     for key, val in value.items():
-        if not isinstance(key, str) or not _ENV_KEY.match(key):
-            raise TaskError(f"'{key}' is not a valid environment variable name (letters, "
-                            "digits and '_', not starting with a digit).", field=f"{field}.{key}")
+        if not isinstance(key, str) or not _ENV_KEY.fullmatch(key):
+            shown = key if isinstance(key, str) and key.isprintable() else repr(key)
+            raise TaskError(f"'{shown}' is not a valid environment variable name (letters, "
+                            "digits and '_', not starting with a digit).",
+                            field=f"{field}.{shown}")
         if val is None and allow_null:
             out[key] = None
         elif isinstance(val, bool):
@@ -167,7 +216,7 @@ class Task:
         self.secrets = _env_map(secrets, "secrets")
         overlap = set(self.envs) & set(self.secrets)
         if overlap:
-            raise TaskError(f"{sorted(overlap)[0]!r} is both an env and a secret; keep one.",
+            raise TaskError(f"{min(overlap)!r} is both an env and a secret; keep one.",
                             field="secrets")
         if num_nodes is None:
             num_nodes = 1
@@ -207,7 +256,7 @@ class Task:
         return mounts
 
     # --- resources -----------------------------------------------------------------
-    def set_resources(self, resources: Any) -> "Task":
+    def set_resources(self, resources: Any) -> Task:
         """Resources, a list (ordered preference) or a set (cheapest of) of them."""
         ordered = False
         if resources is None:
@@ -234,17 +283,17 @@ class Task:
         self.resources_ordered = ordered
         return self
 
-    def set_resources_override(self, **changes: Any) -> "Task":
+    def set_resources_override(self, **changes: Any) -> Task:
         """Apply CLI overrides (--cloud, --gpus, …) to every resources choice."""
         self.resources = [r.copy(**changes) for r in self.resources]
         return self
 
     # --- envs ----------------------------------------------------------------------
-    def update_envs(self, envs: dict[str, str]) -> "Task":
+    def update_envs(self, envs: dict[str, str]) -> Task:
         self.envs.update(_env_map(envs, "--env", allow_null=False))
         return self
 
-    def update_secrets(self, secrets: dict[str, str]) -> "Task":
+    def update_secrets(self, secrets: dict[str, str]) -> Task:
         self.secrets.update(_env_map(secrets, "--secret", allow_null=False))
         return self
 
@@ -290,7 +339,7 @@ class Task:
 
     # --- YAML ----------------------------------------------------------------------
     @classmethod
-    def from_yaml(cls, path: str | Path, env_overrides: dict[str, str] | None = None) -> "Task":
+    def from_yaml(cls, path: str | Path, env_overrides: dict[str, str] | None = None) -> Task:
         path = Path(path)
         source = str(path)
         try:
@@ -301,6 +350,8 @@ class Task:
             raise TaskError("is a directory; give the task YAML file.", source=source) from None
         except OSError as error:
             raise TaskError(f"cannot read the file ({error.strerror}).", source=source) from None
+        except ValueError:  # from Python: a NUL byte in the path
+            raise TaskError(f"{source!r} is not a valid file path (NUL byte).") from None
         if b"\x00" in data:
             raise TaskError("is a binary file, not a task YAML.", source=source)
         try:
@@ -315,7 +366,7 @@ class Task:
     @classmethod
     def from_yaml_config(cls, config: Any, *, source: str | None = None,
                          base_dir: str | Path | None = None,
-                         env_overrides: dict[str, str] | None = None) -> "Task":
+                         env_overrides: dict[str, str] | None = None) -> Task:
         if config is None:
             raise TaskError("the task is empty; it needs at least a `run:` command.",
                             source=source)
@@ -385,6 +436,11 @@ def parse_resources_section(config: Any) -> list[Resources] | set | Resources:
     for index, item in enumerate(items):
         if not isinstance(item, dict):
             raise TaskError("expected a mapping.", field=f"resources.{key}[{index}]")
+        nested = {"any_of", "ordered"} & set(item)
+        if nested:
+            raise NotSupportedError(f"'{min(nested)}' inside {key} is not supported; "
+                                    "list every choice at one level.",
+                                    field=f"resources.{key}[{index}].{min(nested)}")
         parsed.append(resources_from_config({**base, **item}, f"resources.{key}[{index}]"))
     return parsed if key == "ordered" else _ListAsSet(parsed)
 
