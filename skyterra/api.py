@@ -128,6 +128,7 @@ def launch_cluster(task: Task, cluster_name: str | None = None, *,
         return dryrun(task, cluster_name, clouds)
     task.check_local_paths()
     name = state.check_cluster_name(cluster_name or default_cluster_name())
+    _check_tools()
     cluster_dir = state.ClusterDir(name)
     existing = cluster_dir.load() if cluster_dir.exists() else None
     candidates = _candidates_for(task, existing, clouds)
@@ -168,6 +169,21 @@ def launch_cluster(task: Task, cluster_name: str | None = None, *,
     if not detach_run:
         result.exit_code = follow_job(cluster, cluster_dir, job, out)
     return result
+
+
+def _check_tools() -> None:
+    """Missing programs are reported before anything is recorded or created."""
+    import shutil
+
+    from skyterra.errors import MissingToolError
+    from skyterra.terraform import find_binary
+
+    find_binary()
+    for tool, package in (("ssh", "openssh-client"), ("ssh-keygen", "openssh-client"),
+                          ("ssh-keyscan", "openssh-client"), ("rsync", "rsync")):
+        if not shutil.which(tool):
+            raise MissingToolError(f"{tool} is not installed; install it (Debian: apt-get "
+                                   f"install {package}) and run the command again.")
 
 
 def _candidates_for(task: Task, existing: state.ClusterRecord | None,
