@@ -529,3 +529,66 @@ def stream_and_get(request: Request, out: Output = _print) -> tuple[int | None, 
 
 def get(request: Request) -> LaunchResult:
     return request.get()
+
+
+# --- pipelines: render a module for someone else's Terraform, attach their nodes ------------
+def render(task: Task | str | Path, cloud: str | None = None, out_dir: str | Path = "train",
+           cluster_name: str | None = None) -> Any:
+    """Write a standalone Terraform module for `task` into `out_dir`; return a RenderResult.
+
+    The directory holds the template, terraform.tfvars.json (every value), an SSH
+    key under ssh/ and a README of inputs and outputs: plain `terraform apply`
+    works there with no skyterra. Attach the result with `attach`.
+    """
+    from skyterra import pipeline
+
+    if not isinstance(task, Task):
+        task = Task.from_yaml(task)
+    return pipeline.render_standalone(task, out_dir, cloud=cloud, cluster_name=cluster_name)
+
+
+def attach(cluster_name: str, outputs: dict[str, Any] | str | Path | None = None, *,
+           tf_dir: str | Path | None = None, ssh_key: str | Path | None = None,
+           task: Task | str | Path | None = None, progress: Output = _print
+           ) -> state.ClusterRecord:
+    """Register nodes created by a pipeline (Terraform outputs) as cluster `cluster_name`.
+
+    `outputs` is `terraform output -json` as a dict or a path to that JSON; or
+    give `tf_dir` to read them with `terraform output`. Afterwards exec, logs,
+    queue and cancel work; `down` refuses unless purge=True (forget only).
+    """
+    from skyterra import pipeline
+
+    if task is not None and not isinstance(task, Task):
+        task = Task.from_yaml(task)
+    return pipeline.attach_outputs(cluster_name, outputs, tf_dir=tf_dir, ssh_key=ssh_key,
+                                   task=task, progress=progress)
+
+
+def _keep_render_function_on_the_package() -> None:
+    """`skyterra.render` is both this SDK function and the submodule skyterra/render.py.
+
+    Importing a submodule sets it as an attribute of the package, which would hide
+    the function (`skyterra.render(...)` → "module is not callable"). The package's
+    module class is swapped for one that keeps the function under that name; the
+    submodule stays importable (`from skyterra.render import …` reads sys.modules).
+    """
+    import sys
+    import types
+
+    package = sys.modules.get("skyterra")
+    if package is None:
+        return
+
+    class _Package(types.ModuleType):
+        def __setattr__(self, name: str, value: Any) -> None:
+            if name == "render" and isinstance(value, types.ModuleType):
+                return
+            super().__setattr__(name, value)
+
+    if type(package) is types.ModuleType:
+        package.__class__ = _Package
+    types.ModuleType.__setattr__(package, "render", render)
+
+
+_keep_render_function_on_the_package()

@@ -426,5 +426,65 @@ def show_gpus(accelerator, cloud, region):
     _console().print(table)
 
 
+@main.command()
+@click.argument("task_yaml", type=click.Path(dir_okay=False))
+@click.option("--cloud", "--infra", "cloud", required=True,
+              help="cloud[/region[/zone]]: aws, gcp, azure, local.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Directory to write the module into (created if missing).")
+@click.option("-c", "--cluster", "cluster_name", help="Cluster name (default: from the task).")
+@click.option("--num-nodes", type=int, help="Override num_nodes.")
+@click.option("--gpus", help="Override accelerators, e.g. L4:4.")
+@click.option("--env", "envs", multiple=True, help="KEY=VALUE, or KEY to copy from here.")
+@click.option("--env-file", type=click.Path(dir_okay=False), help="A dotenv file.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@handles_errors
+def render(task_yaml, cloud, out_dir, cluster_name, num_nodes, gpus, envs, env_file, as_json):
+    """Write a standalone Terraform module for TASK_YAML that a pipeline can apply."""
+    from skyterra import api
+
+    task = _load_task(task_yaml, envs, env_file, (), num_nodes, cloud, gpus)
+    result = api.render(task, cloud=task.resources[0].cloud, out_dir=Path(out_dir),
+                        cluster_name=cluster_name)
+    if as_json:
+        click.echo(json.dumps({"cluster_name": result.cluster_name,
+                               "out_dir": str(result.out_dir),
+                               "ssh_key": str(result.ssh_key),
+                               "candidate": _candidate_json(result.candidate),
+                               "files": [str(p) for p in result.files]}, indent=2))
+        return
+    click.echo(f"Rendered the module for {task.num_nodes} x {result.candidate.describe()} "
+               f"into {result.out_dir} (see its README.md).\n"
+               f"  cd {out_dir} && terraform init && terraform apply\n"
+               f"  terraform output -json > outputs.json\n"
+               f"  skyterra attach {result.cluster_name} --from-outputs outputs.json")
+
+
+@main.command()
+@click.argument("cluster_name")
+@click.option("--from-outputs", "outputs_file", type=click.Path(dir_okay=False),
+              help="`terraform output -json` of the pipeline's module.")
+@click.option("--tf-dir", type=click.Path(file_okay=False),
+              help="A Terraform directory to run `terraform output -json` in.")
+@click.option("--ssh-key", type=click.Path(dir_okay=False),
+              help="Private key for the nodes (default: the ssh_private_key_path output).")
+@click.option("--task", "task_yaml", type=click.Path(dir_okay=False),
+              help="The task the nodes are for (GPUs per node, shown in status).")
+@handles_errors
+def attach(cluster_name, outputs_file, tf_dir, ssh_key, task_yaml):
+    """Register nodes a pipeline created; then exec/logs/queue/cancel work on them."""
+    from skyterra import api
+    from skyterra.errors import ConfigError
+
+    if bool(outputs_file) == bool(tf_dir):
+        raise ConfigError("give exactly one of --from-outputs outputs.json or --tf-dir DIR.")
+    record = api.attach(cluster_name, outputs_file, tf_dir=tf_dir, ssh_key=ssh_key,
+                        task=task_yaml, progress=_progress)
+    click.echo(f"Attached cluster '{record.name}' ({record.num_nodes} node(s), head "
+               f"{record.nodes[0]['ip']}). Run a task: skyterra exec {record.name} TASK.yaml\n"
+               "Its nodes belong to your pipeline: destroy them there; `skyterra destroy "
+               f"{record.name} --forget` drops skyterra's record.")
+
+
 if __name__ == "__main__":
     main()
