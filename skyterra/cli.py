@@ -453,9 +453,11 @@ def render(task_yaml, cloud, out_dir, cluster_name, num_nodes, gpus, envs, env_f
                                "candidate": _candidate_json(result.candidate),
                                "files": [str(p) for p in result.files]}, indent=2))
         return
+    init = ("terraform init -backend-config=backend.tfbackend"
+            if (result.out_dir / "backend.tfbackend").exists() else "terraform init")
     click.echo(f"Rendered the module for {task.num_nodes} x {result.candidate.describe()} "
                f"into {result.out_dir} (see its README.md).\n"
-               f"  cd {out_dir} && terraform init && terraform apply\n"
+               f"  cd {out_dir} && {init} && terraform apply\n"
                f"  terraform output -json > outputs.json\n"
                f"  skyterra attach {result.cluster_name} --from-outputs outputs.json")
 

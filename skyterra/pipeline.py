@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from skyterra import config, state
-from skyterra.clouds import ClusterSpec
+from skyterra.clouds import ClusterSpec, get_cloud
 from skyterra.cluster import Cluster
 from skyterra.errors import ConfigError, MissingToolError, SkyterraError
 from skyterra.optimizer import Candidate, optimize
@@ -64,11 +64,17 @@ def _generate_key(out_dir: Path, name: str) -> tuple[str, Path]:
 
 
 def render_standalone(task: Task, out_dir: Path | str, *, cloud: str | None = None,
-                      cluster_name: str | None = None) -> RenderResult:
-    """Render the best candidate's module for `task` into `out_dir`, ready for terraform."""
+                      cluster_name: str | None = None,
+                      backend: dict[str, Any] | None = None) -> RenderResult:
+    """Render the best candidate's module for `task` into `out_dir`, ready for terraform.
+
+    `backend` (default: the `backend:` setting of the skyterra config, if any)
+    adds backend.tf (a partial backend block) and backend.tfbackend (its values,
+    with the state key skyterra/<cluster>/terraform.tfstate) for
+    `terraform init -backend-config=backend.tfbackend`.
+    """
     from skyterra.clouds.local import choose_slot, ssh_port_for
-    from skyterra.provision import render_for
-    from skyterra.render import write_if_changed
+    from skyterra.render import render_module, write_if_changed
 
     task.check_required_envs()
     clouds = [cloud] if cloud else sorted({r.cloud for r in task.resources if r.cloud})
@@ -80,22 +86,119 @@ def render_standalone(task: Task, out_dir: Path | str, *, cloud: str | None = No
     if directory.exists() and (directory / "cluster.json").exists():
         raise ConfigError(f"{directory} is a skyterra cluster directory; render into a "
                           "directory of your pipeline instead.")
+    settings = config.load()
+    backend_files = backend_files_for(name, settings.get("backend") if backend is None
+                                      else backend)
     candidates = optimize(task, clouds)
     best = candidates[0]
     directory.mkdir(parents=True, exist_ok=True)
     public_key, key = _generate_key(directory, name)
     slot = _previous_slot(directory) or choose_slot(str(directory), state.used_slots())
-    options = {**config.provision_options(), "ssh_port": ssh_port_for(slot)}
+    options = {**config.provision_options(settings), "ssh_port": ssh_port_for(slot)}
     spec = ClusterSpec(name=name, directory=directory, num_nodes=task.num_nodes,
                        public_key=public_key, private_key_path=key, slot=slot, options=options)
-    render_for(task, best, spec)
-    extra = {README_FILE: module_readme(directory, name, best, task),
+    target = get_cloud(best.cloud)
+    render_module(target.template, directory, target.template_context(task, best, spec),
+                  target.tfvars(task, best, spec), {**target.extra_files(spec), **backend_files})
+    if BACKEND_VALUES_FILE not in backend_files:
+        (directory / BACKEND_VALUES_FILE).unlink(missing_ok=True)
+    extra = {README_FILE: module_readme(directory, name, best, task, bool(backend_files)),
              ".gitignore": _GITIGNORE}
     for file_name, text in extra.items():
         write_if_changed(directory / file_name, text)
     files = sorted(p for p in directory.rglob("*") if p.is_file()
-                   and ".terraform" not in p.parts and "nodes" not in p.relative_to(directory).parts)
+                   and ".terraform" not in p.parts
+                   and "nodes" not in p.relative_to(directory).parts)
     return RenderResult(name, directory, best, files, key)
+
+
+# --- state backends (state/backends/<type>.tf.j2) -------------------------------------------
+BACKEND_FILE = "backend.tf"
+BACKEND_VALUES_FILE = "backend.tfbackend"
+_S3_OPTIONAL = ("dynamodb_table", "use_lockfile", "encrypt", "kms_key_id", "profile",
+                "endpoints", "skip_credentials_validation", "skip_requesting_account_id",
+                "skip_metadata_api_check", "skip_region_validation", "use_path_style",
+                "access_key", "secret_key", "assume_role")
+BACKENDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    # type: (required keys, optional keys); the state key/prefix is always skyterra's
+    "local": ((), ("path",)),
+    "s3": (("bucket", "region"), _S3_OPTIONAL),
+    "gcs": (("bucket",), ("credentials", "impersonate_service_account", "kms_encryption_key")),
+    "azurerm": (("resource_group_name", "storage_account_name", "container_name"),
+                ("subscription_id", "tenant_id", "use_azuread_auth", "use_oidc",
+                 "environment")),
+}
+
+
+def state_key(cluster_name: str) -> str:
+    """Where a cluster's state lives in a shared backend."""
+    return f"skyterra/{cluster_name}/terraform.tfstate"
+
+
+def backend_files_for(cluster_name: str, backend: dict[str, Any] | None) -> dict[str, str]:
+    """backend.tf + backend.tfbackend for a `backend:` setting; {} when there is none."""
+    import jinja2
+
+    from skyterra.paths import state_templates_dir
+
+    if not backend:
+        return {}
+    if not isinstance(backend, dict) or not isinstance(backend.get("type"), str):
+        raise ConfigError("the `backend:` setting must be a mapping with a `type` (one of "
+                          f"{', '.join(BACKENDS)}), e.g. {{type: s3, bucket: …, region: …}}.")
+    kind = backend["type"]
+    if kind not in BACKENDS:
+        raise ConfigError(f"backend type {kind!r} is not supported; use one of "
+                          f"{', '.join(BACKENDS)}.")
+    required, optional = BACKENDS[kind]
+    values = {k: v for k, v in backend.items() if k != "type" and v is not None}
+    missing = [k for k in required if k not in values]
+    unknown = sorted(set(values) - set(required) - set(optional))
+    if missing:
+        raise ConfigError(f"the {kind} backend needs {', '.join(missing)} in `backend:`.")
+    if unknown:
+        raise ConfigError(f"the {kind} backend does not take {', '.join(unknown)} (skyterra "
+                          "sets the state key itself); known keys: "
+                          f"{', '.join(required + optional)}.")
+    if kind == "local":
+        if "path" in values:
+            values["path"] = str(Path(str(values["path"])).expanduser() /
+                                 state_key(cluster_name))
+    elif kind == "gcs":
+        values["prefix"] = f"skyterra/{cluster_name}"
+    else:
+        values["key"] = state_key(cluster_name)
+    if kind == "s3":
+        values.setdefault("encrypt", True)
+    lock = ("dynamodb" if values.get("dynamodb_table") else
+            "lockfile" if values.get("use_lockfile") else "")
+    source = state_templates_dir() / "backends"
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(source)),
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                             autoescape=False)  # HCL: values never enter it
+    block = env.get_template(f"{kind}.tf.j2").render(lock=lock)
+    width = max((len(k) for k in values), default=0)
+    lines = [f"{key.ljust(width)} = {_hcl(value)}" for key, value in sorted(values.items())]
+    return {BACKEND_FILE: block, BACKEND_VALUES_FILE: "\n".join(lines) + "\n" if lines else ""}
+
+
+def _hcl(value: Any) -> str:
+    """A literal HCL value: strings are JSON-quoted with template sequences escaped."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return json.dumps(value)
+    if isinstance(value, str):
+        return json.dumps(value).replace("${", "$${").replace("%{", "%%{")
+    if isinstance(value, list):
+        return "[" + ", ".join(_hcl(v) for v in value) + "]"
+    if isinstance(value, dict):
+        for key in value:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", str(key)):
+                raise ConfigError(f"backend setting key {key!r} is not a plain name.")
+        return "{ " + ", ".join(f"{k} = {_hcl(v)}" for k, v in sorted(value.items())) + " }"
+    raise ConfigError(f"backend setting value {value!r} is not a string, number, bool, "
+                      "list or mapping.")
 
 
 def _name_from_task(task: Task) -> str:
@@ -170,7 +273,8 @@ def _blocks(text: str, kind: str) -> list[dict[str, str]]:
     return found
 
 
-def module_readme(directory: Path, name: str, candidate: Candidate, task: Task) -> str:
+def module_readme(directory: Path, name: str, candidate: Candidate, task: Task,
+                  has_backend: bool = False) -> str:
     """README.md of a rendered module: what it creates, its inputs and its outputs."""
     from skyterra.render import TFVARS_FILE
 
@@ -190,7 +294,10 @@ def module_readme(directory: Path, name: str, candidate: Candidate, task: Task) 
              ("This directory needs no skyterra to apply. Values are in "
               f"`{TFVARS_FILE}` (the `.tf` files hold no task value); the SSH key the "
               "nodes trust is in `ssh/` (secret: keep it out of git)."), "",
-             "## Use it on its own", "", "```sh", "terraform init", "terraform plan -out plan.tfplan",
+             "## Use it on its own", "", "```sh",
+             ("terraform init -backend-config=backend.tfbackend   # remote state: "
+              "see backend.tf" if has_backend else "terraform init"),
+             "terraform plan -out plan.tfplan",
              "terraform apply plan.tfplan", "terraform output -json > outputs.json",
              f"skyterra attach {name} --from-outputs outputs.json   # then skyterra exec/logs",
              "```", "",

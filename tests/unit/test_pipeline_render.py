@@ -190,3 +190,20 @@ def test_local_slot_is_recovered_from_a_node_address():
         assert pipeline._slot_of(node_ip(slot, 0)) == slot
     assert pipeline._slot_of("127.0.0.1") is None
     assert pipeline._slot_of("10.0.0.1") is None
+
+
+def test_json_outputs_for_scripts(skyterra_home, tmp_path):
+    from tests.e2e.helpers import skyterra as cli
+    from tests.e2e.helpers import write_task
+
+    task = write_task(tmp_path, "num_nodes: 2\nrun: echo hi\n")
+    dry = json.loads(cli("launch", str(task), "--cloud", "local", "--dryrun", "--json",
+                         "-c", "dry-json", "--out", str(tmp_path / "dry")).stdout)
+    assert dry["cluster_name"] == "dry-json" and dry["candidates"][0]["cloud"] == "local"
+    assert json.loads(cli("status", "--json").stdout) == []
+    rendered = json.loads(cli("render", str(task), "--cloud", "local", "--out",
+                              str(tmp_path / "r"), "--json").stdout)
+    assert rendered["candidate"]["cloud"] == "local"
+    assert str(tmp_path / "r" / "terraform.tfvars.json") in rendered["files"]
+    missing = cli("queue", "nope", "--json", check=False)
+    assert missing.returncode != 0 and "does not exist" in missing.stderr
