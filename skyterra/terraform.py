@@ -93,6 +93,14 @@ def provider_mirror() -> Path | None:
     return None
 
 
+def mirrored_providers(mirror: Path) -> list[str]:
+    """'registry.terraform.io/hashicorp/aws' for every provider folder in the mirror."""
+    return sorted(f"{host.name}/{namespace.name}/{provider.name}"
+                  for host in mirror.iterdir() if host.is_dir()
+                  for namespace in host.iterdir() if namespace.is_dir()
+                  for provider in namespace.iterdir() if provider.is_dir())
+
+
 def cli_config() -> Path:
     """skyterra's own Terraform CLI config: plugin cache + the mirror when there is one."""
     home = paths.home()
@@ -101,9 +109,13 @@ def cli_config() -> Path:
     lines = [f"plugin_cache_dir = {json.dumps(str(cache))}", "disable_checkpoint = true"]
     mirror = provider_mirror()
     if mirror:
+        # Mirrored providers come only from the mirror: without the exclude, init would
+        # still ask the registry for their version lists (and fail offline).
+        mirrored = mirrored_providers(mirror)
+        exclude = f"\n    exclude = {json.dumps(mirrored)}\n  " if mirrored else ""
         lines += ["provider_installation {",
                   f"  filesystem_mirror {{\n    path = {json.dumps(str(mirror))}\n  }}",
-                  "  direct {}", "}"]
+                  f"  direct {{{exclude}}}", "}"]
     path = home / "terraformrc"
     text = "\n".join(lines) + "\n"
     if not path.exists() or path.read_text() != text:
