@@ -7,13 +7,15 @@ skyterra renders the module before and attaches to the nodes after.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers import skyterra, write_task
+from tests.e2e.helpers import REPO, skyterra, write_task
 from tests.leaks import leftover_processes
 
 pytestmark = [pytest.mark.e2e,
@@ -114,3 +116,32 @@ def test_attach_refuses_nodes_that_do_not_answer(skyterra_home, tmp_path):
                       env={"SKYTERRA_SSH_TIMEOUT": "2"})
     assert result.returncode != 0 and "did not answer SSH" in result.stderr
     assert json.loads(skyterra("status", "--json").stdout) == []
+
+
+def test_examples_pipeline_root_applies_and_the_script_attaches_and_runs(skyterra_home, tmp_path):
+    root = skyterra_home.parent / "example"
+    shutil.copytree(REPO / "examples" / "pipeline", root,
+                    ignore=shutil.ignore_patterns("train", ".terraform*", "*.tfstate*",
+                                                  "outputs.json"))
+    skyterra("render", str(root / "task.yaml"), "--cloud", "local", "--out",
+             str(root / "train"), "-c", "pipeline-train")
+    applied = False
+    try:
+        plain_terraform(root, "init", "-input=false")
+        plain_terraform(root, "apply", "-auto-approve", "-input=false")
+        applied = True
+        with open(root / "outputs.json", "w") as handle:
+            plain_terraform(root, "output", "-json", stdout=handle)
+        ran = subprocess.run([sys.executable, str(root / "attach_and_run.py"), "--outputs",
+                              str(root / "outputs.json"), "--forget"], capture_output=True,
+                             text=True, timeout=300, check=False, cwd=REPO,
+                             env={**os.environ, "PYTHONPATH": str(REPO)},
+                             stdin=subprocess.DEVNULL)
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        for rank, name in ((0, "head"), (1, "worker1")):
+            assert f"({name}, rank={rank}) rank {rank} of 2, master 127." in ran.stdout
+        assert json.loads(skyterra("status", "--json").stdout) == []  # --forget
+    finally:
+        if applied or (root / "terraform.tfstate").exists():
+            plain_terraform(root, "destroy", "-auto-approve", "-input=false")
+    assert leftover_processes(str(tmp_path)) == []
