@@ -82,7 +82,8 @@ def dryrun(task: Task, cluster_name: str | None = None, clouds: list[str] | None
     """Choose candidates and render the module for the best one; create nothing."""
     from skyterra.provision import render_for
 
-    name = state.check_cluster_name(cluster_name or default_cluster_name())
+    name = state.check_cluster_name(default_cluster_name() if cluster_name is None else
+                                    cluster_name)
     candidates = plan_candidates(task, clouds)
     best = candidates[0]
     directory = Path(out_dir) if out_dir else state.ensure_home().parent / "dryrun" / name
@@ -127,7 +128,8 @@ def launch_cluster(task: Task, cluster_name: str | None = None, *,
     if dryrun_only:
         return dryrun(task, cluster_name, clouds)
     task.check_local_paths()
-    name = state.check_cluster_name(cluster_name or default_cluster_name())
+    name = state.check_cluster_name(default_cluster_name() if cluster_name is None else
+                                    cluster_name)
     _check_tools()
     cluster_dir = state.ClusterDir(name)
     existing = cluster_dir.load() if cluster_dir.exists() else None
@@ -150,6 +152,8 @@ def launch_cluster(task: Task, cluster_name: str | None = None, *,
             cluster = done.cluster
             _repair_dead_nodes(task, done, spec, cluster_dir, progress)
         except SkyterraError as error:
+            if existing is None:
+                _clean_up_failed_launch(cluster_dir, error, progress)
             cluster_dir.update(status=state.STATUS_FAILED, last_error=str(error)[:2000])
             raise
         record = cluster_dir.update(status=state.STATUS_UP, nodes=cluster.node_records(),
@@ -169,6 +173,33 @@ def launch_cluster(task: Task, cluster_name: str | None = None, *,
     if not detach_run:
         result.exit_code = follow_job(cluster, cluster_dir, job, out)
     return result
+
+
+def _clean_up_failed_launch(cluster_dir: state.ClusterDir, error: SkyterraError,
+                            progress: Output) -> None:
+    """A new cluster that failed to come up is destroyed and forgotten, like SkyPilot does.
+
+    If the cleanup itself fails, the record stays (FAILED) so that `skyterra
+    destroy` can finish the job, and the error says so.
+    """
+    from skyterra import provision
+
+    record = cluster_dir.load()
+    progress(f"launch failed; removing what was created for cluster '{cluster_dir.name}'")
+    try:
+        if record.cloud:
+            provision.destroy(cluster_dir, record.cloud, progress)
+    except SkyterraError as cleanup_error:
+        error.args = (f"{error}\nThe partial cluster could not be removed ({cleanup_error}). "
+                      f"Run `skyterra destroy {cluster_dir.name}` to retry.",)
+        return
+    from skyterra import ssh_config
+
+    ssh_config.remove(cluster_dir.name)
+    state.remove_cluster_dir(cluster_dir, keep_lock=True)
+    error.args = (f"{error}\nNothing was left behind: cluster '{cluster_dir.name}' was "
+                  "removed.",)
+    raise error
 
 
 def _check_tools() -> None:
@@ -355,8 +386,12 @@ def exec(task: Task, cluster_name: str, *, detach_run: bool = False, out: Output
     return result
 
 
-def down(cluster_name: str, *, progress: Output = _print, purge: bool = False) -> bool:
-    """Destroy the cluster's resources and forget it. False if it did not exist."""
+def down(cluster_name: str, *, progress: Output = _print, purge: bool = False) -> str | bool:
+    """Destroy the cluster's resources and forget it.
+
+    Returns "destroyed", "forgotten" (an attached cluster with purge=True: its
+    nodes are the pipeline's, untouched), or False if there was no such cluster.
+    """
     from skyterra import provision, ssh_config
 
     cluster_dir = state.ClusterDir(cluster_name)
@@ -370,29 +405,57 @@ def down(cluster_name: str, *, progress: Output = _print, purge: bool = False) -
         if record.owner == "external" and not purge:
             raise SkyterraError(f"cluster '{cluster_name}' was attached, not created by "
                                 "skyterra: its nodes belong to your pipeline. Destroy them "
-                                "there; `skyterra destroy --forget` only removes skyterra's "
-                                "record.")
+                                f"there; `skyterra destroy --forget {cluster_name}` only "
+                                "removes skyterra's record.")
         if record.owner != "external" and record.cloud:
+            _ensure_module(cluster_dir, record)
             provision.destroy(cluster_dir, record.cloud, progress)
+            _check_nothing_left(cluster_dir, record, progress)
         ssh_config.remove(cluster_name)
-    state.remove_cluster_dir(cluster_dir)
-    return True
+        state.remove_cluster_dir(cluster_dir, keep_lock=True)
+    return "forgotten" if record.owner == "external" else "destroyed"
 
 
 def _guess_cloud(cluster_dir: state.ClusterDir) -> str:
-    """For a dir whose cluster.json was lost: the tfvars say which module it is."""
-    import json
-
-    tfvars = cluster_dir.path / "terraform.tfvars.json"
-    if not tfvars.exists():
-        return ""
-    data = json.loads(tfvars.read_text())
-    if "nodes_dir" in data:
-        return "local"
-    for cloud in ("aws", "gcp", "azure"):
-        if (cluster_dir.path / f"{cloud}.marker").exists():
+    """For a dir whose cluster.json was lost: the rendered module says which cloud it is."""
+    text = " ".join(p.read_text(errors="replace") for p in cluster_dir.path.glob("*.tf"))
+    for cloud, provider in (("aws", "hashicorp/aws"), ("gcp", "hashicorp/google"),
+                            ("azure", "hashicorp/azurerm")):
+        if provider in text:
             return cloud
-    return data.get("cloud", "")
+    if (cluster_dir.path / "nodes").is_dir() or "terraform_data" in text:
+        return "local"
+    return ""
+
+
+def _ensure_module(cluster_dir: state.ClusterDir, record: state.ClusterRecord) -> None:
+    """Destroy needs the module's .tf files: re-render them from cluster.json if they are gone."""
+    from skyterra.provision import render_for
+
+    if any(cluster_dir.path.glob("*.tf")) or not record.instance_type:
+        return
+    task = Task.from_yaml_config(record.task or {"run": "true"})
+    candidate = Candidate(cloud=record.cloud, region=record.region or "", zone=record.zone,
+                          instance_type=record.instance_type, accelerator=record.accelerator,
+                          accelerator_count=record.accelerator_count, vcpus=0, memory_gib=0,
+                          price=0, num_nodes=record.num_nodes)
+    render_for(task, candidate, _spec(cluster_dir, record, record.num_nodes))
+
+
+def _check_nothing_left(cluster_dir: state.ClusterDir, record: state.ClusterRecord,
+                        progress: Output) -> None:
+    """After destroy: clean up what Terraform no longer knew about, or say what to check."""
+    cloud = get_cloud(record.cloud)
+    leftovers = cloud.orphans(cluster_dir.path)
+    if not leftovers:
+        return
+    progress(f"the Terraform state did not list {len(leftovers)} node(s); removing them")
+    cloud.remove_orphans(cluster_dir.path, leftovers)
+    still = cloud.orphans(cluster_dir.path)
+    if still:
+        raise SkyterraError(f"cluster '{record.name}': {', '.join(still)} could not be removed "
+                            f"and the Terraform state does not know them. Remove them by hand, "
+                            f"then run `skyterra destroy {record.name}` again.")
 
 
 def status(cluster_names: list[str] | None = None) -> list[state.ClusterRecord]:
@@ -563,32 +626,3 @@ def attach(cluster_name: str, outputs: dict[str, Any] | str | Path | None = None
         task = Task.from_yaml(task)
     return pipeline.attach_outputs(cluster_name, outputs, tf_dir=tf_dir, ssh_key=ssh_key,
                                    task=task, progress=progress)
-
-
-def _keep_render_function_on_the_package() -> None:
-    """`skyterra.render` is both this SDK function and the submodule skyterra/render.py.
-
-    Importing a submodule sets it as an attribute of the package, which would hide
-    the function (`skyterra.render(...)` → "module is not callable"). The package's
-    module class is swapped for one that keeps the function under that name; the
-    submodule stays importable (`from skyterra.render import …` reads sys.modules).
-    """
-    import sys
-    import types
-
-    package = sys.modules.get("skyterra")
-    if package is None:
-        return
-
-    class _Package(types.ModuleType):
-        def __setattr__(self, name: str, value: Any) -> None:
-            if name == "render" and isinstance(value, types.ModuleType):
-                return
-            super().__setattr__(name, value)
-
-    if type(package) is types.ModuleType:
-        package.__class__ = _Package
-    types.ModuleType.__setattr__(package, "render", render)
-
-
-_keep_render_function_on_the_package()

@@ -302,7 +302,11 @@ def destroy(clusters, yes, forget):
     for name in clusters:
         if not yes and sys.stdin.isatty():
             click.confirm(f"Destroy cluster '{name}'?", abort=True, default=True)
-        if api.down(name, progress=_progress, purge=forget):
+        outcome = api.down(name, progress=_progress, purge=forget)
+        if outcome == "forgotten":
+            click.echo(f"Cluster '{name}' forgotten; its nodes belong to your pipeline and "
+                       "were not touched.")
+        elif outcome:
             click.echo(f"Cluster '{name}' destroyed.")
         else:
             click.echo(f"Cluster '{name}' does not exist (already destroyed?). Nothing to do.")

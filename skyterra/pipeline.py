@@ -74,7 +74,7 @@ def render_standalone(task: Task, out_dir: Path | str, *, cloud: str | None = No
     `terraform init -backend-config=backend.tfbackend`.
     """
     from skyterra.clouds.local import choose_slot, ssh_port_for
-    from skyterra.render import render_module, write_if_changed
+    from skyterra.renderer import render_module, write_if_changed
 
     task.check_required_envs()
     clouds = [cloud] if cloud else sorted({r.cloud for r in task.resources if r.cloud})
@@ -209,7 +209,7 @@ def _name_from_task(task: Task) -> str:
 
 def _previous_slot(directory: Path) -> int | None:
     """Re-rendering keeps the local subnet (so an applied module is not replaced)."""
-    from skyterra.render import TFVARS_FILE
+    from skyterra.renderer import TFVARS_FILE
 
     path = directory / TFVARS_FILE
     try:
@@ -276,7 +276,7 @@ def _blocks(text: str, kind: str) -> list[dict[str, str]]:
 def module_readme(directory: Path, name: str, candidate: Candidate, task: Task,
                   has_backend: bool = False) -> str:
     """README.md of a rendered module: what it creates, its inputs and its outputs."""
-    from skyterra.render import TFVARS_FILE
+    from skyterra.renderer import TFVARS_FILE
 
     variables, outputs = [], []
     for path in sorted(directory.glob("*.tf")):

@@ -16,7 +16,7 @@ from skyterra.cluster import Cluster
 from skyterra.clouds import ClusterSpec, get_cloud
 from skyterra.errors import ProvisionError, TerraformError
 from skyterra.optimizer import Candidate
-from skyterra.render import render_module
+from skyterra.renderer import render_module
 from skyterra.state import ClusterDir
 from skyterra.task import Task
 from skyterra.terraform import Workspace

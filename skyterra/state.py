@@ -206,6 +206,13 @@ class ClusterLock:
 
     def __exit__(self, *exc: object) -> None:
         if self._fd is not None:
+            if not self.cluster.metadata_path.exists():
+                # The cluster was removed while we held the lock: leave no empty dir behind.
+                (self.cluster.path / "lock").unlink(missing_ok=True)
+                try:
+                    self.cluster.path.rmdir()
+                except OSError:
+                    pass
             os.close(self._fd)
             self._fd = None
 
@@ -222,11 +229,24 @@ def list_clusters() -> Iterator[ClusterRecord]:
                 yield ClusterRecord(name=entry.name, status="DAMAGED")
 
 
-def remove_cluster_dir(cluster: ClusterDir) -> None:
-    """Delete the directory after a successful destroy (keeps nothing secret behind)."""
+def remove_cluster_dir(cluster: ClusterDir, keep_lock: bool = False) -> None:
+    """Delete the directory after a successful destroy (keeps nothing secret behind).
+
+    keep_lock: called while holding the lock; the lock file goes last, by the holder.
+    """
     import shutil
 
-    shutil.rmtree(cluster.path, ignore_errors=True)
+    if not cluster.path.exists():
+        return
+    for entry in cluster.path.iterdir():
+        if keep_lock and entry.name == "lock":
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+    if not keep_lock:
+        shutil.rmtree(cluster.path, ignore_errors=True)
 
 
 def used_slots() -> set[int]:

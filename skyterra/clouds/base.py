@@ -89,3 +89,14 @@ class Cloud:
 
     def warnings(self, task: "Task", candidate: "Candidate") -> list[str]:
         return []
+
+    def orphans(self, cluster_dir: Path) -> list[str]:
+        """Resources of this cluster that outlived `terraform destroy` (lost state).
+
+        Clouds that cannot look without credentials return []: their resources
+        carry the tag skyterra-cluster=<name> for a manual search.
+        """
+        return []
+
+    def remove_orphans(self, cluster_dir: Path, orphans: list[str]) -> None:
+        """Remove what orphans() found."""

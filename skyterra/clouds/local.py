@@ -11,8 +11,11 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from skyterra import paths
 from skyterra.clouds.base import Cloud, ClusterSpec, CredentialReport
 from skyterra.optimizer import Candidate
 
@@ -23,6 +26,7 @@ if TYPE_CHECKING:
 ZONES = ("local-a", "local-b")
 # Test-only: zones that fail with a capacity error, so failover runs for real.
 UNAVAILABLE_ZONES_ENV = "SKYTERRA_LOCAL_UNAVAILABLE_ZONES"
+BOOT_DELAY_ENV = "SKYTERRA_LOCAL_BOOT_DELAY"   # test-only: slow node boot
 SLOTS = 16384
 
 
@@ -130,12 +134,31 @@ class Local(Cloud):
             "node_env": {},
             "zone": candidate.zone or ZONES[0],
             "unavailable_zones": sorted(unavailable),
+            "boot_delay_seconds": float(os.environ.get(BOOT_DELAY_ENV, "0") or 0),
         }
+
+    def orphans(self, cluster_dir: Path) -> list[str]:
+        """Node dirs (with their sshd and jobs) that survive destroy, e.g. a lost tfstate."""
+        return [str(path) for path in _node_dirs(cluster_dir)]
+
+    def remove_orphans(self, cluster_dir: Path, orphans: list[str]) -> None:
+        script = paths.templates_dir() / "local" / "scripts" / "node-down.sh"
+        for node_dir in orphans:
+            subprocess.run(["bash", str(script)], capture_output=True, timeout=60,
+                           env={**os.environ, "SKYTERRA_NODE_DIR": node_dir,
+                                "SKYTERRA_NODE_NAME": Path(node_dir).name})
 
     def node_env(self, spec: ClusterSpec) -> dict[str, str]:
         """Loopback gloo, one thread per process (2 cores), a master port of its own."""
         return {"GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
                 "SKYTERRA_MASTER_PORT": str(master_port_for(spec.slot))}
+
+
+def _node_dirs(cluster_dir: Path) -> list[Path]:
+    nodes = cluster_dir / "nodes"
+    if not nodes.is_dir():
+        return []
+    return sorted(p for p in nodes.iterdir() if (p / ".skyterra-node").exists())
 
 
 def _memory_gib() -> float:

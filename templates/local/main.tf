@@ -71,6 +71,7 @@ resource "terraform_data" "node" {
         SKYTERRA_NODE_ENV_KEYS    = local.node_env_keys
         SKYTERRA_ZONE             = self.input.zone
         SKYTERRA_ZONE_UNAVAILABLE = local.zone_unavailable ? "1" : "0"
+        SKYTERRA_BOOT_DELAY       = tostring(var.boot_delay_seconds)
       },
     )
   }

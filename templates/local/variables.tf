@@ -135,3 +135,14 @@ variable "unavailable_zones" {
   description = "TEST ONLY capacity simulation: when zone is listed here, creating any node fails with an InsufficientInstanceCapacity error and leaves nothing behind."
   default     = []
 }
+
+variable "boot_delay_seconds" {
+  type        = number
+  description = "TEST ONLY: seconds each node waits after its sshd is up before the create completes (a slow boot), so tests can interrupt an apply."
+  default     = 0
+
+  validation {
+    condition     = var.boot_delay_seconds >= 0 && var.boot_delay_seconds <= 600
+    error_message = "The boot_delay_seconds must be from 0 to 600."
+  }
+}

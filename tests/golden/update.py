@@ -36,7 +36,7 @@ if str(REPO) not in sys.path:
 
 from skyterra.clouds import ClusterSpec, get_cloud
 from skyterra.optimizer import Candidate
-from skyterra.render import render_module
+from skyterra.renderer import render_module
 from skyterra.task import Task
 
 # A well-formed but unusable ed25519 public key: golden copies never hold a real one.

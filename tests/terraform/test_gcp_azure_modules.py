@@ -29,7 +29,7 @@ from skyterra.terraform import provider_mirror
 from skyterra.clouds import ClusterSpec, get_cloud
 from skyterra.errors import TaskError
 from skyterra.optimizer import Candidate
-from skyterra.render import TFVARS_FILE, render_module
+from skyterra.renderer import TFVARS_FILE, render_module
 from skyterra.task import Task
 
 REPO = Path(__file__).resolve().parents[2]

@@ -11,11 +11,10 @@ from pathlib import Path
 import pytest
 
 import skyterra
-import skyterra.api  # keeps skyterra.render the SDK function (see api.py)
 from skyterra import pipeline
 from skyterra.clouds.local import node_ip
 from skyterra.errors import ConfigError
-from skyterra.render import TFVARS_FILE
+from skyterra.renderer import TFVARS_FILE
 from skyterra.task import Task
 
 TERRAFORM = shutil.which("terraform")
@@ -60,11 +59,11 @@ def test_rendered_local_module_has_values_only_in_tfvars(skyterra_home, tmp_path
 
 
 def test_sky_render_stays_the_function_after_the_submodule_is_imported(tmp_path):
-    # Known limit: importing skyterra.render/provision *before* any SDK name hides it.
-    code = ("import skyterra as sky\nsky.Task\n"
+    # The module that renders is skyterra.renderer, so nothing can hide the function.
+    code = ("import skyterra.renderer, skyterra.provision\nimport skyterra as sky\n"
             "assert callable(sky.render) and callable(sky.attach)\n"
-            "import skyterra.render, skyterra.provision\n"
-            "from skyterra.render import render_module\n"
+            "import skyterra.renderer, skyterra.provision\n"
+            "from skyterra.renderer import render_module\n"
             "assert callable(sky.render), sky.render\n")
     import sys
 

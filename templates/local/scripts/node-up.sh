@@ -289,5 +289,9 @@ env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin SKYTERRA_NODE_ID="$dir" ${TZ:+TZ="$TZ"
 pid=$!
 
 wait_for_host_key "$pid"
+# TEST ONLY: a node that takes a while to "boot", so tests can interrupt an apply.
+if [[ ${SKYTERRA_BOOT_DELAY:-0} != 0 ]]; then
+  sleep "$SKYTERRA_BOOT_DELAY"
+fi
 created=0
 say "up (sshd pid $pid, home $dir/home)"
