@@ -8,6 +8,7 @@ callables so the CLI can print with rich and pipelines can capture it.
 from __future__ import annotations
 
 import dataclasses
+import json
 import getpass
 import os
 import re
@@ -17,10 +18,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from skyterra import config, jobs, state
+from skyterra import backend, config, jobs, state
 from skyterra.cluster import Cluster
 from skyterra.clouds import ClusterSpec, get_cloud
-from skyterra.errors import ClusterNotFoundError, SkyterraError, TaskError
+from skyterra.errors import ClusterBusyError, ClusterNotFoundError, SkyterraError, TaskError
 from skyterra.optimizer import Candidate, optimize
 from skyterra.task import Task
 
@@ -71,7 +72,17 @@ def plan_candidates(task: Task, clouds: list[str] | None = None) -> list[Candida
 
 def _spec(cluster_dir: state.ClusterDir, record: state.ClusterRecord, num_nodes: int) -> ClusterSpec:
     public_key, key_path = cluster_dir.ensure_key()
-    options = {**config.provision_options(), "ssh_port": record.ssh_port}
+    settings = config.load()
+    options = {**config.provision_options(settings), **record.cloud_options,
+               "ssh_port": record.ssh_port}
+    shared = backend.shared_backend(settings)
+    if shared:
+        options["backend"] = shared
+        options["registry"] = {"name": record.name, "slot": record.slot,
+                               "ssh_port": record.ssh_port, "owner": record.owner,
+                               "task": record.task, "created_at": record.created_at,
+                               "cloud_options": record.cloud_options,
+                               "private_key": key_path.read_text(), "public_key": public_key}
     return ClusterSpec(name=record.name, directory=cluster_dir.path, num_nodes=num_nodes,
                        public_key=public_key, private_key_path=key_path, slot=record.slot,
                        options=options)
@@ -132,6 +143,7 @@ def launch_cluster(task: Task, cluster_name: str | None = None, *,
                                     cluster_name)
     _check_tools()
     cluster_dir = state.ClusterDir(name)
+    fetch_shared(name, progress)
     existing = cluster_dir.load() if cluster_dir.exists() else None
     candidates = _candidates_for(task, existing, clouds)
     state.ensure_home()
@@ -152,10 +164,18 @@ def launch_cluster(task: Task, cluster_name: str | None = None, *,
             cluster = done.cluster
             _repair_dead_nodes(task, done, spec, cluster_dir, progress)
         except SkyterraError as error:
+            if getattr(error, "kind", "") == "locked":
+                if existing is None:
+                    state.remove_cluster_dir(cluster_dir, keep_lock=True)
+                raise ClusterBusyError(f"cluster '{name}' is busy: another machine or command "
+                                       "holds its Terraform state lock. Wait for it to "
+                                       "finish, then try again.") from None
             if existing is None:
                 _clean_up_failed_launch(cluster_dir, error, progress)
             cluster_dir.update(status=state.STATUS_FAILED, last_error=str(error)[:2000])
             raise
+        finally:
+            cluster_dir.protect_files()  # Terraform wrote its state 0644
         record = cluster_dir.update(status=state.STATUS_UP, nodes=cluster.node_records(),
                                     ssh_user=cluster.ssh_user, ssh_port=cluster.ssh_port,
                                     ssh_key=str(cluster.ssh_key), node_env=cluster.node_env,
@@ -246,7 +266,8 @@ def _new_record(cluster_dir: state.ClusterDir, task: Task) -> state.ClusterRecor
     cluster_dir.create()
     slot = choose_slot(str(cluster_dir.path), state.used_slots())
     record = state.ClusterRecord(name=cluster_dir.name, num_nodes=task.num_nodes, slot=slot,
-                                 ssh_port=ssh_port_for(slot), task=task.to_yaml_config())
+                                 ssh_port=ssh_port_for(slot), task=task.to_yaml_config(),
+                                 cloud_options={"nodes_dir": str(cluster_dir.path / "nodes")})
     cluster_dir.save(record)
     return record
 
@@ -360,7 +381,89 @@ class DetachedInterrupt(SkyterraError):
 
 
 # --- existing clusters ---------------------------------------------------------------------
+def fetch_shared(name: str, progress: Output = lambda line: None) -> bool:
+    """Copy a cluster launched elsewhere from the shared backend into this machine's registry.
+
+    Reads the `skyterra_registry` output from the cluster's Terraform state
+    (record and SSH key), re-renders the module from it and records the nodes
+    from the outputs. True if a copy was made; False when there is no shared
+    backend, the cluster is already known here, or the backend has no such cluster.
+    """
+    from skyterra.provision import init, render_for
+    from skyterra.terraform import Workspace
+
+    shared = backend.shared_backend(config.load())
+    cluster_dir = state.ClusterDir(name)
+    if not shared or cluster_dir.exists():
+        return False
+    state.ensure_home()
+    with cluster_dir.lock("fetch"):
+        for file_name, text in backend.backend_files_for(name, shared).items():
+            (cluster_dir.path / file_name).write_text(text)
+        ws = Workspace(cluster_dir.path, progress=progress)
+        try:
+            init(ws)
+            outputs = ws.outputs()
+        except SkyterraError:
+            outputs = {}
+        registry = outputs.get(backend.REGISTRY_VARIABLE)
+        if not registry:
+            state.remove_cluster_dir(cluster_dir, keep_lock=True)
+            return False
+        data = json.loads(registry)
+        key = cluster_dir.key_path
+        key.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for path, text in ((key, data.pop("private_key")),
+                           (key.with_suffix(".pub"), data.pop("public_key") + "\n")):
+            path.write_text(text)
+            path.chmod(0o600)
+        record = state.ClusterRecord.from_json({**data, "ssh_key": str(key)})
+        cluster_dir.save(record)
+        task = Task.from_yaml_config(record.task or {"run": "true"})
+        render_for(task, _record_candidate(record), _spec(cluster_dir, record, record.num_nodes))
+        cluster = Cluster.from_terraform_outputs(
+            name, outputs, ssh_key=key, known_hosts=cluster_dir.known_hosts_path,
+            cloud=record.cloud, region=record.region, zone=record.zone,
+            num_gpus_per_node=record.accelerator_count,
+            node_env=get_cloud(record.cloud).node_env(_spec(cluster_dir, record,
+                                                            record.num_nodes)))
+        cluster_dir.update(status=state.STATUS_UP, nodes=cluster.node_records(),
+                           ssh_user=cluster.ssh_user, ssh_port=cluster.ssh_port,
+                           node_env=cluster.node_env, launched_at=record.created_at)
+        from skyterra import executor, ssh_config
+
+        executor.pin_host_keys(cluster, timeout=60)
+        ssh_config.write(cluster)
+    progress(f"cluster '{name}' fetched from the shared backend")
+    return True
+
+
+def _forget_destroyed_elsewhere(listed: set[str]) -> None:
+    """Shared clusters whose state is gone from the backend were destroyed on another machine."""
+    from skyterra import ssh_config
+
+    for record in list(state.list_clusters()):
+        cluster_dir = state.ClusterDir(record.name)
+        if (record.name in listed or record.status != state.STATUS_UP
+                or not (cluster_dir.path / backend.BACKEND_VALUES_FILE).exists()):
+            continue  # still there, or still being launched here
+        try:
+            with cluster_dir.lock("forget"):
+                ssh_config.remove(record.name)
+                state.remove_cluster_dir(cluster_dir, keep_lock=True)
+        except ClusterBusyError:
+            continue
+
+
+def _record_candidate(record: state.ClusterRecord) -> Candidate:
+    return Candidate(cloud=record.cloud, region=record.region or "", zone=record.zone,
+                     instance_type=record.instance_type, accelerator=record.accelerator,
+                     accelerator_count=record.accelerator_count, vcpus=0, memory_gib=0,
+                     price=record.price / max(record.num_nodes, 1), num_nodes=record.num_nodes)
+
+
 def get_cluster(name: str) -> tuple[state.ClusterDir, state.ClusterRecord, Cluster]:
+    fetch_shared(name)
     cluster_dir = state.ClusterDir(name)
     record = cluster_dir.load()
     if record.status != state.STATUS_UP or not record.nodes:
@@ -395,6 +498,7 @@ def down(cluster_name: str, *, progress: Output = _print, purge: bool = False) -
     from skyterra import provision, ssh_config
 
     cluster_dir = state.ClusterDir(cluster_name)
+    fetch_shared(cluster_name, progress)
     if not cluster_dir.path.exists():
         return False
     with cluster_dir.lock("destroy"):
@@ -411,6 +515,9 @@ def down(cluster_name: str, *, progress: Output = _print, purge: bool = False) -
             _ensure_module(cluster_dir, record)
             provision.destroy(cluster_dir, record.cloud, progress)
             _check_nothing_left(cluster_dir, record, progress)
+            shared = backend.shared_backend(config.load())
+            if shared and (cluster_dir.path / backend.BACKEND_VALUES_FILE).exists():
+                backend.delete_state(shared, cluster_name)
         ssh_config.remove(cluster_name)
         state.remove_cluster_dir(cluster_dir, keep_lock=True)
     return "forgotten" if record.owner == "external" else "destroyed"
@@ -432,14 +539,10 @@ def _ensure_module(cluster_dir: state.ClusterDir, record: state.ClusterRecord) -
     """Destroy needs the module's .tf files: re-render them from cluster.json if they are gone."""
     from skyterra.provision import render_for
 
-    if any(cluster_dir.path.glob("*.tf")) or not record.instance_type:
+    if (cluster_dir.path / "variables.tf").exists() or not record.instance_type:
         return
     task = Task.from_yaml_config(record.task or {"run": "true"})
-    candidate = Candidate(cloud=record.cloud, region=record.region or "", zone=record.zone,
-                          instance_type=record.instance_type, accelerator=record.accelerator,
-                          accelerator_count=record.accelerator_count, vcpus=0, memory_gib=0,
-                          price=0, num_nodes=record.num_nodes)
-    render_for(task, candidate, _spec(cluster_dir, record, record.num_nodes))
+    render_for(task, _record_candidate(record), _spec(cluster_dir, record, record.num_nodes))
 
 
 def _check_nothing_left(cluster_dir: state.ClusterDir, record: state.ClusterRecord,
@@ -459,6 +562,13 @@ def _check_nothing_left(cluster_dir: state.ClusterDir, record: state.ClusterReco
 
 
 def status(cluster_names: list[str] | None = None) -> list[state.ClusterRecord]:
+    """Clusters of this machine, plus those in the shared backend (when it can be listed)."""
+    shared = backend.shared_backend(config.load())
+    listed = backend.list_cluster_names(shared) if shared else None
+    for name in cluster_names or listed or []:
+        fetch_shared(name)
+    if listed is not None:
+        _forget_destroyed_elsewhere(set(listed))
     records = list(state.list_clusters())
     if cluster_names:
         records = [r for r in records if r.name in cluster_names]

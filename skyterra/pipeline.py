@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from skyterra import config, state
+from skyterra.backend import BACKEND_VALUES_FILE, backend_files_for
 from skyterra.clouds import ClusterSpec, get_cloud
 from skyterra.cluster import Cluster
 from skyterra.errors import ConfigError, MissingToolError, SkyterraError
@@ -110,95 +111,6 @@ def render_standalone(task: Task, out_dir: Path | str, *, cloud: str | None = No
                    and ".terraform" not in p.parts
                    and "nodes" not in p.relative_to(directory).parts)
     return RenderResult(name, directory, best, files, key)
-
-
-# --- state backends (state/backends/<type>.tf.j2) -------------------------------------------
-BACKEND_FILE = "backend.tf"
-BACKEND_VALUES_FILE = "backend.tfbackend"
-_S3_OPTIONAL = ("dynamodb_table", "use_lockfile", "encrypt", "kms_key_id", "profile",
-                "endpoints", "skip_credentials_validation", "skip_requesting_account_id",
-                "skip_metadata_api_check", "skip_region_validation", "use_path_style",
-                "access_key", "secret_key", "assume_role")
-BACKENDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    # type: (required keys, optional keys); the state key/prefix is always skyterra's
-    "local": ((), ("path",)),
-    "s3": (("bucket", "region"), _S3_OPTIONAL),
-    "gcs": (("bucket",), ("credentials", "impersonate_service_account", "kms_encryption_key")),
-    "azurerm": (("resource_group_name", "storage_account_name", "container_name"),
-                ("subscription_id", "tenant_id", "use_azuread_auth", "use_oidc",
-                 "environment")),
-}
-
-
-def state_key(cluster_name: str) -> str:
-    """Where a cluster's state lives in a shared backend."""
-    return f"skyterra/{cluster_name}/terraform.tfstate"
-
-
-def backend_files_for(cluster_name: str, backend: dict[str, Any] | None) -> dict[str, str]:
-    """backend.tf + backend.tfbackend for a `backend:` setting; {} when there is none."""
-    import jinja2
-
-    from skyterra.paths import state_templates_dir
-
-    if not backend:
-        return {}
-    if not isinstance(backend, dict) or not isinstance(backend.get("type"), str):
-        raise ConfigError("the `backend:` setting must be a mapping with a `type` (one of "
-                          f"{', '.join(BACKENDS)}), e.g. {{type: s3, bucket: …, region: …}}.")
-    kind = backend["type"]
-    if kind not in BACKENDS:
-        raise ConfigError(f"backend type {kind!r} is not supported; use one of "
-                          f"{', '.join(BACKENDS)}.")
-    required, optional = BACKENDS[kind]
-    values = {k: v for k, v in backend.items() if k != "type" and v is not None}
-    missing = [k for k in required if k not in values]
-    unknown = sorted(set(values) - set(required) - set(optional))
-    if missing:
-        raise ConfigError(f"the {kind} backend needs {', '.join(missing)} in `backend:`.")
-    if unknown:
-        raise ConfigError(f"the {kind} backend does not take {', '.join(unknown)} (skyterra "
-                          "sets the state key itself); known keys: "
-                          f"{', '.join(required + optional)}.")
-    if kind == "local":
-        if "path" in values:
-            values["path"] = str(Path(str(values["path"])).expanduser() /
-                                 state_key(cluster_name))
-    elif kind == "gcs":
-        values["prefix"] = f"skyterra/{cluster_name}"
-    else:
-        values["key"] = state_key(cluster_name)
-    if kind == "s3":
-        values.setdefault("encrypt", True)
-    lock = ("dynamodb" if values.get("dynamodb_table") else
-            "lockfile" if values.get("use_lockfile") else "")
-    source = state_templates_dir() / "backends"
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(source)),
-                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
-                             autoescape=False)  # HCL: values never enter it
-    block = env.get_template(f"{kind}.tf.j2").render(lock=lock)
-    width = max((len(k) for k in values), default=0)
-    lines = [f"{key.ljust(width)} = {_hcl(value)}" for key, value in sorted(values.items())]
-    return {BACKEND_FILE: block, BACKEND_VALUES_FILE: "\n".join(lines) + "\n" if lines else ""}
-
-
-def _hcl(value: Any) -> str:
-    """A literal HCL value: strings are JSON-quoted with template sequences escaped."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return json.dumps(value)
-    if isinstance(value, str):
-        return json.dumps(value).replace("${", "$${").replace("%{", "%%{")
-    if isinstance(value, list):
-        return "[" + ", ".join(_hcl(v) for v in value) + "]"
-    if isinstance(value, dict):
-        for key in value:
-            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", str(key)):
-                raise ConfigError(f"backend setting key {key!r} is not a plain name.")
-        return "{ " + ", ".join(f"{k} = {_hcl(v)}" for k, v in sorted(value.items())) + " }"
-    raise ConfigError(f"backend setting value {value!r} is not a string, number, bool, "
-                      "list or mapping.")
 
 
 def _name_from_task(task: Task) -> str:

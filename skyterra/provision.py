@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
+from skyterra import backend
 from skyterra.cluster import Cluster
 from skyterra.clouds import ClusterSpec, get_cloud
 from skyterra.errors import ProvisionError, TerraformError
@@ -33,9 +34,18 @@ class Provisioned:
 
 
 def render_for(task: Task, candidate: Candidate, spec: ClusterSpec) -> None:
+    """Render the cloud's module; with a shared backend, add backend files and the registry."""
     cloud = get_cloud(candidate.cloud)
+    tfvars = cloud.tfvars(task, candidate, spec)
+    extra = dict(cloud.extra_files(spec))
+    shared = spec.options.get("backend")
+    if shared:
+        extra.update(backend.backend_files_for(spec.name, shared))
+        extra[backend.REGISTRY_FILE] = backend.REGISTRY_TF
+        tfvars[backend.REGISTRY_VARIABLE] = backend.registry_value(
+            spec.options.get("registry", {}), candidate, spec.num_nodes)
     render_module(cloud.template, spec.directory, cloud.template_context(task, candidate, spec),
-                  cloud.tfvars(task, candidate, spec), cloud.extra_files(spec))
+                  tfvars, extra)
 
 
 def workspace(cluster_dir: ClusterDir, cloud_name: str, progress: Progress) -> Workspace:
@@ -43,12 +53,18 @@ def workspace(cluster_dir: ClusterDir, cloud_name: str, progress: Progress) -> W
                      classify=get_cloud(cloud_name).classify_error)
 
 
+def init(ws: Workspace) -> None:
+    """terraform init, with the shared backend's settings when the module has them."""
+    values = ws.directory / backend.BACKEND_VALUES_FILE
+    ws.init(backend_config=values if values.exists() else None)
+
+
 def apply_candidate(task: Task, candidate: Candidate, spec: ClusterSpec, cluster_dir: ClusterDir,
                     progress: Progress, replace: list[str] = ()) -> Provisioned:
     """Render and apply one candidate; return the cluster built from the outputs."""
     render_for(task, candidate, spec)
     ws = workspace(cluster_dir, candidate.cloud, progress)
-    ws.init()
+    init(ws)
     changed = ws.plan(replace=replace)
     if changed:
         ws.apply_plan()
@@ -91,6 +107,7 @@ def provision(task: Task, candidates: list[Candidate], spec: ClusterSpec,
 def _destroy_partial(cluster_dir: ClusterDir, cloud_name: str, progress: Progress) -> None:
     ws = workspace(cluster_dir, cloud_name, progress)
     try:
+        init(ws)
         ws.destroy()
     except TerraformError as error:
         raise ProvisionError(f"a failed attempt left resources that could not be destroyed: "
@@ -103,7 +120,7 @@ def destroy(cluster_dir: ClusterDir, cloud_name: str, progress: Progress) -> Non
     ws = workspace(cluster_dir, cloud_name, progress)
     if not any(cluster_dir.path.glob("*.tf")):
         return  # never rendered: nothing was created
-    ws.init()
+    init(ws)
     ws.destroy()
 
 

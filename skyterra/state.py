@@ -26,6 +26,9 @@ from skyterra.errors import (ClusterBusyError, ClusterNotFoundError, ConfigError
 
 CLUSTER_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,33}[a-z0-9])?$")
 STATUS_INIT, STATUS_UP, STATUS_FAILED = "INIT", "UP", "FAILED"
+# Files (and Terraform's folder) of a cluster dir that only the owner may read.
+PRIVATE_FILES = ("cluster.json", "terraform.tfvars.json", "terraform.tfstate",
+                 "terraform.tfstate.backup", "plan.tfplan", "outputs.json", ".terraform")
 
 
 def check_cluster_name(name: str) -> str:
@@ -59,6 +62,8 @@ class ClusterRecord:
     ssh_key: str = ""
     task: dict[str, Any] = dataclasses.field(default_factory=dict)
     node_env: dict[str, str] = dataclasses.field(default_factory=dict)
+    # Values a cloud must keep stable across machines (the local cloud's nodes_dir).
+    cloud_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     created_at: float = dataclasses.field(default_factory=time.time)
     launched_at: float | None = None
     last_error: str = ""
@@ -154,6 +159,15 @@ class ClusterDir:
             setattr(record, key, value)
         self.save(record)
         return record
+
+    def protect_files(self) -> None:
+        """Owner-only state: Terraform writes its state and plan files 0644, and they
+        hold every tfvars value and resource attribute."""
+        for name in PRIVATE_FILES:
+            try:
+                os.chmod(self.path / name, 0o700 if name == ".terraform" else 0o600)
+            except FileNotFoundError:
+                pass
 
     # --- key -----------------------------------------------------------------------
     def ensure_key(self) -> tuple[str, Path]:

@@ -237,7 +237,8 @@ class Workspace:
             return out
         problems = _diagnostics(out) or [line for line in err.splitlines() if line.strip()]
         text = "\n".join(problems).strip() or f"exit code {code}"
-        kind = self.classify(text)
+        # Another machine (or command) applying the same shared state: not a cloud error.
+        kind = "locked" if "Error acquiring the state lock" in text else self.classify(text)
         raise TerraformError(f"terraform {command} failed in {self.directory}:\n{text}",
                              kind=kind, command=command, output=out + err)
 

@@ -129,7 +129,7 @@ class Local(Cloud):
             "ssh_user": self.default_ssh_user,
             "ssh_public_key": spec.public_key,
             "ssh_private_key_path": str(spec.private_key_path),
-            "nodes_dir": str(spec.directory / "nodes"),
+            "nodes_dir": str(spec.options.get("nodes_dir") or spec.directory / "nodes"),
             "node_path": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
             "node_env": {},
             "zone": candidate.zone or ZONES[0],

@@ -17,7 +17,7 @@ from pathlib import Path
 import hcl2
 import pytest
 
-from skyterra import pipeline
+from skyterra import backend, pipeline
 from skyterra.errors import ConfigError
 from skyterra.paths import state_templates_dir
 from skyterra.task import Task
@@ -97,14 +97,14 @@ def test_aws_bootstrap_validates_with_the_mirrored_provider(tmp_path):
     run_terraform(module, "validate")
 
 
-@pytest.mark.parametrize("kind", sorted(pipeline.BACKENDS))
+@pytest.mark.parametrize("kind", sorted(backend.BACKENDS))
 def test_each_backend_renders_formatted_hcl_with_the_cluster_key(kind, tmp_path):
     settings = {"local": {"path": str(tmp_path / "shared")},
                 "s3": {"bucket": "b", "region": "us-east-1", "use_lockfile": True},
                 "gcs": {"bucket": "b"},
                 "azurerm": {"resource_group_name": "rg", "storage_account_name": "sa",
                             "container_name": "tfstate"}}[kind]
-    files = pipeline.backend_files_for("c1", {"type": kind, **settings})
+    files = backend.backend_files_for("c1", {"type": kind, **settings})
     assert f'backend "{kind}" {{}}' in files["backend.tf"]
     values = files["backend.tfbackend"]
     assert {"local": f'"{tmp_path}/shared/skyterra/c1/terraform.tfstate"',
@@ -122,14 +122,14 @@ def test_each_backend_renders_formatted_hcl_with_the_cluster_key(kind, tmp_path)
 
 def test_backend_settings_are_checked():
     with pytest.raises(ConfigError, match="not supported"):
-        pipeline.backend_files_for("c1", {"type": "consul"})
+        backend.backend_files_for("c1", {"type": "consul"})
     with pytest.raises(ConfigError, match="needs bucket"):
-        pipeline.backend_files_for("c1", {"type": "s3", "region": "us-east-1"})
+        backend.backend_files_for("c1", {"type": "s3", "region": "us-east-1"})
     with pytest.raises(ConfigError, match="does not take key"):
-        pipeline.backend_files_for("c1", {"type": "s3", "bucket": "b", "region": "r",
+        backend.backend_files_for("c1", {"type": "s3", "bucket": "b", "region": "r",
                                           "key": "x"})
-    assert pipeline.backend_files_for("c1", None) == {}
-    tricky = pipeline.backend_files_for("c1", {"type": "gcs", "bucket": 'a${b}"%{c}'})
+    assert backend.backend_files_for("c1", None) == {}
+    tricky = backend.backend_files_for("c1", {"type": "gcs", "bucket": 'a${b}"%{c}'})
     assert 'bucket = "a$${b}\\"%%{c}"' in tricky["backend.tfbackend"]
 
 

@@ -1,0 +1,104 @@
+"""A team's shared backend (S3 + DynamoDB on moto): a cluster launched from one skyterra
+home is listed, used and destroyed from another, and the state lock refuses a second apply.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+import yaml
+
+from tests.e2e.helpers import skyterra, write_task
+from tests.leaks import leftover_processes
+
+pytestmark = [pytest.mark.e2e, pytest.mark.moto]
+
+AWS_ENV = {"AWS_ACCESS_KEY_ID": "AKIAMOTOTESTING00000", "AWS_SECRET_ACCESS_KEY": "moto",
+           "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1",
+           "AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": "/dev/null",
+           "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+           "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9",
+           "NO_PROXY": "127.0.0.1"}
+
+
+@pytest.fixture
+def moto_endpoint():
+    server_module = pytest.importorskip("moto.server")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+def _clients(endpoint):
+    import boto3
+
+    return {name: boto3.client(name, region_name="us-east-1", endpoint_url=endpoint,
+                               aws_access_key_id="x", aws_secret_access_key="x")
+            for name in ("s3", "dynamodb")}
+
+
+def test_cluster_is_shared_through_the_s3_backend(tmp_path, moto_endpoint, monkeypatch):
+    for key, value in AWS_ENV.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("SKYTERRA_SSH_CIDRS", "127.0.0.1/32")
+    clients = _clients(moto_endpoint)
+    clients["s3"].create_bucket(Bucket="team-state")
+    clients["dynamodb"].create_table(
+        TableName="locks", BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "LockID", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "LockID", "AttributeType": "S"}])
+    backend = {"type": "s3", "bucket": "team-state", "region": "us-east-1",
+               "dynamodb_table": "locks", "use_path_style": True,
+               "skip_credentials_validation": True, "skip_requesting_account_id": True,
+               "skip_metadata_api_check": True,
+               "endpoints": {"s3": moto_endpoint, "dynamodb": moto_endpoint}}
+    homes = {}
+    for machine in ("a", "b"):
+        home = tmp_path / f"machine-{machine}"
+        home.mkdir()
+        (home / "config.yaml").write_text(yaml.safe_dump({"backend": backend}))
+        homes[machine] = {"SKYTERRA_HOME": str(home)}
+    task = write_task(tmp_path, "num_nodes: 2\nrun: echo \"hello from $SKYPILOT_NODE_RANK\"\n")
+
+    launched = skyterra("launch", str(task), "--cloud", "local", "-c", "team", "-y",
+                        env=homes["a"])
+    try:
+        assert "hello from 1" in launched.stdout
+        stored = clients["s3"].list_objects_v2(Bucket="team-state")["Contents"]
+        assert [o["Key"] for o in stored] == ["skyterra/team/terraform.tfstate"]
+        assert not (tmp_path / "machine-a" / "clusters" / "team" / "terraform.tfstate").exists()
+
+        seen = json.loads(skyterra("status", "--json", env=homes["b"]).stdout)
+        assert [(c["name"], c["status"], len(c["nodes"])) for c in seen] == [("team", "UP", 2)]
+        used = skyterra("exec", "team", str(task), env=homes["b"])
+        assert "(worker1, rank=1) hello from 1" in used.stdout
+
+        lock_id = "team-state/skyterra/team/terraform.tfstate"
+        clients["dynamodb"].put_item(TableName="locks", Item={
+            "LockID": {"S": lock_id},
+            "Info": {"S": json.dumps({"ID": "held", "Operation": "OperationTypeApply",
+                                      "Who": "machine-a", "Version": "1.11.4",
+                                      "Created": "2026-11-25T00:00:00Z", "Path": lock_id})}})
+        refused = skyterra("launch", str(task), "-c", "team", "-y", env=homes["b"],
+                           check=False)
+        clients["dynamodb"].delete_item(TableName="locks", Key={"LockID": {"S": lock_id}})
+        assert refused.returncode == 1
+        assert "busy" in refused.stderr and "state lock" in refused.stderr
+        assert "Traceback" not in refused.stderr
+        again = json.loads(skyterra("status", "--json", env=homes["b"]).stdout)
+        assert again[0]["status"] == "UP" and len(again[0]["nodes"]) == 2
+    finally:
+        destroyed = skyterra("destroy", "team", "-y", env=homes["b"], check=False)
+    assert destroyed.returncode == 0, destroyed.stderr
+    assert leftover_processes(str(tmp_path)) == []
+    assert clients["s3"].list_objects_v2(Bucket="team-state").get("Contents", []) == []
+    # machine A learns that the cluster is gone
+    assert json.loads(skyterra("status", "--json", env=homes["a"]).stdout) == []
