@@ -130,6 +130,7 @@ class AWS(Cloud):
     name = "aws"
     template = "aws"
     default_ssh_user = "ubuntu"  # the Ubuntu Deep Learning AMI
+    node_resource = "aws_instance.node"
 
     # First match wins. Texts as EC2 and the Terraform AWS provider print them
     # ("api error InsufficientInstanceCapacity: We currently do not have ...").
@@ -167,7 +168,15 @@ class AWS(Cloud):
                     r"InvalidZone\.|InvalidPlacementGroup\.|InvalidBlockDeviceMapping")),
         ("invalid", r"ParameterNotFound|InvalidAvailabilityZone|MissingParameter"),
         ("invalid", r"Invalid value for variable|Invalid AWS Region"),
+        # the provider's words when the AMI is gone (looked up before RunInstances), and
+        # the module's own AMI lookup finding nothing
+        ("invalid", r"collecting instance settings: (couldn't find resource|empty result)"),
+        ("invalid", r"Your query returned no results"),
     )
+
+    def classify_error(self, text: str) -> str:
+        """Terraform wraps long messages over lines; match on the text as one line."""
+        return super().classify_error(" ".join(text.split()))
 
     # --- what the provisioner asks ---------------------------------------------
     def template_context(self, task: Task, candidate: Candidate,
@@ -211,7 +220,8 @@ class AWS(Cloud):
             "ports": [self._port_range(p) for p in resources.ports],
             "port_cidrs": None if port_cidrs is None else self._cidrs(port_cidrs, "port_cidrs"),
             "placement_group": bool(options.get("placement_group", True)),
-            "associate_public_ip": bool(options.get("associate_public_ip", True)),
+            "associate_public_ip": (None if options.get("associate_public_ip") is None
+                                    else bool(options["associate_public_ip"])),
             "vpc_id": self._network_id(options, "vpc_id"),
             "subnet_id": self._network_id(options, "subnet_id"),
         }
@@ -255,9 +265,6 @@ class AWS(Cloud):
             return self.default_ssh_user
         return ssh_user_for_image(ssm_parameter)
 
-    def node_env(self, candidate: Candidate) -> dict[str, str]:
-        return {}
-
     def warnings(self, task: Task, candidate: Candidate) -> list[str]:
         notes = []
         if candidate.use_spot:
@@ -295,7 +302,9 @@ class AWS(Cloud):
                 f"{_one_line(error)}",
                 "refresh them, e.g. `aws sso login`" + (f" --profile {profile}" if profile else "")
                 + ", or check credential_process / role_arn in ~/.aws/config.")
-        region = session.region_name
+        # botocore reads AWS_DEFAULT_REGION and the profile; the AWS CLI v2, the other
+        # SDKs and Terraform's provider also read AWS_REGION.
+        region = os.environ.get("AWS_REGION") or session.region_name
         region_text = (f"default region {region}" if region else
                        "no default region (skyterra picks regions itself; set AWS_REGION or "
                        "`aws configure set region us-east-1` for other tools)")

@@ -1,0 +1,228 @@
+"""The AWS module applied for real against moto (an EC2 emulator on 127.0.0.1).
+
+Each apply cycle costs about a minute here (provider start per command, 10 s
+instance polling on create and on destroy), so there are few of them:
+
+1. the 2-node spot seed: apply → what moto holds (type, count, disk, tags,
+   security group rules, key pair) → a second plan has no changes → destroy
+   leaves no instance, security group or key pair;
+2. bad input: an unknown instance type and a missing AMI fail at plan time,
+   an AMI that vanishes between plan and apply fails after the key pair and
+   security group exist; all are 'invalid' to the classifier, and the partial
+   state destroys (from the state alone: `-refresh=false`);
+3. `skyterra launch --cloud aws --provision-only` of the seed train.yaml
+   through the CLI, then `skyterra destroy`.
+
+The `moto` fixture (tests/moto_server.py) resets the emulator first and fails
+the test if anything is left in it afterwards. Nothing talks to a non-loopback
+address: endpoints point at moto, and HTTP(S)_PROXY is a dead loopback port.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+
+import pytest
+
+from skyterra.clouds import get_cloud
+from skyterra.clouds.aws import DLAMI_SSM_PARAMETERS
+from tests import moto_server as moto_fixtures
+from tests.moto_server import MOTO_UBUNTU_DLAMI, terraform
+from tests.terraform.test_aws_module import (
+    CALLER,
+    CASES,
+    G6_L4X4,
+    SEED,
+    render,
+    render_case,
+    variant_task,
+)
+
+moto_server = moto_fixtures.moto_server
+aws_env = moto_fixtures.aws_env
+moto = moto_fixtures.moto
+
+pytestmark = [pytest.mark.e2e, pytest.mark.moto]
+
+TF = ("-input=false", "-no-color")
+
+
+def _instances(ec2) -> list[dict]:
+    return [i for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]
+            if i["State"]["Name"] != "terminated"]
+
+
+def _tags(resource: dict) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in resource.get("Tags", [])}
+
+
+@pytest.mark.terraform
+def test_two_node_spot_cluster_applies_replans_clean_and_destroys_to_nothing(moto, tmp_path):
+    started = time.monotonic()
+    module = render_case(CASES["aws-train-multinode"], tmp_path / "cluster",
+                         aws_endpoint_url=moto.url, placement_group=False)  # moto: no PGs
+    moto.publish_public_parameter(DLAMI_SSM_PARAMETERS["x86_64"], MOTO_UBUNTU_DLAMI)
+    terraform(module, "init", *TF)
+    try:
+        terraform(module, "plan", *TF, "-out=plan.tfplan")
+        terraform(module, "apply", *TF, "plan.tfplan")
+        outputs = {k: v["value"] for k, v in
+                   json.loads(terraform(module, "output", "-json").stdout).items()}
+
+        ec2 = moto.client("ec2")
+        nodes = sorted(_instances(ec2), key=lambda i: int(_tags(i)["skyterra-node-rank"]))
+        assert len(nodes) == 2
+        assert outputs["instance_ids"] == [n["InstanceId"] for n in nodes]  # head first
+        assert outputs["node_ips"] == [n["PublicIpAddress"] for n in nodes]
+        assert outputs["node_private_ips"] == [n["PrivateIpAddress"] for n in nodes]
+        assert len(set(outputs["node_ips"] + outputs["node_private_ips"])) == 4
+        assert (outputs["ssh_user"], outputs["ssh_port"], outputs["zone"]) == \
+            ("ubuntu", 22, "us-east-1a")
+        for rank, node in enumerate(nodes):
+            assert node["InstanceType"] == "g6.12xlarge"
+            assert node["ImageId"] == MOTO_UBUNTU_DLAMI
+            assert node["InstanceLifecycle"] == "spot"
+            assert node["KeyName"] == "skyterra-mingpt"
+            assert node["Placement"]["AvailabilityZone"] == "us-east-1a"
+            assert _tags(node) == {"Name": ["mingpt-head", "mingpt-worker1"][rank],
+                                   "skyterra-cluster": "mingpt",
+                                   "skyterra-node-rank": str(rank)}
+            (volume_id,) = [m["Ebs"]["VolumeId"] for m in node["BlockDeviceMappings"]]
+            (volume,) = ec2.describe_volumes(VolumeIds=[volume_id])["Volumes"]
+            assert (volume["Size"], volume["VolumeType"]) == (256, "gp3")
+            assert [g["GroupId"] for g in node["SecurityGroups"]] == \
+                [outputs["security_group_id"]]
+
+        (group,) = ec2.describe_security_groups(
+            GroupIds=[outputs["security_group_id"]])["SecurityGroups"]
+        assert group["GroupName"] == "skyterra-mingpt"
+        assert _tags(group) == {"Name": "skyterra-mingpt", "skyterra-cluster": "mingpt"}
+        rules = {(r["IpProtocol"], r.get("FromPort"), r.get("ToPort")): r
+                 for r in group["IpPermissions"]}
+        assert set(rules) == {("tcp", 22, 22), ("-1", None, None)}
+        assert [r["CidrIp"] for r in rules[("tcp", 22, 22)]["IpRanges"]] == [CALLER]
+        inside = rules[("-1", None, None)]
+        assert [p["GroupId"] for p in inside["UserIdGroupPairs"]] == [group["GroupId"]]
+        assert inside["IpRanges"] == []
+        assert [r["CidrIp"] for r in group["IpPermissionsEgress"][0]["IpRanges"]] == \
+            ["0.0.0.0/0"]
+        (pair,) = ec2.describe_key_pairs()["KeyPairs"]
+        assert pair["KeyName"] == "skyterra-mingpt"
+
+        again = terraform(module, "plan", *TF, "-detailed-exitcode")
+        assert again.returncode == 0 and "No changes." in again.stdout
+    finally:
+        terraform(module, "destroy", *TF, "-auto-approve")
+    assert moto.leftovers() == []
+    print(f"2-node apply/replan/destroy cycle: {time.monotonic() - started:.1f} s")
+
+
+@pytest.mark.terraform
+def test_bad_instance_type_and_bad_ami_are_invalid_and_leave_a_destroyable_state(
+        moto, tmp_path):
+    aws = get_cloud("aws")
+    options = {"ssh_cidrs": [CALLER], "aws_endpoint_url": moto.url}
+    moto.publish_public_parameter(DLAMI_SSM_PARAMETERS["x86_64"], MOTO_UBUNTU_DLAMI)
+    render(variant_task({}), dataclasses.replace(G6_L4X4, instance_type="g6.48bogus"),
+           tmp_path, options)
+    terraform(tmp_path, "init", *TF)
+
+    def plan_fails(*needles: str) -> None:
+        failed = terraform(tmp_path, "plan", *TF, "-out=plan.tfplan", check=False)
+        assert failed.returncode == 1, failed.output
+        for needle in needles:
+            assert needle in failed.output, failed.output
+        assert aws.classify_error(failed.output) == "invalid", failed.output
+        assert moto.leftovers() == []
+
+    try:
+        # Refused while planning, before anything exists: a type EC2 does not know...
+        plan_fails("InvalidInstanceType", "g6.48bogus")
+        # ...and an AMI id that does not exist.
+        render(variant_task({"image_id": "ami-0123456789abcdef0"}), G6_L4X4, tmp_path, options)
+        plan_fails("Your query returned no results")
+
+        # An AMI that disappears between plan and apply: the key pair and the security
+        # group get created, the instance does not; the error is still 'invalid'.
+        ec2 = moto.client("ec2")
+        image = ec2.copy_image(SourceImageId=MOTO_UBUNTU_DLAMI, SourceRegion="us-east-1",
+                               Name="skyterra-vanishing-image")["ImageId"]
+        render(variant_task({"image_id": image}), G6_L4X4, tmp_path, options)
+        terraform(tmp_path, "plan", *TF, "-out=plan.tfplan")
+        ec2.deregister_image(ImageId=image)
+        failed = terraform(tmp_path, "apply", *TF, "plan.tfplan", check=False)
+        assert failed.returncode == 1, failed.output
+        assert aws.classify_error(failed.output) == "invalid", failed.output
+        left = moto.leftovers()
+        assert any(item.startswith("key pair") for item in left), left
+        assert not any(item.startswith("instance") for item in left), left
+
+        # A plain destroy re-reads the data sources first and trips over the vanished
+        # AMI; destroying from the state alone (-refresh=false) works.
+        plain = terraform(tmp_path, "destroy", *TF, "-auto-approve", check=False)
+        assert plain.returncode == 1 and "Your query returned no results" in plain.output
+    finally:
+        terraform(tmp_path, "destroy", *TF, "-auto-approve", "-refresh=false")
+    assert moto.leftovers() == []
+
+
+def test_check_credentials_verify_asks_sts_who_we_are(moto):
+    report = get_cloud("aws").check_credentials(verify=True)
+    assert report.ok, report
+    assert "environment variables" in report.detail
+    assert "account 123456789012" in report.detail
+    assert moto_fixtures.DUMMY_SECRET not in report.detail
+
+
+# --- the whole pipeline through the CLI --------------------------------------------------
+
+def _guard_ssh(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Moto's addresses are fake public IPs: no SSH may ever be attempted to them."""
+    from skyterra import executor
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("launch --provision-only tried to reach the nodes over SSH; "
+                             "moto's node IPs are not reachable (and not loopback)")
+
+    for name in ("pin_host_keys", "probe", "wait_for_ssh"):
+        if hasattr(executor, name):
+            monkeypatch.setattr(executor, name, refuse)
+
+
+@pytest.mark.terraform
+@pytest.mark.xfail(strict=True, reason=(
+    "skyterra/api.py launch_cluster waits for SSH (executor.probe / pin_host_keys) even with "
+    "provision_only, so the launch stops at moto's unreachable node IPs (the lead's module)"))
+def test_cli_launch_provision_only_on_moto_then_destroy(moto, skyterra_home, monkeypatch,
+                                                        tmp_path):
+    from click.testing import CliRunner
+
+    from skyterra import cli
+    from skyterra.clouds.aws import DLAMI_SSM_PARAMETERS as PARAMETERS
+
+    seed = SEED / "train.yaml"
+    moto.publish_public_parameter(PARAMETERS["x86_64"], MOTO_UBUNTU_DLAMI)
+    monkeypatch.setenv("SKYTERRA_AWS_ENDPOINT_URL", moto.url)
+    monkeypatch.setenv("SKYTERRA_SSH_CIDRS", CALLER)
+    _guard_ssh(monkeypatch)
+    runner = CliRunner()
+    launch = ["launch", str(seed), "--cloud", "aws/us-east-1", "-c", "mingpt-moto", "-y",
+              "--provision-only"]
+    try:
+        first = runner.invoke(cli.main, launch, catch_exceptions=False)
+        assert first.exit_code == 0, first.output
+        ec2 = moto.client("ec2")
+        (node,) = _instances(ec2)
+        assert node["InstanceType"].startswith("g6.")
+        assert _tags(node)["skyterra-cluster"] == "mingpt-moto"
+        assert node["KeyName"] == "skyterra-mingpt-moto"
+        second = runner.invoke(cli.main, launch, catch_exceptions=False)
+        assert second.exit_code == 0, second.output
+        assert [i["InstanceId"] for i in _instances(ec2)] == [node["InstanceId"]]
+    finally:
+        done = runner.invoke(cli.main, ["destroy", "mingpt-moto", "-y"],
+                             catch_exceptions=False)
+        assert done.exit_code == 0, done.output
+    assert moto.leftovers() == []
