@@ -161,8 +161,9 @@ def launch_cluster(task: Task, cluster_name: str | None = None, *,
                                price=candidate.cluster_price, num_nodes=task.num_nodes)
         try:
             done = provision.provision(task, candidates, spec, cluster_dir, progress, remember)
+            if not provision_only:  # (emulated clouds have no SSH to wait for)
+                _repair_dead_nodes(task, done, spec, cluster_dir, progress)
             cluster = done.cluster
-            _repair_dead_nodes(task, done, spec, cluster_dir, progress)
         except SkyterraError as error:
             if getattr(error, "kind", "") == "locked":
                 if existing is None:

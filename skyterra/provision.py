@@ -15,6 +15,7 @@ from typing import Callable
 from skyterra import backend
 from skyterra.cluster import Cluster
 from skyterra.clouds import ClusterSpec, get_cloud
+from skyterra.clouds.base import detect_caller_cidrs
 from skyterra.errors import ProvisionError, TerraformError
 from skyterra.optimizer import Candidate
 from skyterra.renderer import render_module
@@ -36,6 +37,8 @@ class Provisioned:
 def render_for(task: Task, candidate: Candidate, spec: ClusterSpec) -> None:
     """Render the cloud's module; with a shared backend, add backend files and the registry."""
     cloud = get_cloud(candidate.cloud)
+    if cloud.needs_ssh_cidrs and not spec.options.get("ssh_cidrs"):
+        spec.options["ssh_cidrs"] = detect_caller_cidrs()
     tfvars = cloud.tfvars(task, candidate, spec)
     extra = dict(cloud.extra_files(spec))
     shared = spec.options.get("backend")

@@ -279,8 +279,14 @@ class Workspace:
             (self.directory / PLAN_FILE).unlink(missing_ok=True)
 
     def destroy(self) -> None:
+        """terraform destroy; if refreshing fails (an image or parameter that no longer
+        exists), once more without refresh: the state alone says what to delete."""
         result = self._tf.destroy(force=IsNotFlagged, auto_approve=IsFlagged, json=IsFlagged,
                                   lock_timeout="0s")
+        if result[0] != 0 and "Error acquiring the state lock" not in result[1] + result[2]:
+            self.progress("destroy failed while refreshing; retrying with -refresh=false")
+            result = self._tf.destroy(force=IsNotFlagged, auto_approve=IsFlagged, json=IsFlagged,
+                                      lock_timeout="0s", refresh=False)
         self._check("destroy", result)
 
     def outputs(self) -> dict[str, Any]:

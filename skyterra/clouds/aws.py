@@ -107,23 +107,10 @@ def region_of_zone(zone: str) -> str:
 
 
 def caller_cidrs(timeout: float = 5.0) -> list[str]:
-    """The caller's public IPv4 address as a /32, asked of checkip.amazonaws.com.
+    """Kept for callers of the AWS module; see clouds.base.detect_caller_cidrs."""
+    from skyterra.clouds.base import detect_caller_cidrs
 
-    For the provisioner, which puts it in ClusterSpec.options['ssh_cidrs'] unless
-    the user configured addresses. Raises ConfigError when the address is unknown.
-    """
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen("https://checkip.amazonaws.com", timeout=timeout) as reply:
-            text = reply.read(64).decode().strip()
-        address = ipaddress.ip_address(text)
-    except (OSError, ValueError) as error:
-        raise ConfigError(
-            f"could not find this machine's public IP address ({error}); the AWS security "
-            "group only lets that address in over SSH. Set the addresses yourself, e.g. "
-            "ssh_cidrs: [203.0.113.7/32] in the skyterra config.") from None
-    return [f"{address}/{address.max_prefixlen}"]
+    return detect_caller_cidrs(timeout)
 
 
 class AWS(Cloud):

@@ -56,6 +56,7 @@ class Cloud:
         return catalog.offers(self.name, resources, num_nodes)
 
     node_resource = ""       # Terraform address of the per-node resource (count-indexed)
+    needs_ssh_cidrs = True   # SSH ingress is limited to the caller's address(es)
 
     def node_resource_address(self, rank: int) -> str:
         """`-replace` target for a dead node."""
@@ -100,3 +101,27 @@ class Cloud:
 
     def remove_orphans(self, cluster_dir: Path, orphans: list[str]) -> None:
         """Remove what orphans() found."""
+
+
+def detect_caller_cidrs(timeout: float = 5.0) -> list[str]:
+    """The caller's public IPv4 address as a /32: the default SSH ingress of every cloud.
+
+    Asked of checkip.amazonaws.com only when the user configured no addresses
+    (`ssh_cidrs:` in the config or SKYTERRA_SSH_CIDRS); never 0.0.0.0/0.
+    """
+    import ipaddress
+    import urllib.request
+
+    from skyterra.errors import ConfigError
+
+    try:
+        with urllib.request.urlopen("https://checkip.amazonaws.com", timeout=timeout) as reply:
+            text = reply.read(64).decode().strip()
+        address = ipaddress.ip_address(text)
+    except (OSError, ValueError) as error:
+        raise ConfigError(
+            f"could not find this machine's public IP address ({error}); the cluster's "
+            "firewall only lets that address in over SSH. Set the addresses yourself: "
+            "ssh_cidrs: [203.0.113.7/32] in ~/.skyterra/config.yaml, or "
+            "SKYTERRA_SSH_CIDRS=203.0.113.7/32.") from None
+    return [f"{address}/{address.max_prefixlen}"]

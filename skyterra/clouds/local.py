@@ -81,6 +81,7 @@ class Local(Cloud):
     name = "local"
     template = "local"
     node_resource = "terraform_data.node"
+    needs_ssh_cidrs = False  # loopback only
     error_patterns = (("capacity", r"InsufficientInstanceCapacity"),
                       ("invalid", r"Invalid value for variable"))
 
