@@ -36,7 +36,7 @@ _ERRORS = ("SkyterraError", "TaskError", "NotSupportedError", "ConfigError", "Mi
            "ClusterNotFoundError", "ClusterBusyError", "TerraformError", "ProvisionError",
            "NodeUnreachableError", "CommandFailedError")
 
-__all__ = sorted([*_EXPORTS, *_ERRORS])
+__all__ = [*_EXPORTS, *_ERRORS]  # noqa: PLE0604 - both tables hold names (str)
 
 
 def __getattr__(name: str) -> Any:

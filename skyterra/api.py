@@ -8,19 +8,20 @@ callables so the CLI can print with rich and pipelines can capture it.
 from __future__ import annotations
 
 import dataclasses
-import json
 import getpass
+import json
 import os
 import re
 import secrets as _secrets
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from skyterra import backend, config, jobs, state
-from skyterra.cluster import Cluster
 from skyterra.clouds import ClusterSpec, get_cloud
+from skyterra.cluster import Cluster
 from skyterra.errors import ClusterBusyError, ClusterNotFoundError, SkyterraError, TaskError
 from skyterra.optimizer import Candidate, optimize
 from skyterra.task import Task
@@ -112,7 +113,7 @@ def dryrun(task: Task, cluster_name: str | None = None, clouds: list[str] | None
 def launch(task: Task, cluster_name: str | None = None, *, clouds: list[str] | None = None,
            detach_run: bool = False, provision_only: bool = False, dryrun: bool = False,
            out: Output = _print, progress: Output = _print, stream: bool = True
-           ) -> "LaunchResult | Request":
+           ) -> LaunchResult | Request:
     """Launch `task` on a (new or existing) cluster.
 
     From Python this returns a Request, like SkyPilot's SDK: pass it to
@@ -211,15 +212,15 @@ def _clean_up_failed_launch(cluster_dir: state.ClusterDir, error: SkyterraError,
         if record.cloud:
             provision.destroy(cluster_dir, record.cloud, progress)
     except SkyterraError as cleanup_error:
-        error.args = (f"{error}\nThe partial cluster could not be removed ({cleanup_error}). "
-                      f"Run `skyterra destroy {cluster_dir.name}` to retry.",)
+        error.args = ((f"{error}\nThe partial cluster could not be removed ({cleanup_error}). "
+                      f"Run `skyterra destroy {cluster_dir.name}` to retry."),)
         return
     from skyterra import ssh_config
 
     ssh_config.remove(cluster_dir.name)
     state.remove_cluster_dir(cluster_dir, keep_lock=True)
-    error.args = (f"{error}\nNothing was left behind: cluster '{cluster_dir.name}' was "
-                  "removed.",)
+    error.args = ((f"{error}\nNothing was left behind: cluster '{cluster_dir.name}' was "
+                  "removed."),)
     raise error
 
 
@@ -292,7 +293,7 @@ def _repair_dead_nodes(task: Task, done: Any, spec: ClusterSpec,
             cluster = done.cluster
     if done.changed:
         executor.forget_host_keys(cluster, cluster.nodes)
-    executor.pin_host_keys(cluster, timeout=float(os.environ.get("SKYTERRA_SSH_TIMEOUT", 300)))
+    executor.pin_host_keys(cluster, timeout=float(os.environ.get("SKYTERRA_SSH_TIMEOUT", "300")))
 
 
 def _sync(cluster: Cluster, task: Task) -> None:
@@ -474,11 +475,11 @@ def get_cluster(name: str) -> tuple[state.ClusterDir, state.ClusterRecord, Clust
 
 
 def exec(task: Task, cluster_name: str, *, detach_run: bool = False, out: Output = _print,
-         progress: Output = _print) -> LaunchResult:  # noqa: A001 - SkyPilot's name
+         progress: Output = _print) -> LaunchResult:
     """Run `task` on an existing cluster: re-sync the workdir, no setup, a new job."""
     task.check_required_envs()
     task.check_local_paths()
-    cluster_dir, record, cluster = get_cluster(cluster_name)
+    cluster_dir, _record, cluster = get_cluster(cluster_name)
     if task.num_nodes > len(cluster.nodes):
         raise TaskError(f"the task wants {task.num_nodes} nodes but cluster '{cluster_name}' "
                         f"has {len(cluster.nodes)}.", field="num_nodes")
@@ -577,7 +578,7 @@ def status(cluster_names: list[str] | None = None) -> list[state.ClusterRecord]:
 
 
 def queue(cluster_name: str, refresh: bool = True) -> list[jobs.Job]:
-    cluster_dir, record, cluster = get_cluster(cluster_name)
+    cluster_dir, _record, cluster = get_cluster(cluster_name)
     store = jobs.JobStore(cluster_dir.jobs_path)
     result = store.all()
     if refresh:
@@ -586,8 +587,8 @@ def queue(cluster_name: str, refresh: bool = True) -> list[jobs.Job]:
 
 
 def cancel(cluster_name: str, job_ids: list[int] | None = None, all: bool = False
-           ) -> list[int]:  # noqa: A002 - SkyPilot's name
-    cluster_dir, record, cluster = get_cluster(cluster_name)
+           ) -> list[int]:
+    cluster_dir, _record, cluster = get_cluster(cluster_name)
     store = jobs.JobStore(cluster_dir.jobs_path)
     if all:
         targets = [j for j in store.all() if j.status not in jobs.TERMINAL]
@@ -607,7 +608,7 @@ def cancel(cluster_name: str, job_ids: list[int] | None = None, all: bool = Fals
 def tail_logs(cluster_name: str, job_id: int | None = None, follow: bool = True,
               tail: int | None = None, out: Output = _print) -> int:
     """Print a job's logs (all nodes, prefixed); return its exit code like SkyPilot."""
-    cluster_dir, record, cluster = get_cluster(cluster_name)
+    cluster_dir, _record, cluster = get_cluster(cluster_name)
     store = jobs.JobStore(cluster_dir.jobs_path)
     job = store.get(job_id) if job_id is not None else store.latest()
     if job is None:
@@ -636,7 +637,7 @@ def job_exit_code(job: jobs.Job) -> int:
 
 
 def job_status(cluster_name: str, job_id: int | None = None) -> jobs.Job:
-    cluster_dir, record, cluster = get_cluster(cluster_name)
+    cluster_dir, _record, cluster = get_cluster(cluster_name)
     store = jobs.JobStore(cluster_dir.jobs_path)
     job = store.get(job_id) if job_id is not None else store.latest()
     if job is None:

@@ -64,7 +64,7 @@ class Cluster:
 
     @classmethod
     def from_terraform_outputs(cls, name: str, outputs: dict[str, Any], *,
-                               ssh_key: Path | str | None = None, **extra: Any) -> "Cluster":
+                               ssh_key: Path | str | None = None, **extra: Any) -> Cluster:
         """From `terraform output -json` values (or its raw form with {"value": …})."""
         values = {k: (v["value"] if isinstance(v, dict) and "value" in v else v)
                   for k, v in outputs.items()}
@@ -90,7 +90,7 @@ class Cluster:
                    ssh_port=int(values.get("ssh_port") or 22), **extra)
 
     @classmethod
-    def from_record(cls, record: Any, known_hosts: Path | None) -> "Cluster":
+    def from_record(cls, record: Any, known_hosts: Path | None) -> Cluster:
         nodes = [Node(n["rank"], n["ip"], n.get("private_ip") or n["ip"],
                       n.get("instance_id", "")) for n in record.nodes]
         return cls(name=record.name, nodes=nodes, ssh_user=record.ssh_user,

@@ -10,12 +10,12 @@ way everywhere.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 from skyterra import backend
-from skyterra.cluster import Cluster
 from skyterra.clouds import ClusterSpec, get_cloud
 from skyterra.clouds.base import detect_caller_cidrs
+from skyterra.cluster import Cluster
 from skyterra.errors import ProvisionError, TerraformError
 from skyterra.optimizer import Candidate
 from skyterra.renderer import render_module

@@ -17,12 +17,20 @@ import os
 import re
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+
+from typing_extensions import Self
 
 from skyterra import paths
-from skyterra.errors import (ClusterBusyError, ClusterNotFoundError, ConfigError,
-                             MissingToolError, TaskError)
+from skyterra.errors import (
+    ClusterBusyError,
+    ClusterNotFoundError,
+    ConfigError,
+    MissingToolError,
+    TaskError,
+)
 
 CLUSTER_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,33}[a-z0-9])?$")
 STATUS_INIT, STATUS_UP, STATUS_FAILED = "INIT", "UP", "FAILED"
@@ -69,7 +77,7 @@ class ClusterRecord:
     last_error: str = ""
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "ClusterRecord":
+    def from_json(cls, data: dict[str, Any]) -> ClusterRecord:
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
@@ -187,7 +195,7 @@ class ClusterDir:
         return key.with_suffix(".pub").read_text().strip(), key
 
     # --- lock ----------------------------------------------------------------------
-    def lock(self, command: str = "") -> "ClusterLock":
+    def lock(self, command: str = "") -> ClusterLock:
         return ClusterLock(self, command)
 
 
@@ -199,7 +207,7 @@ class ClusterLock:
         self.command = command
         self._fd: int | None = None
 
-    def __enter__(self) -> "ClusterLock":
+    def __enter__(self) -> Self:
         self.cluster.create()
         path = self.cluster.path / "lock"
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)

@@ -40,8 +40,8 @@ def skyterra_home(tmp_path, monkeypatch):
         for record in api.status():
             try:
                 api.down(record.name, progress=lambda line: None)
-            except Exception:  # noqa: BLE001 - best effort before failing loudly
-                pass
+            except Exception as error:  # noqa: BLE001 - best effort before failing loudly
+                print(f"cleanup of {record.name} failed: {error}")
         pytest.fail("processes left behind by the test:\n" + "\n".join(leaks))
 
 

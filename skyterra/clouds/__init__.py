@@ -15,7 +15,7 @@ _CLASSES = {
     "azure": ("skyterra.clouds.azure", "Azure"),
 }
 
-__all__ = ["Cloud", "ClusterSpec", "CredentialReport", "get_cloud", "CLOUDS"]
+__all__ = ["CLOUDS", "Cloud", "ClusterSpec", "CredentialReport", "get_cloud"]
 
 
 def get_cloud(name: str) -> Cloud:

@@ -49,7 +49,7 @@ class Cloud:
     # (kind, regex) pairs, first match wins; kinds: capacity, quota, auth, invalid
     error_patterns: tuple[tuple[str, str], ...] = ()
 
-    def offers(self, resources: "Resources", num_nodes: int) -> list["Candidate"]:
+    def offers(self, resources: Resources, num_nodes: int) -> list[Candidate]:
         """Catalog rows that satisfy `resources`, cheapest first."""
         from skyterra import catalog
 
@@ -71,12 +71,12 @@ class Cloud:
                 return kind
         return "other"
 
-    def template_context(self, task: "Task", candidate: "Candidate",
+    def template_context(self, task: Task, candidate: Candidate,
                          spec: ClusterSpec) -> dict[str, Any]:
         """Structure switches for the Jinja templates (never user values)."""
         return {}
 
-    def tfvars(self, task: "Task", candidate: "Candidate", spec: ClusterSpec) -> dict[str, Any]:
+    def tfvars(self, task: Task, candidate: Candidate, spec: ClusterSpec) -> dict[str, Any]:
         """Every value the module needs: written to terraform.tfvars.json."""
         raise NotImplementedError
 
@@ -88,7 +88,7 @@ class Cloud:
         """Extra environment for setup/run on this cloud's nodes."""
         return {}
 
-    def warnings(self, task: "Task", candidate: "Candidate") -> list[str]:
+    def warnings(self, task: Task, candidate: Candidate) -> list[str]:
         return []
 
     def orphans(self, cluster_dir: Path) -> list[str]:

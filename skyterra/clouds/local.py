@@ -91,7 +91,7 @@ class Local(Cloud):
 
         return getpass.getuser()
 
-    def offers(self, resources: "Resources", num_nodes: int) -> list[Candidate]:
+    def offers(self, resources: Resources, num_nodes: int) -> list[Candidate]:
         accel = resources.accelerator
         zones = [resources.zone] if resources.zone else list(ZONES)
         memory = _memory_gib()
@@ -111,14 +111,14 @@ class Local(Cloud):
                                     "rsync (do not start the system ssh service).")
         return CredentialReport("local", True, "sshd, ssh and rsync found")
 
-    def warnings(self, task: "Task", candidate: Candidate) -> list[str]:
+    def warnings(self, task: Task, candidate: Candidate) -> list[str]:
         if candidate.accelerator:
-            return [f"the local cloud has no GPU: {candidate.accelerator}:"
+            return [(f"the local cloud has no GPU: {candidate.accelerator}:"
                     f"{candidate.accelerator_count} is simulated (SKYPILOT_NUM_GPUS_PER_NODE="
-                    f"{candidate.accelerator_count}, CPU processes)."]
+                    f"{candidate.accelerator_count}, CPU processes).")]
         return []
 
-    def tfvars(self, task: "Task", candidate: Candidate, spec: ClusterSpec) -> dict[str, Any]:
+    def tfvars(self, task: Task, candidate: Candidate, spec: ClusterSpec) -> dict[str, Any]:
         unavailable = spec.options.get("local_unavailable_zones")
         if unavailable is None:
             unavailable = [z for z in os.environ.get(UNAVAILABLE_ZONES_ENV, "").split(",") if z]
@@ -145,7 +145,7 @@ class Local(Cloud):
     def remove_orphans(self, cluster_dir: Path, orphans: list[str]) -> None:
         script = paths.templates_dir() / "local" / "scripts" / "node-down.sh"
         for node_dir in orphans:
-            subprocess.run(["bash", str(script)], capture_output=True, timeout=60,
+            subprocess.run(["bash", str(script)], check=False, capture_output=True, timeout=60,
                            env={**os.environ, "SKYTERRA_NODE_DIR": node_dir,
                                 "SKYTERRA_NODE_NAME": Path(node_dir).name})
 

@@ -13,7 +13,8 @@ SEED = REPO.parent / "shared" / "seed"
 
 def skyterra(*args: str, timeout: float = 300, check: bool = True,
              env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "skyterra.cli", *args], capture_output=True,
+    result = subprocess.run([sys.executable, "-m", "skyterra.cli", *args], check=False,
+                            capture_output=True,
                             text=True, timeout=timeout, env={**os.environ, **(env or {})},
                             stdin=subprocess.DEVNULL)
     if check and result.returncode != 0:

@@ -24,13 +24,12 @@ from typing import Any
 import hcl2
 import pytest
 
-from skyterra.terraform import provider_mirror
-
 from skyterra.clouds import ClusterSpec, get_cloud
 from skyterra.errors import TaskError
 from skyterra.optimizer import Candidate
 from skyterra.renderer import TFVARS_FILE, render_module
 from skyterra.task import Task
+from skyterra.terraform import provider_mirror
 
 REPO = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("skyterra_golden_update",
