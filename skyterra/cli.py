@@ -21,10 +21,14 @@ _DEBUG = False
 
 
 def _console():
-    """Rich console; piped output gets a wide page instead of rich's 80 columns."""
+    """Rich console; piped output gets a wide page instead of rich's 80 columns.
+
+    markup=False: table cells hold user strings (task names), shown as they are;
+    a name like "[/]" would otherwise be parsed as rich markup and crash.
+    """
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=True,
+    return Console(highlight=False, soft_wrap=True, markup=False,
                    width=None if sys.stdout.isatty() else 160)
 
 

@@ -11,13 +11,15 @@ quoted with shlex.quote; scripts travel base64-encoded.
 from __future__ import annotations
 
 import base64
+import contextlib
+import io
 import shlex
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable
 
 from skyterra.cluster import Cluster, Node
 from skyterra.errors import MissingToolError, NodeUnreachableError
@@ -26,6 +28,35 @@ JOBS_DIR = ".skyterra/jobs"      # on each node, relative to the login home
 WORKDIR = "sky_workdir"
 Sink = Callable[[str], None]
 _print_lock = threading.Lock()
+
+
+class HostKeyMismatchError(NodeUnreachableError):
+    """A node's SSH host key is not the one pinned at launch: skyterra will not connect."""
+
+
+def host_key_error(cluster: Cluster, node: Node, changed: bool) -> HostKeyMismatchError:
+    """One paragraph: which node, why we stop, and the two ways forward."""
+    where = f"{node.name} ({node.ip}:{cluster.ssh_port}) of cluster '{cluster.name}'"
+    pinned = cluster.known_hosts or "the cluster's known_hosts"
+    if changed:
+        what = (f"{where} answered with a different SSH host key than the one skyterra "
+                f"pinned when the cluster was launched ({pinned})")
+    else:
+        what = f"{where} has no pinned SSH host key in {pinned}"
+    return HostKeyMismatchError(
+        f"{what}. skyterra refuses to connect: someone could be intercepting the "
+        "connection. If you know why the key changed (the node was re-created outside "
+        f"skyterra), delete the line for {_known_host_name(cluster, node)} from that file and "
+        f"run `skyterra launch -c {cluster.name} TASK.yaml` to pin the node's new key; "
+        f"otherwise remove the cluster with `skyterra destroy {cluster.name}`.")
+
+
+def _raise_for_host_key(cluster: Cluster, node: Node, ssh_stderr: str) -> None:
+    """OpenSSH's host-key failures (from ssh or rsync -e ssh) → HostKeyMismatchError."""
+    if "REMOTE HOST IDENTIFICATION HAS CHANGED" in ssh_stderr:
+        raise host_key_error(cluster, node, changed=True)
+    if "Host key verification failed" in ssh_stderr:
+        raise host_key_error(cluster, node, changed=False)
 
 
 def print_sink(line: str) -> None:
@@ -50,6 +81,11 @@ class PrefixWriter:
         return len(text)
 
     def flush(self) -> None:
+        """Nothing: invoke flushes after every chunk it reads, and a chunk may end
+        mid-line; emitting it would split one long line into several."""
+
+    def finish(self) -> None:
+        """The command ended: emit a last line that had no newline."""
         if self._buffer:
             self.sink(f"{self.prefix} {self._buffer}".rstrip())
             self._buffer = ""
@@ -81,6 +117,7 @@ class NodeShell:
         import paramiko
 
         self.node = node
+        self.cluster = cluster
         config = fabric.Config(overrides={"load_ssh_configs": False})
         self.connection = fabric.Connection(
             host=node.ip, user=cluster.ssh_user, port=cluster.ssh_port, config=config,
@@ -94,15 +131,42 @@ class NodeShell:
             client.load_host_keys(str(cluster.known_hosts))
             client.set_missing_host_key_policy(paramiko.RejectPolicy())
 
-    def run(self, command: str, *, out: PrefixWriter | None = None, timeout: float | None = None):
-        """Run with bash semantics; never raises on a non-zero exit (warn=True)."""
+    def run(self, command: str, *, out: PrefixWriter | None = None, timeout: float | None = None,
+            in_stream: object | None = None):
+        """Run with bash semantics; never raises on a non-zero exit (warn=True).
+
+        in_stream: a file-like object fed to the command's stdin (then EOF); data
+        that must not show in the node's process list (secrets) travels this way.
+        A host key other than the pinned one raises HostKeyMismatchError.
+        """
         stream = out is not None
-        result = self.connection.run(command, hide=not stream, warn=True, in_stream=False,
-                                     out_stream=out, err_stream=out, timeout=timeout,
-                                     pty=False)
+        with self._host_key_errors():
+            result = self.connection.run(command, hide=not stream, warn=True,
+                                         in_stream=in_stream if in_stream is not None
+                                         else False, out_stream=out, err_stream=out,
+                                         timeout=timeout, pty=False)
         if out:
-            out.flush()
+            out.finish()
         return result
+
+    def open(self) -> NodeShell:
+        """Connect now (run() connects on first use): checks reachability and host key."""
+        with self._host_key_errors():
+            self.connection.open()
+        return self
+
+    @contextlib.contextmanager
+    def _host_key_errors(self) -> Iterator[None]:
+        import paramiko
+
+        try:
+            yield
+        except paramiko.BadHostKeyException:
+            raise host_key_error(self.cluster, self.node, changed=True) from None
+        except paramiko.SSHException as error:
+            if "not found in known_hosts" in str(error):
+                raise host_key_error(self.cluster, self.node, changed=False) from None
+            raise
 
     def close(self) -> None:
         self.connection.close()
@@ -145,7 +209,7 @@ def pin_host_keys(cluster: Cluster, timeout: float = 120.0) -> None:
     if not _which("ssh-keyscan"):
         raise MissingToolError("ssh-keyscan is not installed; install the OpenSSH client "
                                "(Debian: apt-get install openssh-client).")
-    known = cluster.known_hosts.read_text() if cluster.known_hosts.exists() else ""
+    known = _pinned_names(cluster)
     wanted = [n for n in cluster.nodes if _known_host_name(cluster, n) not in known]
     found = for_each_node(cluster, lambda node: _keyscan(cluster, node, timeout), wanted)
     failed = [cluster.nodes[rank] for rank, value in found.items() if isinstance(value, Exception)]
@@ -163,6 +227,17 @@ def pin_host_keys(cluster: Cluster, timeout: float = 120.0) -> None:
     cluster.known_hosts.chmod(0o600)
 
 
+def _pinned_names(cluster: Cluster) -> set[str]:
+    """Host names that have a line in the cluster's known_hosts (first field, exact)."""
+    if not cluster.known_hosts or not cluster.known_hosts.exists():
+        return set()
+    names: set[str] = set()
+    for line in cluster.known_hosts.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            names.update(line.split(" ", 1)[0].split(","))
+    return names
+
+
 def _known_host_name(cluster: Cluster, node: Node) -> str:
     return node.ip if cluster.ssh_port == 22 else f"[{node.ip}]:{cluster.ssh_port}"
 
@@ -173,7 +248,7 @@ def _keyscan(cluster: Cluster, node: Node, timeout: float) -> str:
     while True:
         result = subprocess.run(["ssh-keyscan", "-T", "5", "-t", "ed25519", "-p",
                                  str(cluster.ssh_port), node.ip],
-                                capture_output=True, text=True)
+                                check=False, capture_output=True, text=True)
         lines = [line for line in result.stdout.splitlines()
                  if line and not line.startswith("#")]
         if lines:
@@ -200,9 +275,17 @@ def probe(cluster: Cluster, timeout: float = 5.0) -> list[Node]:
         result = subprocess.run(["ssh", *_ssh_options(cluster), "-o",
                                  f"ConnectTimeout={int(timeout)}",
                                  f"{cluster.ssh_user}@{node.ip}", "true"],
-                                capture_output=True, timeout=timeout + 10)
+                                check=False, capture_output=True, text=True,
+                                timeout=timeout + 10)
+        if result.returncode != 0 and "REMOTE HOST IDENTIFICATION HAS CHANGED" in result.stderr:
+            raise host_key_error(cluster, node, changed=True)
+        if result.returncode != 0 and "Host key verification failed" in result.stderr:
+            return True  # it answers; its key is not pinned yet (pin_host_keys does that)
         return result.returncode == 0
     alive = for_each_node(cluster, check)
+    for rank in sorted(alive):
+        if isinstance(alive[rank], HostKeyMismatchError):
+            raise alive[rank]  # a node that answers with another key is not "dead"
     return [n for n in cluster.nodes if alive.get(n.rank) is not True]
 
 
@@ -218,22 +301,27 @@ def rsync_to_nodes(cluster: Cluster, source: Path, destination: str) -> None:
     is_dir = source.is_dir()
     src = str(source) + ("/" if is_dir else "")
     filters = ["--filter=:- .gitignore", "--exclude=.git"] if is_dir else []
+    target_path = _rsync_path_arg(destination)
     parent = destination.rstrip("/").rsplit("/", 1)[0] if "/" in destination.rstrip("/") else ""
     rsync_path = (f"mkdir -p {_remote_path(parent)} && rsync" if parent else "rsync")
 
     def push(node: Node) -> None:
-        target = f"{cluster.ssh_user}@{node.ip}:{_remote_path(destination)}" + (
-            "/" if is_dir else "")
-        result = subprocess.run(["rsync", "-a", "--partial", *filters, "-e",
-                                 ssh_command(cluster), f"--rsync-path={rsync_path}", src,
-                                 target], capture_output=True, text=True)
+        target = f"{cluster.ssh_user}@{node.ip}:{target_path}" + ("/" if is_dir else "")
+        # -s (--protect-args): file names travel inside rsync's protocol, never through
+        # the remote shell, so spaces, quotes, `$(...)` and `;` are just characters.
+        result = subprocess.run(["rsync", "-a", "-s", "--partial", *filters, "-e",
+                                 ssh_command(cluster), f"--rsync-path={rsync_path}", "--",
+                                 src, target], check=False, capture_output=True, text=True)
         if result.returncode != 0:
+            _raise_for_host_key(cluster, node, result.stderr)
             raise RuntimeError(result.stderr.strip().splitlines()[-1:] or ["rsync failed"])
 
     errors = {rank: e for rank, e in for_each_node(cluster, push).items()
               if isinstance(e, BaseException)}
     if errors:
-        rank, error = sorted(errors.items())[0]
+        rank, error = min(errors.items(), key=lambda item: item[0])
+        if isinstance(error, HostKeyMismatchError):
+            raise error
         node = cluster.nodes[rank]
         raise NodeUnreachableError(f"copying {source} to {node.name} ({node.ip}) of cluster "
                                    f"'{cluster.name}' failed: {error}. Check the node is up "
@@ -242,9 +330,21 @@ def rsync_to_nodes(cluster: Cluster, source: Path, destination: str) -> None:
 
 def _remote_path(path: str) -> str:
     """Quote a remote path for the remote shell, keeping a leading ~/ expandable."""
+    if path == "~":
+        return "~"
     if path.startswith("~/"):
         return "~/" + shlex.quote(path[2:])
     return shlex.quote(path)
+
+
+def _rsync_path_arg(path: str) -> str:
+    """A remote path as rsync -s wants it: no shell, so `~/x` becomes `x` (relative paths
+    are relative to the login home, where sshd starts the remote rsync)."""
+    if path in ("~", "~/"):
+        return "."
+    if path.startswith("~/"):
+        path = path[2:].lstrip("/") or "."
+    return path
 
 
 # --- detached commands (see jobs.py for the job records) -------------------------------
@@ -252,28 +352,44 @@ def job_dir(job_key: str) -> str:
     return f"{JOBS_DIR}/{job_key}"
 
 
+class _WholeStream(io.StringIO):
+    """stdin for Fabric: invoke reads a non-tty stream one byte per 10 ms; give it all at once."""
+
+    def read(self, size: int | None = -1) -> str:
+        return super().read()
+
+
 def start_detached(shell: NodeShell, job_key: str, script: str, env: dict[str, str]) -> str:
     """Start `script` detached in its own session on the node; return its pid.
 
-    job.sh sources env.sh, runs the user's script with bash in ~/sky_workdir
-    and writes its exit code to `rc`, so the result survives the client.
+    job.sh sources env.sh (and deletes it: secrets are not left on the node's disk),
+    runs the user's script with bash in ~/sky_workdir and writes its exit code to
+    `rc`, so the result survives the client. The files travel on stdin.
     """
     directory = job_dir(job_key)
     launcher = ("cd \"$HOME\"\n"
                 f"mkdir -p {WORKDIR} && cd {WORKDIR}\n"
                 f". \"$HOME\"/{directory}/env.sh\n"
+                # sourced once: the values (secrets too) live on in the job's
+                # environment only, not in a file on the node's disk
+                f"rm -f \"$HOME\"/{directory}/env.sh\n"
                 f"bash \"$HOME\"/{directory}/user.sh\n"
                 "code=$?\n"
                 f"echo $code > \"$HOME\"/{directory}/rc.tmp && "
                 f"mv \"$HOME\"/{directory}/rc.tmp \"$HOME\"/{directory}/rc\n")
     files = {"env.sh": export_lines(env), "user.sh": script, "job.sh": launcher}
-    writes = " && ".join(f"echo '{base64.b64encode(text.encode()).decode()}' | base64 -d > {name}"
-                         for name, text in files.items())
+    # The files travel on stdin, one base64 line each, and are decoded by shell builtins
+    # plus base64: nothing of them (secrets in env.sh!) shows in the node's process list.
+    payload = "".join(base64.b64encode(text.encode()).decode() + "\n"
+                      for text in files.values())
+    reads = " && ".join(f"IFS= read -r {name.replace('.', '_')}" for name in files)
+    writes = " && ".join(f"printf '%s' \"${name.replace('.', '_')}\" | base64 -d > {name}"
+                         for name in files)
     command = (f"mkdir -p {directory} && chmod 700 {JOBS_DIR} && cd {directory} && "
-               f"umask 077 && {writes} && rm -f rc && "
+               f"umask 077 && {reads} && {writes} && rm -f rc && "
                "{ setsid nohup bash job.sh > log 2>&1 < /dev/null & } && echo $! > pid "
                "&& cat pid")
-    result = shell.run(command)
+    result = shell.run(command, in_stream=_WholeStream(payload))
     if not result.ok:
         raise RuntimeError(f"could not start the command: {result.stderr.strip()}")
     return result.stdout.strip()

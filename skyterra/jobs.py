@@ -12,8 +12,9 @@ import dataclasses
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from skyterra import executor
 from skyterra.cluster import Cluster, Node
@@ -109,14 +110,23 @@ def job_env(cluster: Cluster, node: Node, task_envs: dict[str, str], job_id: int
 
 def start_all(cluster: Cluster, job_key: str, script: str,
               env_for: Callable[[Node], dict[str, str]]) -> None:
-    """Start `script` detached on every node (in parallel); raise naming a failed node."""
-    def start(node: Node) -> str:
-        shell = executor.NodeShell(cluster, node)
-        try:
-            return executor.start_detached(shell, job_key, script, env_for(node))
-        finally:
+    """Start `script` detached on every node (in parallel); raise naming a failed node.
+
+    Every node is connected to first (host key checked) and the script starts only
+    when all answered: a node that cannot be reached does not leave the others
+    running a job alone.
+    """
+    shells = {node.rank: executor.NodeShell(cluster, node) for node in cluster.nodes}
+    try:
+        _raise_first_error(cluster, executor.for_each_node(
+            cluster, lambda node: shells[node.rank].open()), "connect to")
+        _raise_first_error(cluster, executor.for_each_node(
+            cluster, lambda node: executor.start_detached(shells[node.rank], job_key, script,
+                                                          env_for(node))),
+                           "start the command")
+    finally:
+        for shell in shells.values():
             shell.close()
-    _raise_first_error(cluster, executor.for_each_node(cluster, start), "start the command")
 
 
 def follow_all(cluster: Cluster, job_key: str, sink: executor.Sink) -> dict[int, int]:
@@ -175,7 +185,8 @@ def _raise_first_error(cluster: Cluster, results: dict[int, object], what: str) 
     for rank, value in sorted(results.items()):
         if isinstance(value, BaseException):
             node = cluster.nodes[rank]
-            if isinstance(value, (KeyboardInterrupt, SystemExit)):
+            if isinstance(value, (KeyboardInterrupt, SystemExit,
+                                  executor.HostKeyMismatchError)):
                 raise value
             raise SkyterraError(f"could not {what} on {node.name} ({node.ip}) of cluster "
                                 f"'{cluster.name}': {value}. Check the node with `skyterra "
@@ -218,6 +229,9 @@ def refresh(cluster: Cluster, store: JobStore, job: Job) -> Job:
             shell.close()
 
     states = executor.for_each_node(cluster, look)
+    for value in states.values():
+        if isinstance(value, executor.HostKeyMismatchError):
+            raise value  # not "a node does not answer": someone else answers
     if any(isinstance(v, BaseException) for v in states.values()):
         return job  # a node does not answer: keep what we knew
     codes = {rank: value[0] for rank, value in states.items()}  # type: ignore[index]
