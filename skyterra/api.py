@@ -22,7 +22,8 @@ from typing import Any
 from skyterra import backend, config, jobs, state
 from skyterra.clouds import ClusterSpec, get_cloud
 from skyterra.cluster import Cluster
-from skyterra.errors import ClusterBusyError, ClusterNotFoundError, SkyterraError, TaskError
+from skyterra.errors import (ClusterBusyError, ClusterNotFoundError, ConfigError, SkyterraError,
+                             TaskError)
 from skyterra.optimizer import Candidate, optimize
 from skyterra.task import Task
 
@@ -146,7 +147,7 @@ def launch_cluster(task: Task, cluster_name: str | None = None, *,
     cluster_dir = state.ClusterDir(name)
     fetch_shared(name, progress)
     existing = cluster_dir.load() if cluster_dir.exists() else None
-    candidates = _candidates_for(task, existing, clouds)
+    candidates = _with_credentials(_candidates_for(task, existing, clouds))
     state.ensure_home()
     with cluster_dir.lock("launch"):
         record = existing or _new_record(cluster_dir, task)
@@ -161,9 +162,15 @@ def launch_cluster(task: Task, cluster_name: str | None = None, *,
                                accelerator_count=candidate.accelerator_count,
                                price=candidate.cluster_price, num_nodes=task.num_nodes)
         try:
-            done = provision.provision(task, candidates, spec, cluster_dir, progress, remember)
-            if not provision_only:  # (emulated clouds have no SSH to wait for)
-                _repair_dead_nodes(task, done, spec, cluster_dir, progress)
+            try:
+                done = provision.provision(task, candidates, spec, cluster_dir, progress,
+                                           remember)
+                if not provision_only:  # (emulated clouds have no SSH to wait for)
+                    _repair_dead_nodes(task, done, spec, cluster_dir, progress)
+            except OSError as os_error:  # disk full, read-only home: no traceback
+                raise ConfigError(f"cannot write {os_error.filename or cluster_dir.path} "
+                                  f"({os_error.strerror}). Free disk space or fix the "
+                                  "permissions, then launch again.") from None
             cluster = done.cluster
         except SkyterraError as error:
             if getattr(error, "kind", "") == "locked":
@@ -208,10 +215,14 @@ def _clean_up_failed_launch(cluster_dir: state.ClusterDir, error: SkyterraError,
 
     record = cluster_dir.load()
     progress(f"launch failed; removing what was created for cluster '{cluster_dir.name}'")
+    applied = any((cluster_dir.path / name).exists() for name in
+                  ("terraform.tfstate", backend.BACKEND_VALUES_FILE))
     try:
-        if record.cloud:
+        if record.cloud and applied:
             provision.destroy(cluster_dir, record.cloud, progress)
-    except SkyterraError as cleanup_error:
+        if record.cloud:
+            _check_nothing_left(cluster_dir, record, progress)
+    except (SkyterraError, OSError) as cleanup_error:
         error.args = ((f"{error}\nThe partial cluster could not be removed ({cleanup_error}). "
                       f"Run `skyterra destroy {cluster_dir.name}` to retry."),)
         return
@@ -222,6 +233,22 @@ def _clean_up_failed_launch(cluster_dir: state.ClusterDir, error: SkyterraError,
     error.args = ((f"{error}\nNothing was left behind: cluster '{cluster_dir.name}' was "
                   "removed."),)
     raise error
+
+
+def _with_credentials(candidates: list[Candidate]) -> list[Candidate]:
+    """Drop candidates on clouds without credentials; none left is a clear error, raised
+    before anything is recorded (Terraform would only fail later, less clearly)."""
+    from skyterra.errors import ConfigError
+
+    reports = {name: get_cloud(name).check_credentials()
+               for name in dict.fromkeys(c.cloud for c in candidates)}
+    usable = [c for c in candidates if reports[c.cloud].ok]
+    if usable:
+        return usable
+    reasons = " ".join(f"{name}: {r.detail}{' Fix: ' + r.hint if r.hint else ''}"
+                       for name, r in reports.items())
+    raise ConfigError(f"no credentials for {', '.join(reports)}. {reasons} "
+                      "(`skyterra check` shows what is found.)")
 
 
 def _check_tools() -> None:

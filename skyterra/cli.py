@@ -8,6 +8,7 @@ traceback (--debug shows it) and exit with the error's code (2 for input).
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import os
@@ -62,7 +63,20 @@ def handles_errors(command):
         except KeyboardInterrupt:
             click.echo("\nInterrupted.", err=True)
             sys.exit(130)
+        except OSError as error:
+            if _DEBUG or error.errno not in _DISK_ERRORS:
+                raise
+            where = f" {error.filename}" if error.filename else ""
+            click.echo(click.style("Error: ", fg="red", bold=True) +
+                       f"cannot write{where}: {error.strerror}. Free disk space or fix the "
+                       "permissions (SKYTERRA_HOME chooses where skyterra keeps its files), "
+                       "then run the command again; `skyterra status` shows what exists.",
+                       err=True)
+            sys.exit(2)
     return wrapper
+
+
+_DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
 
 
 class _Group(click.Group):

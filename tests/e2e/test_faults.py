@@ -142,3 +142,43 @@ def test_destroy_after_part_of_the_cluster_dir_was_deleted(skyterra_home, tmp_pa
     assert result.returncode == 0, result.stderr
     assert not directory.exists()
     assert leftover_processes(str(skyterra_home)) == []
+
+
+def test_missing_cloud_credentials_fail_before_anything_is_recorded(skyterra_home, tmp_path):
+    from tests.e2e.helpers import SEED
+
+    env = {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_PROFILE": "",
+           "AWS_SHARED_CREDENTIALS_FILE": "/dev/null", "AWS_CONFIG_FILE": "/dev/null",
+           "AWS_EC2_METADATA_DISABLED": "true", "AWS_CONTAINER_CREDENTIALS_FULL_URI": "",
+           "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": ""}
+    result = skyterra("launch", str(SEED / "train.yaml"), "--cloud", "aws", "-y",
+                      check=False, env=env)
+    assert result.returncode == 2
+    assert "no credentials for aws" in result.stderr and "aws configure" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (skyterra_home / "clusters").exists() or not any(
+        (skyterra_home / "clusters").iterdir())
+
+
+def test_full_disk_gives_a_clear_error_and_leaves_nothing_running(tmp_path, monkeypatch):
+    """SKYTERRA_HOME on a tiny tmpfs (root only): the launch fails cleanly."""
+    small = tmp_path / "small"
+    small.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(small)],
+                             capture_output=True, check=False)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        monkeypatch.setenv("SKYTERRA_HOME", str(small / "home"))
+        task = write_task(tmp_path / "task", "num_nodes: 2\nrun: echo hi\n")
+        (small / "filler").write_bytes(b"x" * 40 * 1024)
+        result = skyterra("launch", str(task), "--cloud", "local", "-c", "full", "-y",
+                          check=False)
+        assert result.returncode in (1, 2), result.stdout + result.stderr
+        assert "Traceback" not in result.stderr
+        assert "No space left on device" in result.stderr
+        assert "Nothing was left behind" in result.stderr
+        assert not any((small / "home" / "clusters").iterdir())
+        assert leftover_processes(str(small)) == []
+    finally:
+        subprocess.run(["umount", "-l", str(small)], check=False)
