@@ -22,8 +22,13 @@ from typing import Any
 from skyterra import backend, config, jobs, state
 from skyterra.clouds import ClusterSpec, get_cloud
 from skyterra.cluster import Cluster
-from skyterra.errors import (ClusterBusyError, ClusterNotFoundError, ConfigError, SkyterraError,
-                             TaskError)
+from skyterra.errors import (
+    ClusterBusyError,
+    ClusterNotFoundError,
+    ConfigError,
+    SkyterraError,
+    TaskError,
+)
 from skyterra.optimizer import Candidate, optimize
 from skyterra.task import Task
 
