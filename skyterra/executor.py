@@ -401,9 +401,13 @@ def stream_log(shell: NodeShell, job_key: str, writer: PrefixWriter, follow: boo
     directory = job_dir(job_key)
     start = f"-n {int(tail)}" if tail is not None else "-n +1"
     if follow:
-        command = (f"cd {directory} && touch log && "
-                   f"tail --pid=\"$(cat pid 2>/dev/null || echo 1)\" {start} -F log 2>/dev/null")
-        command = f"{command}; test -f {directory}/rc || sleep 0.2"
+        # tail stops when a watcher ends: the job wrote rc, or its process is gone. (A
+        # finished job can linger as a zombie where init reaps slowly, so --pid=JOB
+        # alone could wait long; tail --pid still reads the log to its end.)
+        command = (f"cd {directory} && touch log && pid=$(cat pid 2>/dev/null || echo 0); "
+                   "( while [ ! -f rc ] && kill -0 \"$pid\" 2>/dev/null && "
+                   "! grep -qs '^[0-9]* (.*) Z' /proc/\"$pid\"/stat; do sleep 0.1; done ) & "
+                   f"tail --pid=$! {start} -s 0.1 -F log 2>/dev/null")
     else:
         command = f"cd {directory} && tail {start} log 2>/dev/null"
     shell.run(command, out=writer)
@@ -417,17 +421,25 @@ def read_exit_code(shell: NodeShell, job_key: str) -> int | None:
 
 
 def is_running(shell: NodeShell, job_key: str) -> bool:
-    result = shell.run(f"kill -0 \"$(cat {job_dir(job_key)}/pid 2>/dev/null)\" 2>/dev/null")
+    """Any live (non-zombie) process left in the job's process group?"""
+    result = shell.run(f"pid=$(cat {job_dir(job_key)}/pid 2>/dev/null) || exit 1; "
+                       "ps -o stat= --sid $pid 2>/dev/null | grep -qv '^Z'")
     return result.ok
 
 
 def kill_detached(shell: NodeShell, job_key: str, grace: float = 3.0) -> None:
-    """TERM the whole process group, then KILL what is left after `grace` seconds."""
+    """TERM everything in the job's session, then KILL what is left after `grace` seconds.
+
+    The job leads its own session (setsid), so the session id finds its
+    processes even if some moved to another process group.
+    """
     directory = job_dir(job_key)
     shell.run(f"pid=$(cat {directory}/pid 2>/dev/null) || exit 0; "
-              "kill -TERM -- -$pid 2>/dev/null; "
-              f"for i in $(seq {int(grace * 10)}); do kill -0 -- -$pid 2>/dev/null || exit 0; "
-              "sleep 0.1; done; kill -KILL -- -$pid 2>/dev/null; true")
+              "kill -TERM -- -$pid 2>/dev/null; pkill -TERM -s $pid 2>/dev/null; "
+              f"for i in $(seq {int(grace * 10)}); do "
+              "ps -o stat= --sid $pid 2>/dev/null | grep -qv '^Z' || exit 0; "
+              "sleep 0.1; done; kill -KILL -- -$pid 2>/dev/null; pkill -KILL -s $pid 2>/dev/null; "
+              "true")
 
 
 def _which(tool: str) -> bool:

