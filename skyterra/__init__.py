@@ -34,7 +34,7 @@ _EXPORTS = {
 }
 _ERRORS = ("SkyterraError", "TaskError", "NotSupportedError", "ConfigError", "MissingToolError",
            "ClusterNotFoundError", "ClusterBusyError", "TerraformError", "ProvisionError",
-           "NodeUnreachableError", "CommandFailedError")
+           "NodeUnreachableError", "HostKeyMismatchError", "CommandFailedError")
 
 __all__ = [*_EXPORTS, *_ERRORS]  # noqa: PLE0604 - both tables hold names (str)
 

@@ -273,8 +273,10 @@ def _check_tools() -> None:
 
 def _candidates_for(task: Task, existing: state.ClusterRecord | None,
                     clouds: list[str] | None) -> list[Candidate]:
-    """A new cluster may go anywhere; an existing one stays where it is."""
-    if existing is None or existing.status not in (state.STATUS_UP,) or not existing.cloud:
+    """A new cluster may go anywhere; one that has nodes stays where they are (also when
+    its last command failed: its nodes still exist, moving would orphan them)."""
+    if existing is None or not existing.cloud or not (
+            existing.status == state.STATUS_UP or existing.nodes):
         return plan_candidates(task, clouds)
     if clouds and existing.cloud not in clouds:
         raise TaskError(f"cluster '{existing.name}' already exists on {existing.cloud}; "

@@ -83,6 +83,10 @@ class NodeUnreachableError(SkyterraError):
     """A node did not answer SSH in time."""
 
 
+class HostKeyMismatchError(NodeUnreachableError):
+    """A node's SSH host key is not the one pinned at launch: skyterra will not connect."""
+
+
 class CommandFailedError(SkyterraError):
     """setup or run exited non-zero on a node; exit_code is the node's exit code."""
 

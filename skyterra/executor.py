@@ -22,16 +22,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from skyterra.cluster import Cluster, Node
-from skyterra.errors import MissingToolError, NodeUnreachableError
+from skyterra.errors import HostKeyMismatchError, MissingToolError, NodeUnreachableError
 
 JOBS_DIR = ".skyterra/jobs"      # on each node, relative to the login home
 WORKDIR = "sky_workdir"
 Sink = Callable[[str], None]
 _print_lock = threading.Lock()
-
-
-class HostKeyMismatchError(NodeUnreachableError):
-    """A node's SSH host key is not the one pinned at launch: skyterra will not connect."""
 
 
 def host_key_error(cluster: Cluster, node: Node, changed: bool) -> HostKeyMismatchError:

@@ -82,7 +82,8 @@ def render_standalone(task: Task, out_dir: Path | str, *, cloud: str | None = No
     if not clouds:
         raise ConfigError("say which cloud to render for: --cloud aws|gcp|azure|local "
                           "(or resources.cloud in the task).")
-    name = state.check_cluster_name(cluster_name or _name_from_task(task))
+    name = state.check_cluster_name(_name_from_task(task) if cluster_name is None
+                                    else cluster_name)
     directory = Path(out_dir).expanduser().resolve()
     if directory.exists() and (directory / "cluster.json").exists():
         raise ConfigError(f"{directory} is a skyterra cluster directory; render into a "
