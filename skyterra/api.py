@@ -252,8 +252,8 @@ def _with_credentials(candidates: list[Candidate]) -> list[Candidate]:
         return usable
     reasons = " ".join(f"{name}: {r.detail}{' Fix: ' + r.hint if r.hint else ''}"
                        for name, r in reports.items())
-    raise ConfigError(f"no credentials for {', '.join(reports)}. {reasons} "
-                      "(`skyterra check` shows what is found.)")
+    raise ConfigError(f"cannot use {', '.join(reports)} from this machine (no credentials or "
+                      f"missing tools). {reasons} (`skyterra check` shows what is found.)")
 
 
 def _check_tools() -> None:
