@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers import REPO, skyterra, write_task
+from tests.e2e.helpers import REPO, SEED, skyterra, write_task
 from tests.leaks import leftover_processes
 
 pytestmark = [pytest.mark.e2e,
@@ -48,8 +48,9 @@ def plain_terraform(directory: Path, *args: str, stdout=None) -> subprocess.Comp
 def test_render_apply_with_plain_terraform_attach_exec_forget_destroy(skyterra_home, tmp_path):
     task = write_task(tmp_path / "task", TWO_NODES)
     module = skyterra_home.parent / "pipeline" / "train"  # node sshds run from here
-    rendered = skyterra("render", str(task), "--cloud", "local", "--out", str(module),
-                        "-c", "pipe-train", "--json")
+    # The pipeline's module is the seed's multi-node task (2 nodes, L4:4), for the local cloud
+    rendered = skyterra("render", str(SEED / "train-multinode.yaml"), "--cloud", "local",
+                        "--out", str(module), "-c", "pipe-train", "--json")
     info = json.loads(rendered.stdout)
     assert info["cluster_name"] == "pipe-train" and Path(info["out_dir"]) == module.resolve()
     assert (module / "README.md").exists() and (module / "terraform.tfvars.json").exists()
