@@ -12,14 +12,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from skyterra import backend
+from skyterra import backend, config
 from skyterra.clouds import ClusterSpec, get_cloud
 from skyterra.clouds.base import detect_caller_cidrs
 from skyterra.cluster import Cluster
-from skyterra.errors import ProvisionError, TerraformError
+from skyterra.errors import ProvisionError, SkyterraError, TerraformError
 from skyterra.optimizer import Candidate
 from skyterra.renderer import render_module
-from skyterra.state import ClusterDir
+from skyterra.state import ClusterDir, ClusterRecord
 from skyterra.task import Task
 from skyterra.terraform import Workspace
 
@@ -130,3 +130,79 @@ def destroy(cluster_dir: ClusterDir, cloud_name: str, progress: Progress) -> Non
 def _first_line(text: str) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return lines[0] if lines else text.strip()
+
+
+# --- clusters recorded in the registry ----------------------------------------------------
+
+
+def spec_for(cluster_dir: ClusterDir, record: ClusterRecord, num_nodes: int) -> ClusterSpec:
+    public_key, key_path = cluster_dir.ensure_key()
+    settings = config.load()
+    options = {**config.provision_options(settings), **record.cloud_options,
+               "ssh_port": record.ssh_port}
+    shared = backend.shared_backend(settings)
+    if shared:
+        options["backend"] = shared
+        options["registry"] = {"name": record.name, "slot": record.slot,
+                               "ssh_port": record.ssh_port, "owner": record.owner,
+                               "task": record.task, "created_at": record.created_at,
+                               "cloud_options": record.cloud_options,
+                               "private_key": key_path.read_text(), "public_key": public_key}
+    return ClusterSpec(name=record.name, directory=cluster_dir.path, num_nodes=num_nodes,
+                       public_key=public_key, private_key_path=key_path, slot=record.slot,
+                       options=options)
+
+
+def record_candidate(record: ClusterRecord) -> Candidate:
+    return Candidate(cloud=record.cloud, region=record.region or "", zone=record.zone,
+                     instance_type=record.instance_type, accelerator=record.accelerator,
+                     accelerator_count=record.accelerator_count, vcpus=0, memory_gib=0,
+                     price=record.price / max(record.num_nodes, 1), num_nodes=record.num_nodes)
+
+
+def ensure_module(cluster_dir: ClusterDir, record: ClusterRecord) -> None:
+    """Destroy needs the module's .tf files: re-render them from cluster.json if they are gone."""
+    if (cluster_dir.path / "variables.tf").exists() or not record.instance_type:
+        return
+    task = Task.from_yaml_config(record.task or {"run": "true"})
+    render_for(task, record_candidate(record), spec_for(cluster_dir, record, record.num_nodes))
+
+
+def check_nothing_left(cluster_dir: ClusterDir, record: ClusterRecord,
+                        progress: Progress) -> None:
+    """After destroy: clean up what Terraform no longer knew about, or say what to check."""
+    cloud = get_cloud(record.cloud)
+    leftovers = cloud.orphans(cluster_dir.path)
+    if not leftovers:
+        return
+    progress(f"the Terraform state did not list {len(leftovers)} node(s); removing them")
+    cloud.remove_orphans(cluster_dir.path, leftovers)
+    still = cloud.orphans(cluster_dir.path)
+    if still:
+        raise SkyterraError(f"cluster '{record.name}': {', '.join(still)} could not be removed "
+                            f"and the Terraform state does not know them. Remove them by hand, "
+                            f"then run `skyterra destroy {record.name}` again.")
+
+
+def guess_cloud(cluster_dir: ClusterDir) -> str:
+    """For a dir whose cluster.json was lost: the rendered module says which cloud it is."""
+    text = " ".join(p.read_text(errors="replace") for p in cluster_dir.path.glob("*.tf"))
+    for cloud, provider in (("aws", "hashicorp/aws"), ("gcp", "hashicorp/google"),
+                            ("azure", "hashicorp/azurerm")):
+        if provider in text:
+            return cloud
+    if (cluster_dir.path / "nodes").is_dir() or "terraform_data" in text:
+        return "local"
+    return ""
+
+
+def destroy_cluster(cluster_dir: ClusterDir, record: ClusterRecord, progress: Progress) -> None:
+    """Everything `skyterra destroy` does to a cluster's resources, in order: re-render a
+    lost module, terraform destroy, remove what the state no longer knew, drop the shared
+    state object."""
+    ensure_module(cluster_dir, record)
+    destroy(cluster_dir, record.cloud, progress)
+    check_nothing_left(cluster_dir, record, progress)
+    shared = backend.shared_backend(config.load())
+    if shared and (cluster_dir.path / backend.BACKEND_VALUES_FILE).exists():
+        backend.delete_state(shared, record.name)

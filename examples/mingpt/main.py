@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass, fields
 from datetime import timedelta
@@ -237,9 +238,15 @@ def main() -> None:
         print("--- end of sample ---")
 
     if world > 1:
-        # Leave together: tearing gloo down while rank 0 still samples text
-        # can abort the early leavers ("terminate called without an active exception").
-        dist.barrier()
+        dist.barrier()  # leave together: rank 0 was still sampling text
+        if dist.get_backend() == "gloo":
+            # gloo's teardown in this torch can abort a rank that is done ("terminate
+            # called without an active exception", SIGABRT), failing a finished run.
+            # Everything is written and every rank is past the barrier: exit without
+            # running the process group's destructors.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
         dist.destroy_process_group()
 
 

@@ -1,0 +1,93 @@
+"""Clusters launched on another machine, through the shared backend (see backend.py).
+
+`fetch_shared` copies a cluster's record, SSH key and nodes from its Terraform
+state into this machine's registry on first use; `forget_destroyed_elsewhere`
+drops local copies whose state another machine destroyed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from skyterra import backend, config, state
+from skyterra.clouds import get_cloud
+from skyterra.cluster import Cluster
+from skyterra.errors import ClusterBusyError, SkyterraError
+from skyterra.task import Task
+
+Output = Callable[[str], None]
+
+
+def fetch_shared(name: str, progress: Output = lambda line: None) -> bool:
+    """Copy a cluster launched elsewhere from the shared backend into this machine's registry.
+
+    Reads the `skyterra_registry` output from the cluster's Terraform state
+    (record and SSH key), re-renders the module from it and records the nodes
+    from the outputs. True if a copy was made; False when there is no shared
+    backend, the cluster is already known here, or the backend has no such cluster.
+    """
+    from skyterra.provision import init, record_candidate, render_for, spec_for
+    from skyterra.terraform import Workspace
+
+    shared = backend.shared_backend(config.load())
+    cluster_dir = state.ClusterDir(name)
+    if not shared or cluster_dir.exists():
+        return False
+    state.ensure_home()
+    with cluster_dir.lock("fetch"):
+        for file_name, text in backend.backend_files_for(name, shared).items():
+            (cluster_dir.path / file_name).write_text(text)
+        ws = Workspace(cluster_dir.path, progress=progress)
+        try:
+            init(ws)
+            outputs = ws.outputs()
+        except SkyterraError:
+            outputs = {}
+        registry = outputs.get(backend.REGISTRY_VARIABLE)
+        if not registry:
+            state.remove_cluster_dir(cluster_dir, keep_lock=True)
+            return False
+        data = json.loads(registry)
+        key = cluster_dir.key_path
+        key.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for path, text in ((key, data.pop("private_key")),
+                           (key.with_suffix(".pub"), data.pop("public_key") + "\n")):
+            path.write_text(text)
+            path.chmod(0o600)
+        record = state.ClusterRecord.from_json({**data, "ssh_key": str(key)})
+        cluster_dir.save(record)
+        task = Task.from_yaml_config(record.task or {"run": "true"})
+        render_for(task, record_candidate(record), spec_for(cluster_dir, record, record.num_nodes))
+        cluster = Cluster.from_terraform_outputs(
+            name, outputs, ssh_key=key, known_hosts=cluster_dir.known_hosts_path,
+            cloud=record.cloud, region=record.region, zone=record.zone,
+            num_gpus_per_node=record.accelerator_count,
+            node_env=get_cloud(record.cloud).node_env(spec_for(cluster_dir, record,
+                                                            record.num_nodes)))
+        cluster_dir.update(status=state.STATUS_UP, nodes=cluster.node_records(),
+                           ssh_user=cluster.ssh_user, ssh_port=cluster.ssh_port,
+                           node_env=cluster.node_env, launched_at=record.created_at)
+        from skyterra import executor, ssh_config
+
+        executor.pin_host_keys(cluster, timeout=60)
+        ssh_config.write(cluster)
+    progress(f"cluster '{name}' fetched from the shared backend")
+    return True
+
+
+def forget_destroyed_elsewhere(listed: set[str]) -> None:
+    """Shared clusters whose state is gone from the backend were destroyed on another machine."""
+    from skyterra import ssh_config
+
+    for record in list(state.list_clusters()):
+        cluster_dir = state.ClusterDir(record.name)
+        if (record.name in listed or record.status != state.STATUS_UP
+                or not (cluster_dir.path / backend.BACKEND_VALUES_FILE).exists()):
+            continue  # still there, or still being launched here
+        try:
+            with cluster_dir.lock("forget"):
+                ssh_config.remove(record.name)
+                state.remove_cluster_dir(cluster_dir, keep_lock=True)
+        except ClusterBusyError:
+            continue
