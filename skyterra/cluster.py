@@ -63,9 +63,12 @@ class Cluster:
         return [dataclasses.asdict(node) for node in self.nodes]
 
     @classmethod
-    def from_terraform_outputs(cls, name: str, outputs: dict[str, Any], *,
+    def from_terraform_outputs(cls, name: str, outputs: dict[str, Any] | str | Path, *,
                                ssh_key: Path | str | None = None, **extra: Any) -> Cluster:
-        """From `terraform output -json` values (or its raw form with {"value": …})."""
+        """From Terraform outputs: a dict (`output -json`, raw or values only), the path
+        of a saved `terraform output -json` file, or a Terraform working directory."""
+        if isinstance(outputs, (str, Path)):
+            outputs = _read_outputs(Path(outputs))
         values = {k: (v["value"] if isinstance(v, dict) and "value" in v else v)
                   for k, v in outputs.items()}
         ips = values.get("node_ips")
@@ -98,3 +101,19 @@ class Cluster:
                    known_hosts=known_hosts, cloud=record.cloud, region=record.region,
                    zone=record.zone, num_gpus_per_node=record.accelerator_count,
                    node_env=dict(record.node_env))
+
+
+def _read_outputs(path: Path) -> dict[str, Any]:
+    """outputs.json, or `terraform output -json` run in a module directory."""
+    if path.is_dir():
+        from skyterra.terraform import Workspace
+
+        return Workspace(path).outputs()
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ConfigError(f"{path}: cannot read Terraform outputs ({error}); save them with "
+                          "`terraform output -json > outputs.json`.") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: Terraform outputs are a JSON object of name: value.")
+    return data

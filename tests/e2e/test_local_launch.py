@@ -106,3 +106,30 @@ def test_failover_moves_to_the_next_zone_and_reports_every_attempt(skyterra_home
     assert "InsufficientInstanceCapacity" in failed.stderr
     assert leftover_processes(str(skyterra_home)) == []
     skyterra("destroy", "nowhere", "-y")  # the record of the failed launch goes away cleanly
+
+
+def test_workdir_sync_honours_gitignore_and_file_mounts_land(skyterra_home, tmp_path):
+    workdir = tmp_path / "project"
+    (workdir / "data").mkdir(parents=True)
+    (workdir / ".gitignore").write_text("*.ckpt\ndata/\n")
+    (workdir / "train.py").write_text("print('hi')\n")
+    (workdir / "model.ckpt").write_text("big\n")
+    (workdir / "data" / "shard0").write_text("big\n")
+    (workdir / ".git").mkdir()
+    (workdir / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    mounted = tmp_path / "vocab.txt"
+    mounted.write_text("a b c\n")
+    task = write_task(tmp_path, f"""
+workdir: {workdir}
+file_mounts:
+  ~/inputs/vocab.txt: {mounted}
+run: |
+  echo "files: $(ls -A | sort | tr '\\n' ' ')"
+  echo "mounted: $(cat ~/inputs/vocab.txt)"
+""")
+    out = skyterra("launch", str(task), "--cloud", "local", "-c", "sync", "-y").stdout
+    try:
+        assert "files: .gitignore train.py\n" in out  # no model.ckpt, data/ or .git
+        assert "mounted: a b c" in out
+    finally:
+        skyterra("destroy", "sync", "-y")
