@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Stop one local node and remove its directory.
+#
+# Kills every process that carries the node's marker SKYTERRA_NODE_ID=<node dir>
+# in its environment (the node's sshd is started with it, sshd passes it on to
+# its per-connection processes, and the ForceCommand wrapper exports it, so it
+# reaches every session and every job started from one, detached or not), plus
+# the sshd named by the pid file or matched by its command line. TERM first,
+# KILL what is left after a short wait. Then removes the node directory.
+#
+# Succeeds when the node is already gone, so destroying twice works.
+#
+# Input (environment): SKYTERRA_NODE_DIR (required), SKYTERRA_NODE_NAME (for messages).
+set -euo pipefail
+
+# If we run inside a session of some node ourselves, drop the marker so that
+# our own helper processes never match.
+if [[ -n ${SKYTERRA_NODE_ID+x} ]]; then
+  exec env -u SKYTERRA_NODE_ID "$BASH" "${BASH_SOURCE[0]}" "$@"
+fi
+
+dir=${SKYTERRA_NODE_DIR:?node-down.sh: SKYTERRA_NODE_DIR is not set}
+dir=${dir%/}
+name=${SKYTERRA_NODE_NAME:-$dir}
+
+case $dir in
+  /?*/?*) ;;
+  *)
+    echo "node-down: node $name: refusing node directory '$dir' (must be an absolute path below a directory)" >&2
+    exit 1
+    ;;
+esac
+
+# Never kill ourselves or an ancestor (terraform may itself run on a node).
+declare -A protected=()
+p=$$
+while [[ $p =~ ^[0-9]+$ ]] && ((p > 1)); do
+  protected[$p]=1
+  p=$(awk '/^PPid:/ { print $2 }' "/proc/$p/status" 2>/dev/null) || break
+done
+
+# Prints the pids of the node's processes, one per line.
+node_pids() {
+  local f pid
+  {
+    if [[ -r $dir/sshd.pid ]]; then
+      read -r pid <"$dir/sshd.pid" || true
+      if [[ ${pid:-} =~ ^[0-9]+$ ]] \
+        && grep -qzF -- "$dir/sshd_config" "/proc/$pid/cmdline" 2>/dev/null; then
+        echo "/proc/$pid/cmdline"
+      fi
+    fi
+    grep -lzxF -- "SKYTERRA_NODE_ID=$dir" /proc/[0-9]*/environ 2>/dev/null || true
+    grep -lzF -- "$dir/sshd_config" /proc/[0-9]*/cmdline 2>/dev/null || true
+  } | while IFS= read -r f; do
+    pid=${f#/proc/}
+    pid=${pid%%/*}
+    [[ -z ${protected[$pid]:-} ]] && echo "$pid"
+  done | sort -un
+}
+
+# True while the process exists and is not a zombie.
+alive() {
+  local stat
+  { read -r stat <"/proc/$1/stat"; } 2>/dev/null || return 1
+  stat=${stat##*) }
+  [[ ${stat%% *} != Z ]]
+}
+
+# TERM, wait up to ~2 s, KILL; repeat while new processes show up (a session
+# that was starting during the first scan).
+for round in 1 2 3 4 5; do
+  mapfile -t pids < <(node_pids)
+  ((${#pids[@]} > 0)) || break
+  kill -TERM "${pids[@]}" 2>/dev/null || true
+  for _ in {1..40}; do
+    left=()
+    for pid in "${pids[@]}"; do
+      if alive "$pid"; then left+=("$pid"); fi
+    done
+    ((${#left[@]} > 0)) || break
+    sleep 0.05
+  done
+  if ((${#left[@]} > 0)); then
+    kill -KILL "${left[@]}" 2>/dev/null || true
+    sleep 0.05
+  fi
+done
+
+mapfile -t pids < <(node_pids)
+if ((${#pids[@]} > 0)); then
+  echo "node-down: node $name: processes still alive after KILL: ${pids[*]}" >&2
+  exit 1
+fi
+
+if [[ -e $dir || -L $dir ]]; then
+  if [[ -f $dir/.skyterra-node && ! -L $dir ]]; then
+    if ! rm -rf -- "$dir" 2>/dev/null; then
+      # Jobs may have left read-only directories behind.
+      chmod -R u+rwx -- "$dir" 2>/dev/null || true
+      rm -rf -- "$dir"
+    fi
+  else
+    echo "node-down: node $name: $dir is not a skyterra node directory; leaving it alone" >&2
+  fi
+fi
+exit 0
