@@ -138,6 +138,7 @@ def launch_cluster(task: Task, cluster_name: str | None = None, *,
                                            remember)
                 if not provision_only:  # (emulated clouds have no SSH to wait for)
                     _repair_dead_nodes(task, done, spec, cluster_dir, progress)
+                    provision.publish_host_keys(task, done, spec, cluster_dir, progress)
             except OSError as os_error:  # disk full, read-only home: no traceback
                 raise ConfigError(f"cannot write {os_error.filename or cluster_dir.path} "
                                   f"({os_error.strerror}). Free disk space or fix the "

@@ -147,10 +147,28 @@ def spec_for(cluster_dir: ClusterDir, record: ClusterRecord, num_nodes: int) -> 
                                "ssh_port": record.ssh_port, "owner": record.owner,
                                "task": record.task, "created_at": record.created_at,
                                "cloud_options": record.cloud_options,
-                               "private_key": key_path.read_text(), "public_key": public_key}
+                               "private_key": key_path.read_text(), "public_key": public_key,
+                               "known_hosts": _pinned_host_keys(cluster_dir)}
     return ClusterSpec(name=record.name, directory=cluster_dir.path, num_nodes=num_nodes,
                        public_key=public_key, private_key_path=key_path, slot=record.slot,
                        options=options)
+
+
+def _pinned_host_keys(cluster_dir: ClusterDir) -> str:
+    path = cluster_dir.known_hosts_path
+    return path.read_text() if path.exists() else ""
+
+
+def publish_host_keys(task: Task, done: Provisioned, spec: ClusterSpec, cluster_dir: ClusterDir,
+                      progress: Progress) -> None:
+    """With a shared backend, put the host keys pinned here into the registry (one more,
+    small apply) so that other machines check them instead of trusting on first use."""
+    pinned = _pinned_host_keys(cluster_dir)
+    registry = spec.options.get("registry")
+    if not spec.options.get("backend") or registry is None or registry.get("known_hosts") == pinned:
+        return
+    spec.options["registry"] = {**registry, "known_hosts": pinned}
+    apply_candidate(task, done.candidate, spec, cluster_dir, progress)
 
 
 def record_candidate(record: ClusterRecord) -> Candidate:

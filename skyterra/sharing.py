@@ -51,6 +51,10 @@ def fetch_shared(name: str, progress: Output = lambda line: None) -> bool:
         data = json.loads(registry)
         key = cluster_dir.key_path
         key.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        known_hosts = data.pop("known_hosts", "")
+        if known_hosts:  # keys pinned by the machine that launched: checked, not trusted
+            cluster_dir.known_hosts_path.write_text(known_hosts)
+            cluster_dir.known_hosts_path.chmod(0o600)
         for path, text in ((key, data.pop("private_key")),
                            (key.with_suffix(".pub"), data.pop("public_key") + "\n")):
             path.write_text(text)

@@ -80,6 +80,12 @@ def test_cluster_is_shared_through_the_s3_backend(tmp_path, moto_endpoint, monke
         assert [(c["name"], c["status"], len(c["nodes"])) for c in seen] == [("team", "UP", 2)]
         used = skyterra("exec", "team", str(task), env=homes["b"])
         assert "(worker1, rank=1) hello from 1" in used.stdout
+        pinned = {m: (tmp_path / f"machine-{m}" / "clusters" / "team" / "ssh" / "known_hosts")
+                  .read_text() for m in ("a", "b")}
+        assert pinned["a"].count("ssh-ed25519") == 2 and pinned["b"] == pinned["a"]
+
+        relaunched = skyterra("launch", str(task), "-c", "team", "-y", env=homes["a"])
+        assert "0 to add, 0 to change, 0 to destroy" in relaunched.stderr
 
         lock_id = "team-state/skyterra/team/terraform.tfstate"
         clients["dynamodb"].put_item(TableName="locks", Item={
