@@ -44,6 +44,8 @@ def test_nodes_run_as_a_normal_user_on_a_high_port():
     user = _unprivileged_user()
     if os.geteuid() != 0 or user is None or not shutil.which("runuser"):
         pytest.skip("needs root and an unprivileged account with a shell to switch to")
+    if not shutil.which("terraform") or not shutil.which("sshd", path="/usr/sbin:/usr/bin"):
+        pytest.skip("needs the terraform binary and sshd on PATH")
     work = Path(tempfile.mkdtemp(prefix="skyterra-nonroot-"))
     os.chmod(work, 0o755)
     module = work / "module"
