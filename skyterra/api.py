@@ -59,6 +59,7 @@ def launch(task: Task, cluster_name: str | None = None, *, clouds: list[str] | N
 
 
 def get_cluster(name: str) -> tuple[state.ClusterDir, state.ClusterRecord, Cluster]:
+    """An UP cluster by name (fetched from the shared backend if launched elsewhere)."""
     fetch_shared(name)
     cluster_dir = state.ClusterDir(name)
     record = cluster_dir.load()
@@ -129,6 +130,7 @@ def status(cluster_names: list[str] | None = None) -> list[state.ClusterRecord]:
 
 
 def queue(cluster_name: str, refresh: bool = True) -> list[jobs.Job]:
+    """The cluster's jobs, oldest first; with refresh, unfinished ones are asked on the nodes."""
     cluster_dir, _record, cluster = get_cluster(cluster_name)
     store = jobs.JobStore(cluster_dir.jobs_path)
     result = store.all()
@@ -139,6 +141,7 @@ def queue(cluster_name: str, refresh: bool = True) -> list[jobs.Job]:
 
 def cancel(cluster_name: str, job_ids: list[int] | None = None, all: bool = False
            ) -> list[int]:
+    """Stop jobs on every node (default: the latest unfinished one); return the ids stopped."""
     cluster_dir, _record, cluster = get_cluster(cluster_name)
     store = jobs.JobStore(cluster_dir.jobs_path)
     if all:
@@ -188,6 +191,7 @@ def job_exit_code(job: jobs.Job) -> int:
 
 
 def job_status(cluster_name: str, job_id: int | None = None) -> jobs.Job:
+    """One job (default: the latest), refreshed from the nodes."""
     cluster_dir, _record, cluster = get_cluster(cluster_name)
     store = jobs.JobStore(cluster_dir.jobs_path)
     job = store.get(job_id) if job_id is not None else store.latest()

@@ -75,4 +75,5 @@ def stream_and_get(request: Request, out: Output = _print) -> tuple[int | None, 
 
 
 def get(request: Request) -> Any:
+    """Wait for the request without printing its output; return its result (SkyPilot's sky.get)."""
     return request.get()
