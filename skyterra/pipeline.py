@@ -16,7 +16,6 @@ import ipaddress
 import json
 import os
 import re
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +25,7 @@ from skyterra import config, state
 from skyterra.backend import BACKEND_VALUES_FILE, backend_files_for
 from skyterra.clouds import ClusterSpec, get_cloud
 from skyterra.cluster import Cluster
-from skyterra.errors import ConfigError, MissingToolError, SkyterraError
+from skyterra.errors import ConfigError, SkyterraError
 from skyterra.optimizer import Candidate, optimize
 from skyterra.task import Task
 
@@ -47,23 +46,6 @@ class RenderResult:
 
 
 # --- render --------------------------------------------------------------------------------
-def _generate_key(out_dir: Path, name: str) -> tuple[str, Path]:
-    """An ed25519 key pair in out_dir/ssh/ (0600); kept if it exists already."""
-    key = out_dir / "ssh" / "id_ed25519"
-    if not key.exists():
-        key.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        try:
-            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C",
-                            f"skyterra-{name}", "-f", str(key)], check=True,
-                           capture_output=True)
-        except FileNotFoundError:
-            raise MissingToolError("ssh-keygen is not installed; install the OpenSSH client "
-                                   "(Debian: apt-get install openssh-client).") from None
-    os.chmod(key.parent, 0o700)
-    os.chmod(key, 0o600)
-    return key.with_suffix(".pub").read_text().strip(), key
-
-
 def render_standalone(task: Task, out_dir: Path | str, *, cloud: str | None = None,
                       cluster_name: str | None = None,
                       backend: dict[str, Any] | None = None) -> RenderResult:
@@ -94,7 +76,7 @@ def render_standalone(task: Task, out_dir: Path | str, *, cloud: str | None = No
     candidates = optimize(task, clouds)
     best = candidates[0]
     directory.mkdir(parents=True, exist_ok=True)
-    public_key, key = _generate_key(directory, name)
+    public_key, key = state.ensure_key(directory / "ssh" / "id_ed25519", f"skyterra-{name}")
     slot = _previous_slot(directory) or choose_slot(str(directory), state.used_slots())
     options = {**config.provision_options(settings), "ssh_port": ssh_port_for(slot)}
     spec = ClusterSpec(name=name, directory=directory, num_nodes=task.num_nodes,

@@ -103,6 +103,22 @@ def ensure_home() -> Path:
     return root
 
 
+def ensure_key(key: Path, comment: str) -> tuple[str, Path]:
+    """An ed25519 key pair at `key` (dir 0700, key 0600), made if missing:
+    (public key text, private key path)."""
+    if not key.exists():
+        key.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment,
+                            "-f", str(key)], check=True, capture_output=True)
+        except FileNotFoundError:
+            raise MissingToolError("ssh-keygen is not installed; install the OpenSSH client "
+                                   "(Debian: apt-get install openssh-client).") from None
+    os.chmod(key.parent, 0o700)
+    os.chmod(key, 0o600)
+    return key.with_suffix(".pub").read_text().strip(), key
+
+
 class ClusterDir:
     """One cluster's directory: paths, metadata and the lock."""
 
@@ -180,19 +196,7 @@ class ClusterDir:
     # --- key -----------------------------------------------------------------------
     def ensure_key(self) -> tuple[str, Path]:
         """The cluster's own ed25519 key (0600): (public key text, private key path)."""
-        key = self.key_path
-        if not key.exists():
-            key.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            try:
-                subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C",
-                                f"skyterra-{self.name}", "-f", str(key)],
-                               check=True, capture_output=True)
-            except FileNotFoundError:
-                raise MissingToolError("ssh-keygen is not installed; install the OpenSSH "
-                                       "client (Debian: apt-get install openssh-client)."
-                                       ) from None
-            os.chmod(key, 0o600)
-        return key.with_suffix(".pub").read_text().strip(), key
+        return ensure_key(self.key_path, f"skyterra-{self.name}")
 
     # --- lock ----------------------------------------------------------------------
     def lock(self, command: str = "") -> ClusterLock:
