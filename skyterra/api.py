@@ -23,7 +23,7 @@ from skyterra.launcher import (
     plan_candidates,
     submit,
 )
-from skyterra.request import Request, get, stream_and_get
+from skyterra.request import Request, get, print_line, stream_and_get
 from skyterra.sharing import fetch_shared, forget_destroyed_elsewhere
 from skyterra.task import Task
 
@@ -35,13 +35,9 @@ __all__ = ["DetachedInterrupt", "LaunchResult", "Request", "attach", "cancel", "
 Output = Callable[[str], None]
 
 
-def _print(line: str) -> None:
-    print(line, flush=True)
-
-
 def launch(task: Task, cluster_name: str | None = None, *, clouds: list[str] | None = None,
            detach_run: bool = False, provision_only: bool = False, dryrun: bool = False,
-           out: Output = _print, progress: Output = _print, stream: bool = True
+           out: Output = print_line, progress: Output = print_line, stream: bool = True
            ) -> LaunchResult | Request:
     """Launch `task` on a (new or existing) cluster.
 
@@ -49,7 +45,7 @@ def launch(task: Task, cluster_name: str | None = None, *, clouds: list[str] | N
     `stream_and_get` to watch provisioning and get `(job_id, handle)`. The
     job then runs detached; follow it with `tail_logs`.
     """
-    if stream and not provision_only and out is _print and progress is _print:
+    if stream and not provision_only and out is print_line and progress is print_line:
         return Request(lambda o, p: launch_cluster(task, cluster_name, clouds=clouds,
                                                    detach_run=True, dryrun_only=dryrun,
                                                    out=o, progress=p))
@@ -69,8 +65,8 @@ def get_cluster(name: str) -> tuple[state.ClusterDir, state.ClusterRecord, Clust
     return cluster_dir, record, Cluster.from_record(record, cluster_dir.known_hosts_path)
 
 
-def exec(task: Task, cluster_name: str, *, detach_run: bool = False, out: Output = _print,
-         progress: Output = _print) -> LaunchResult:
+def exec(task: Task, cluster_name: str, *, detach_run: bool = False, out: Output = print_line,
+         progress: Output = print_line) -> LaunchResult:
     """Run `task` on an existing cluster: re-sync the workdir, no setup, a new job."""
     task.check_required_envs()
     task.check_local_paths()
@@ -86,7 +82,7 @@ def exec(task: Task, cluster_name: str, *, detach_run: bool = False, out: Output
     return result
 
 
-def down(cluster_name: str, *, progress: Output = _print, purge: bool = False) -> str | bool:
+def down(cluster_name: str, *, progress: Output = print_line, purge: bool = False) -> str | bool:
     """Destroy the cluster's resources and forget it.
 
     Returns "destroyed", "forgotten" (an attached cluster with purge=True: its
@@ -160,7 +156,7 @@ def cancel(cluster_name: str, job_ids: list[int] | None = None, all: bool = Fals
 
 
 def tail_logs(cluster_name: str, job_id: int | None = None, follow: bool = True,
-              tail: int | None = None, out: Output = _print) -> int:
+              tail: int | None = None, out: Output = print_line) -> int:
     """Print a job's logs (all nodes, prefixed); return its exit code like SkyPilot."""
     cluster_dir, _record, cluster = get_cluster(cluster_name)
     store = jobs.JobStore(cluster_dir.jobs_path)
@@ -217,7 +213,7 @@ def render(task: Task | str | Path, cloud: str | None = None, out_dir: str | Pat
 
 def attach(cluster_name: str, outputs: dict[str, Any] | str | Path | None = None, *,
            tf_dir: str | Path | None = None, ssh_key: str | Path | None = None,
-           task: Task | str | Path | None = None, progress: Output = _print
+           task: Task | str | Path | None = None, progress: Output = print_line
            ) -> state.ClusterRecord:
     """Register nodes created by a pipeline (Terraform outputs) as cluster `cluster_name`.
 

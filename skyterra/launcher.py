@@ -29,14 +29,11 @@ from skyterra.errors import (
 )
 from skyterra.optimizer import Candidate, optimize
 from skyterra.provision import check_nothing_left, spec_for
+from skyterra.request import print_line
 from skyterra.sharing import fetch_shared
 from skyterra.task import Task
 
 Output = Callable[[str], None]
-
-
-def _print(line: str) -> None:
-    print(line, flush=True)
 
 
 @dataclasses.dataclass
@@ -104,7 +101,7 @@ def dryrun(task: Task, cluster_name: str | None = None, clouds: list[str] | None
 def launch_cluster(task: Task, cluster_name: str | None = None, *,
                    clouds: list[str] | None = None, detach_run: bool = False,
                    provision_only: bool = False, dryrun_only: bool = False,
-                   out: Output = _print, progress: Output = _print) -> LaunchResult:
+                   out: Output = print_line, progress: Output = print_line) -> LaunchResult:
     """Provision (or reuse) the cluster, sync, set up, and start the run as a job."""
     from skyterra import provision
 

@@ -14,7 +14,8 @@ from typing import Any
 Output = Callable[[str], None]
 
 
-def _print(line: str) -> None:
+def print_line(line: str) -> None:
+    """The default output of SDK calls: each line to stdout as it comes."""
     print(line, flush=True)
 
 
@@ -66,7 +67,7 @@ class Request:
         return self.result
 
 
-def stream_and_get(request: Request, out: Output = _print) -> tuple[int | None, Any]:
+def stream_and_get(request: Request, out: Output = print_line) -> tuple[int | None, Any]:
     """Print the request's output as it comes; return (job_id, handle) like SkyPilot."""
     for line in request.lines():
         out(line)
