@@ -21,8 +21,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from typing_extensions import Self
-
 from skyterra import paths
 from skyterra.errors import (
     ClusterBusyError,
@@ -211,7 +209,7 @@ class ClusterLock:
         self.command = command
         self._fd: int | None = None
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> ClusterLock:  # noqa: PYI034 - typing.Self needs Python 3.11
         self.cluster.create()
         path = self.cluster.path / "lock"
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
