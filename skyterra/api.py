@@ -88,7 +88,7 @@ def down(cluster_name: str, *, progress: Output = print_line, purge: bool = Fals
     Returns "destroyed", "forgotten" (an attached cluster with purge=True: its
     nodes are the pipeline's, untouched), or False if there was no such cluster.
     """
-    from skyterra import provision, ssh_config
+    from skyterra import provision
 
     cluster_dir = state.ClusterDir(cluster_name)
     fetch_shared(cluster_name, progress)
@@ -106,8 +106,7 @@ def down(cluster_name: str, *, progress: Output = print_line, purge: bool = Fals
                                 "removes skyterra's record.")
         if record.owner != "external" and record.cloud:
             provision.destroy_cluster(cluster_dir, record, progress)
-        ssh_config.remove(cluster_name)
-        state.remove_cluster_dir(cluster_dir, keep_lock=True)
+        state.forget(cluster_dir)
     return "forgotten" if record.owner == "external" else "destroyed"
 
 

@@ -195,10 +195,8 @@ def _clean_up_failed_launch(cluster_dir: state.ClusterDir, error: SkyterraError,
         error.args = ((f"{error}\nThe partial cluster could not be removed ({cleanup_error}). "
                       f"Run `skyterra destroy {cluster_dir.name}` to retry."),)
         return
-    from skyterra import ssh_config
 
-    ssh_config.remove(cluster_dir.name)
-    state.remove_cluster_dir(cluster_dir, keep_lock=True)
+    state.forget(cluster_dir)
     error.args = ((f"{error}\nNothing was left behind: cluster '{cluster_dir.name}' was "
                   "removed."),)
     raise error

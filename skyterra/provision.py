@@ -178,12 +178,18 @@ def record_candidate(record: ClusterRecord) -> Candidate:
                      price=record.price / max(record.num_nodes, 1), num_nodes=record.num_nodes)
 
 
+def render_from_record(cluster_dir: ClusterDir, record: ClusterRecord) -> ClusterSpec:
+    """Render the cluster's module again from what cluster.json (or the registry) says."""
+    spec = spec_for(cluster_dir, record, record.num_nodes)
+    task = Task.from_yaml_config(record.task or {"run": "true"})
+    render_for(task, record_candidate(record), spec)
+    return spec
+
+
 def ensure_module(cluster_dir: ClusterDir, record: ClusterRecord) -> None:
     """Destroy needs the module's .tf files: re-render them from cluster.json if they are gone."""
-    if (cluster_dir.path / "variables.tf").exists() or not record.instance_type:
-        return
-    task = Task.from_yaml_config(record.task or {"run": "true"})
-    render_for(task, record_candidate(record), spec_for(cluster_dir, record, record.num_nodes))
+    if not (cluster_dir.path / "variables.tf").exists() and record.instance_type:
+        render_from_record(cluster_dir, record)
 
 
 def check_nothing_left(cluster_dir: ClusterDir, record: ClusterRecord,

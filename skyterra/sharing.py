@@ -14,7 +14,6 @@ from skyterra import backend, config, state
 from skyterra.clouds import get_cloud
 from skyterra.cluster import Cluster
 from skyterra.errors import ClusterBusyError, SkyterraError
-from skyterra.task import Task
 
 Output = Callable[[str], None]
 
@@ -27,7 +26,7 @@ def fetch_shared(name: str, progress: Output = lambda line: None) -> bool:
     from the outputs. True if a copy was made; False when there is no shared
     backend, the cluster is already known here, or the backend has no such cluster.
     """
-    from skyterra.provision import init, record_candidate, render_for, spec_for
+    from skyterra.provision import init, render_from_record
     from skyterra.terraform import Workspace
 
     shared = backend.shared_backend(config.load())
@@ -61,14 +60,12 @@ def fetch_shared(name: str, progress: Output = lambda line: None) -> bool:
             path.chmod(0o600)
         record = state.ClusterRecord.from_json({**data, "ssh_key": str(key)})
         cluster_dir.save(record)
-        task = Task.from_yaml_config(record.task or {"run": "true"})
-        render_for(task, record_candidate(record), spec_for(cluster_dir, record, record.num_nodes))
+        spec = render_from_record(cluster_dir, record)
         cluster = Cluster.from_terraform_outputs(
             name, outputs, ssh_key=key, known_hosts=cluster_dir.known_hosts_path,
             cloud=record.cloud, region=record.region, zone=record.zone,
             num_gpus_per_node=record.accelerator_count,
-            node_env=get_cloud(record.cloud).node_env(spec_for(cluster_dir, record,
-                                                            record.num_nodes)))
+            node_env=get_cloud(record.cloud).node_env(spec))
         cluster_dir.update(status=state.STATUS_UP, nodes=cluster.node_records(),
                            ssh_user=cluster.ssh_user, ssh_port=cluster.ssh_port,
                            node_env=cluster.node_env, launched_at=record.created_at)
@@ -82,7 +79,6 @@ def fetch_shared(name: str, progress: Output = lambda line: None) -> bool:
 
 def forget_destroyed_elsewhere(listed: set[str]) -> None:
     """Shared clusters whose state is gone from the backend were destroyed on another machine."""
-    from skyterra import ssh_config
 
     for record in list(state.list_clusters()):
         cluster_dir = state.ClusterDir(record.name)
@@ -91,7 +87,6 @@ def forget_destroyed_elsewhere(listed: set[str]) -> None:
             continue  # still there, or still being launched here
         try:
             with cluster_dir.lock("forget"):
-                ssh_config.remove(record.name)
-                state.remove_cluster_dir(cluster_dir, keep_lock=True)
+                state.forget(cluster_dir)
         except ClusterBusyError:
             continue

@@ -241,6 +241,15 @@ class ClusterLock:
             self._fd = None
 
 
+def forget(cluster: ClusterDir) -> None:
+    """Drop everything this machine keeps about a cluster: its `ssh NAME` entries and its
+    directory (the caller holds the lock; the lock file goes when it is released)."""
+    from skyterra import ssh_config
+
+    ssh_config.remove(cluster.name)
+    remove_cluster_dir(cluster, keep_lock=True)
+
+
 def list_clusters() -> Iterator[ClusterRecord]:
     root = clusters_root()
     if not root.is_dir():
