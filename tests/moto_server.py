@@ -257,3 +257,46 @@ def moto(aws_env: MotoServer) -> Iterator[MotoServer]:
     aws_env.reset()
     if leftovers:
         pytest.fail("the test left resources in moto: " + "; ".join(leftovers))
+
+
+# --- a shared Terraform state backend (S3 + DynamoDB lock table) on moto ---------------------
+@pytest.fixture
+def moto_endpoint() -> Iterator[str]:
+    """A moto server of its own (S3, DynamoDB) for one test: its URL.
+
+    moto keeps its emulated accounts in process-wide memory shared by every server
+    in this process, so the state is reset before and after: tests never see each
+    other's buckets or tables.
+    """
+    server_module = pytest.importorskip("moto.server")
+    port = _free_port()
+    server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    handle = MotoServer(f"http://127.0.0.1:{port}")
+    try:
+        handle.reset()
+        yield handle.url
+    finally:
+        handle.reset()
+        server.stop()
+
+
+def s3_state_backend(endpoint: str) -> tuple[dict, dict]:
+    """Create bucket `team-state` and lock table `locks`; return (boto3 clients by service,
+    the skyterra `backend:` setting that points Terraform's S3 backend at them)."""
+    import boto3
+
+    clients = {name: boto3.client(name, region_name=REGION, endpoint_url=endpoint,
+                                  aws_access_key_id="x", aws_secret_access_key="x")
+               for name in ("s3", "dynamodb")}
+    clients["s3"].create_bucket(Bucket="team-state")
+    clients["dynamodb"].create_table(
+        TableName="locks", BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "LockID", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "LockID", "AttributeType": "S"}])
+    backend = {"type": "s3", "bucket": "team-state", "region": REGION,
+               "dynamodb_table": "locks", "use_path_style": True,
+               "skip_credentials_validation": True, "skip_requesting_account_id": True,
+               "skip_metadata_api_check": True,
+               "endpoints": {"s3": endpoint, "dynamodb": endpoint}}
+    return clients, backend

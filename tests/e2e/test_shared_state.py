@@ -5,13 +5,16 @@ home is listed, used and destroyed from another, and the state lock refuses a se
 from __future__ import annotations
 
 import json
-import socket
 
 import pytest
 import yaml
 
+from tests import moto_server as moto_fixtures
 from tests.e2e.helpers import skyterra, write_task
 from tests.leaks import leftover_processes
+from tests.moto_server import s3_state_backend
+
+moto_endpoint = moto_fixtures.moto_endpoint
 
 pytestmark = [pytest.mark.e2e, pytest.mark.moto]
 
@@ -23,43 +26,11 @@ AWS_ENV = {"AWS_ACCESS_KEY_ID": "AKIAMOTOTESTING00000", "AWS_SECRET_ACCESS_KEY":
            "NO_PROXY": "127.0.0.1"}
 
 
-@pytest.fixture
-def moto_endpoint():
-    server_module = pytest.importorskip("moto.server")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
-def _clients(endpoint):
-    import boto3
-
-    return {name: boto3.client(name, region_name="us-east-1", endpoint_url=endpoint,
-                               aws_access_key_id="x", aws_secret_access_key="x")
-            for name in ("s3", "dynamodb")}
-
-
 def test_cluster_is_shared_through_the_s3_backend(tmp_path, moto_endpoint, monkeypatch):
     for key, value in AWS_ENV.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("SKYTERRA_SSH_CIDRS", "127.0.0.1/32")
-    clients = _clients(moto_endpoint)
-    clients["s3"].create_bucket(Bucket="team-state")
-    clients["dynamodb"].create_table(
-        TableName="locks", BillingMode="PAY_PER_REQUEST",
-        KeySchema=[{"AttributeName": "LockID", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "LockID", "AttributeType": "S"}])
-    backend = {"type": "s3", "bucket": "team-state", "region": "us-east-1",
-               "dynamodb_table": "locks", "use_path_style": True,
-               "skip_credentials_validation": True, "skip_requesting_account_id": True,
-               "skip_metadata_api_check": True,
-               "endpoints": {"s3": moto_endpoint, "dynamodb": moto_endpoint}}
+    clients, backend = s3_state_backend(moto_endpoint)
     homes = {}
     for machine in ("a", "b"):
         home = tmp_path / f"machine-{machine}"

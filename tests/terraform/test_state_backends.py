@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 from pathlib import Path
 
@@ -21,7 +20,11 @@ from skyterra import backend, pipeline
 from skyterra.errors import ConfigError
 from skyterra.paths import state_templates_dir
 from skyterra.task import Task
+from tests import moto_server as moto_fixtures
 from tests.leaks import leftover_processes
+from tests.moto_server import s3_state_backend
+
+moto_endpoint = moto_fixtures.moto_endpoint
 
 TERRAFORM = shutil.which("terraform")
 STATE = state_templates_dir()
@@ -155,48 +158,16 @@ def test_rendered_module_with_a_local_backend_inits_against_the_shared_path(skyt
 
 
 # --- S3 + DynamoDB on moto ------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def moto_s3():
-    server_module = pytest.importorskip("moto.server")
-    port = _free_port()
-    server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
 @pytest.mark.e2e
 @needs_terraform
 def test_s3_state_is_shared_between_module_copies_and_a_held_lock_refuses(
-        skyterra_home, tmp_path, moto_s3):
-    import boto3
-
+        skyterra_home, tmp_path, moto_endpoint):
     aws_env = {"AWS_ACCESS_KEY_ID": "AKIAMOTOTESTING00000", "AWS_SECRET_ACCESS_KEY": "moto",
                "AWS_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
                "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9",
                "NO_PROXY": "127.0.0.1", "AWS_CONFIG_FILE": "/dev/null",
                "AWS_SHARED_CREDENTIALS_FILE": "/dev/null"}
-    clients = {name: boto3.client(name, region_name="us-east-1", endpoint_url=moto_s3,
-                                  aws_access_key_id="x", aws_secret_access_key="x")
-               for name in ("s3", "dynamodb")}
-    clients["s3"].create_bucket(Bucket="team-state")
-    clients["dynamodb"].create_table(
-        TableName="locks", BillingMode="PAY_PER_REQUEST",
-        KeySchema=[{"AttributeName": "LockID", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "LockID", "AttributeType": "S"}])
-    backend = {"type": "s3", "bucket": "team-state", "region": "us-east-1",
-               "dynamodb_table": "locks", "use_path_style": True,
-               "skip_credentials_validation": True, "skip_requesting_account_id": True,
-               "skip_metadata_api_check": True,
-               "endpoints": {"s3": moto_s3, "dynamodb": moto_s3}}
+    clients, backend = s3_state_backend(moto_endpoint)
     first = tmp_path / "machine-a" / "mod"
     pipeline.render_standalone(_task(), first, cloud="local", cluster_name="shared-s3",
                                backend=backend)
