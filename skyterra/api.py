@@ -11,20 +11,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from skyterra import backend, config, jobs, state
+from skyterra import backend, config, executor, jobs, launcher, pipeline, provision, state
 from skyterra.cluster import Cluster
 from skyterra.errors import ClusterNotFoundError, SkyterraError, TaskError
-from skyterra.launcher import (
-    DetachedInterrupt,
-    LaunchResult,
-    dryrun,
-    follow_job,
-    launch_cluster,
-    plan_candidates,
-    submit,
-)
+from skyterra.launcher import LaunchResult, dryrun, plan_candidates
 from skyterra.request import Request, get, print_line, stream_and_get
 from skyterra.sharing import fetch_shared, forget_destroyed_elsewhere
+from skyterra.submission import DetachedInterrupt, follow_job, submit
 from skyterra.task import Task
 
 __all__ = ["DetachedInterrupt", "LaunchResult", "Request", "attach", "cancel", "down",
@@ -52,6 +45,24 @@ def launch(task: Task, cluster_name: str | None = None, *, clouds: list[str] | N
     return launch_cluster(task, cluster_name, clouds=clouds, detach_run=detach_run,
                           provision_only=provision_only, dryrun_only=dryrun, out=out,
                           progress=progress)
+
+
+def launch_cluster(task: Task, cluster_name: str | None = None, *,
+                   clouds: list[str] | None = None, detach_run: bool = False,
+                   provision_only: bool = False, dryrun_only: bool = False,
+                   out: Output = print_line, progress: Output = print_line) -> LaunchResult:
+    """Provision (or reuse) the cluster, sync, set up, and start the run as a job."""
+    if dryrun_only:
+        return dryrun(task, cluster_name, clouds)
+    with launcher.bring_up(task, cluster_name, clouds=clouds, wait_for_ssh=not provision_only,
+                           progress=progress) as up:
+        if provision_only:
+            return LaunchResult(up.name, None, up.candidate, up.candidates)
+        job = submit(up.cluster, up.cluster_dir, task, out, run_setup=True, progress=progress)
+    result = LaunchResult(up.name, job.job_id, up.candidate, up.candidates)
+    if not detach_run:
+        result.exit_code = follow_job(up.cluster, up.cluster_dir, job, out)
+    return result
 
 
 def get_cluster(name: str) -> tuple[state.ClusterDir, state.ClusterRecord, Cluster]:
@@ -88,8 +99,6 @@ def down(cluster_name: str, *, progress: Output = print_line, purge: bool = Fals
     Returns "destroyed", "forgotten" (an attached cluster with purge=True: its
     nodes are the pipeline's, untouched), or False if there was no such cluster.
     """
-    from skyterra import provision
-
     cluster_dir = state.ClusterDir(cluster_name)
     fetch_shared(cluster_name, progress)
     if not cluster_dir.path.exists():
@@ -165,7 +174,6 @@ def tail_logs(cluster_name: str, job_id: int | None = None, follow: bool = True,
     job = jobs.refresh(cluster, store, job)
     if follow and job.status not in jobs.TERMINAL:
         return follow_job(cluster, cluster_dir, job, out)
-    from skyterra import executor
 
     def show(node):
         shell = executor.NodeShell(cluster, node)
@@ -196,18 +204,19 @@ def job_status(cluster_name: str, job_id: int | None = None) -> jobs.Job:
 
 
 def render(task: Task | str | Path, cloud: str | None = None, out_dir: str | Path = "train",
-           cluster_name: str | None = None) -> Any:
+           cluster_name: str | None = None, provider: bool = True) -> Any:
     """Write a standalone Terraform module for `task` into `out_dir`; return a RenderResult.
 
     The directory holds the template, terraform.tfvars.json (every value), an SSH
     key under ssh/ and a README of inputs and outputs: plain `terraform apply`
-    works there with no skyterra. Attach the result with `attach`.
+    works there with no skyterra. provider=False leaves out the provider
+    configuration, for a pipeline that calls the module as a child (with
+    count/for_each). Attach the result with `attach`.
     """
-    from skyterra import pipeline
-
     if not isinstance(task, Task):
         task = Task.from_yaml(task)
-    return pipeline.render_standalone(task, out_dir, cloud=cloud, cluster_name=cluster_name)
+    return pipeline.render_standalone(task, out_dir, cloud=cloud, cluster_name=cluster_name,
+                                      provider=provider)
 
 
 def attach(cluster_name: str, outputs: dict[str, Any] | str | Path | None = None, *,
@@ -220,8 +229,6 @@ def attach(cluster_name: str, outputs: dict[str, Any] | str | Path | None = None
     give `tf_dir` to read them with `terraform output`. Afterwards exec, logs,
     queue and cancel work; `down` refuses unless purge=True (forget only).
     """
-    from skyterra import pipeline
-
     if task is not None and not isinstance(task, Task):
         task = Task.from_yaml(task)
     return pipeline.attach_outputs(cluster_name, outputs, tf_dir=tf_dir, ssh_key=ssh_key,

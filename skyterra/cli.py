@@ -18,7 +18,10 @@ from pathlib import Path
 
 import click
 
+from skyterra.clouds import names as _cloud_names
+
 _DEBUG = False
+_CLOUD_HELP = f"cloud[/region[/zone]]: {', '.join(_cloud_names())}."
 
 
 def _console():
@@ -31,12 +34,6 @@ def _console():
 
     return Console(highlight=False, soft_wrap=True, markup=False,
                    width=None if sys.stdout.isatty() else 160)
-
-
-def _err_console():
-    from rich.console import Console
-
-    return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _echo(line: str) -> None:
@@ -197,7 +194,7 @@ def _candidate_json(c) -> dict:
 @main.command()
 @click.argument("task_yaml", type=click.Path(dir_okay=False))
 @click.option("-c", "--cluster", "cluster_name", help="Cluster name (default: generated).")
-@click.option("--cloud", "--infra", "cloud", help="cloud[/region[/zone]]: aws, gcp, azure, local.")
+@click.option("--cloud", "--infra", "cloud", help=_CLOUD_HELP)
 @click.option("--num-nodes", type=int, help="Override num_nodes.")
 @click.option("--gpus", help="Override accelerators, e.g. L4:4.")
 @click.option("--env", "envs", multiple=True, help="KEY=VALUE, or KEY to copy from here.")
@@ -224,11 +221,14 @@ def launch(task_yaml, cluster_name, cloud, num_nodes, gpus, envs, env_file, secr
         if as_json:
             click.echo(json.dumps({"cluster_name": result.cluster_name,
                                    "rendered_dir": str(result.rendered_dir),
+                                   "notes": result.notes,
                                    "candidates": [_candidate_json(c)
                                                   for c in result.candidates[:10]]},
                                   indent=2))
             return
         _console().print(_candidates_table(result.candidates))
+        for note in result.notes:
+            click.echo(f"note: {note}")
         click.echo(f"Rendered the Terraform module for {result.candidate.describe()} into "
                    f"{result.rendered_dir} (dry run: nothing was created).")
         return
@@ -402,9 +402,9 @@ def cancel(cluster_name, job_ids, all_):
 @handles_errors
 def check():
     """Which clouds have credentials (never prints secrets)."""
-    from skyterra.clouds import get_cloud
+    from skyterra.clouds import get_cloud, names
 
-    for name in ("local", "aws", "gcp", "azure"):
+    for name in names():
         try:
             report = get_cloud(name).check_credentials()
         except ImportError as error:
@@ -427,7 +427,7 @@ def ssh_setup():
 
 @main.command(name="show-gpus")
 @click.argument("accelerator", required=False)
-@click.option("--cloud", help="aws, gcp or azure.")
+@click.option("--cloud", help=f"One of: {', '.join(_cloud_names())}.")
 @click.option("--region", help="Only this region.")
 @handles_errors
 def show_gpus(accelerator, cloud, region):
@@ -451,7 +451,7 @@ def show_gpus(accelerator, cloud, region):
 @main.command()
 @click.argument("task_yaml", type=click.Path(dir_okay=False))
 @click.option("--cloud", "--infra", "cloud", required=True,
-              help="cloud[/region[/zone]]: aws, gcp, azure, local.")
+              help=_CLOUD_HELP)
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Directory to write the module into (created if missing).")
 @click.option("-c", "--cluster", "cluster_name", help="Cluster name (default: from the task).")
@@ -459,15 +459,18 @@ def show_gpus(accelerator, cloud, region):
 @click.option("--gpus", help="Override accelerators, e.g. L4:4.")
 @click.option("--env", "envs", multiple=True, help="KEY=VALUE, or KEY to copy from here.")
 @click.option("--env-file", type=click.Path(dir_okay=False), help="A dotenv file.")
+@click.option("--no-provider", is_flag=True, help="A pure child module: no provider "
+              "configuration (for count/for_each in your root).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @handles_errors
-def render(task_yaml, cloud, out_dir, cluster_name, num_nodes, gpus, envs, env_file, as_json):
+def render(task_yaml, cloud, out_dir, cluster_name, num_nodes, gpus, envs, env_file,
+           no_provider, as_json):
     """Write a standalone Terraform module for TASK_YAML that a pipeline can apply."""
     from skyterra import api
 
     task = _load_task(task_yaml, envs, env_file, (), num_nodes, cloud, gpus)
     result = api.render(task, cloud=task.resources[0].cloud, out_dir=Path(out_dir),
-                        cluster_name=cluster_name)
+                        cluster_name=cluster_name, provider=not no_provider)
     if as_json:
         click.echo(json.dumps({"cluster_name": result.cluster_name,
                                "out_dir": str(result.out_dir),

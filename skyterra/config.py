@@ -41,20 +41,17 @@ def load() -> dict[str, Any]:
     return merged
 
 
-def provision_options(settings: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The options clouds read from ClusterSpec.options (see clouds/*.py)."""
+def ssh_cidrs(settings: dict[str, Any] | None = None) -> list[str] | None:
+    """Who may SSH to cloud nodes: SKYTERRA_SSH_CIDRS, else `ssh_cidrs:`; None if unset
+    (then a launch detects this machine's address, and a render leaves it to a variable)."""
+    text = os.environ.get("SKYTERRA_SSH_CIDRS")
+    if text:
+        return [c.strip() for c in text.split(",") if c.strip()]
     settings = load() if settings is None else settings
-    options: dict[str, Any] = dict(settings.get("provision", {}) or {})
-    cidrs = os.environ.get("SKYTERRA_SSH_CIDRS")
-    if cidrs:
-        options["ssh_cidrs"] = [c.strip() for c in cidrs.split(",") if c.strip()]
-    elif settings.get("ssh_cidrs"):
-        options["ssh_cidrs"] = list(settings["ssh_cidrs"])
-    endpoint = os.environ.get("SKYTERRA_AWS_ENDPOINT_URL") or (settings.get("aws") or {}).get(
-        "endpoint_url")
-    if endpoint:
-        options["aws_endpoint_url"] = endpoint
-    return options
+    value = settings.get("ssh_cidrs")
+    if not value:
+        return None
+    return [value] if isinstance(value, str) else list(value)
 
 
 def enabled_clouds(settings: dict[str, Any] | None = None) -> list[str]:

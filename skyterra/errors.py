@@ -7,6 +7,8 @@ part of the public API: add classes, do not rename them.
 
 from __future__ import annotations
 
+import difflib
+
 
 class SkyterraError(Exception):
     """Base class: a one-paragraph message that says what happened and what to do."""
@@ -95,3 +97,12 @@ class CommandFailedError(SkyterraError):
         self.returncode = returncode
         self.exit_code = returncode if 0 < returncode < 256 else 1
         super().__init__(message)
+
+
+def did_you_mean(word: str, choices: tuple[str, ...] | list[str]) -> str:
+    """' Did you mean 'x'?' or '' — appended to unknown-name errors."""
+    match = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    if not match:
+        match = difflib.get_close_matches(str(word).lower(), [c.lower() for c in choices], n=1)
+        match = [c for c in choices if match and c.lower() == match[0]]
+    return f" Did you mean '{match[0]}'?" if match else ""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import io
 import shlex
 import subprocess
@@ -20,9 +21,15 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from skyterra.cluster import Cluster, Node
-from skyterra.errors import HostKeyMismatchError, MissingToolError, NodeUnreachableError
+from skyterra.errors import (
+    HostKeyMismatchError,
+    MissingToolError,
+    NodeUnreachableError,
+    SkyterraError,
+)
 
 JOBS_DIR = ".skyterra/jobs"      # on each node, relative to the login home
 WORKDIR = "sky_workdir"
@@ -168,23 +175,53 @@ class NodeShell:
         self.connection.close()
 
 
-def for_each_node(cluster: Cluster, action: Callable[[Node], object],
-                  nodes: list[Node] | None = None) -> dict[int, object]:
-    """Run `action(node)` in one daemon thread per node; exceptions are returned as values.
+@dataclasses.dataclass
+class NodeResults:
+    """What one action did on each node: the values of the nodes where it worked and the
+    errors of the others. Errors are never values: a caller reads `failed` or calls
+    `raise_first`, and cannot mistake a failed node for a result."""
+
+    cluster: Cluster
+    succeeded: dict[int, Any]
+    failed: dict[int, BaseException]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def failed_nodes(self) -> list[Node]:
+        return [self.cluster.nodes[rank] for rank in sorted(self.failed)]
+
+    def raise_first(self, what: str) -> None:
+        """Raise for the lowest-ranked failed node: Ctrl-C and host-key errors as they
+        are, anything else as a SkyterraError that names the node and what failed."""
+        for rank, error in sorted(self.failed.items()):
+            if isinstance(error, (KeyboardInterrupt, SystemExit, HostKeyMismatchError)):
+                raise error
+        for node in self.failed_nodes():
+            raise SkyterraError(f"could not {what} on {node.name} ({node.ip}) of cluster "
+                                f"'{self.cluster.name}': {self.failed[node.rank]}. Check the "
+                                "node with `skyterra status`; `skyterra launch` again repairs "
+                                "dead nodes.")
+
+
+def for_each_node(cluster: Cluster, action: Callable[[Node], Any],
+                  nodes: list[Node] | None = None) -> NodeResults:
+    """Run `action(node)` in one daemon thread per node; collect values and errors.
 
     Daemon threads: if the user presses Ctrl-C the main thread leaves at once
     and no thread keeps the process alive.
     """
-    results: dict[int, object] = {}
+    results = NodeResults(cluster, {}, {})
 
     def target(node: Node) -> None:
         try:
-            results[node.rank] = action(node)
+            results.succeeded[node.rank] = action(node)
         except BaseException as error:  # noqa: BLE001 - reported to the caller per node
-            results[node.rank] = error
+            results.failed[node.rank] = error
 
     threads = [threading.Thread(target=target, args=(node,), daemon=True)
-               for node in (nodes or cluster.nodes)]
+               for node in (cluster.nodes if nodes is None else nodes)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -208,7 +245,10 @@ def pin_host_keys(cluster: Cluster, timeout: float = 120.0) -> None:
     known = _pinned_names(cluster)
     wanted = [n for n in cluster.nodes if _known_host_name(cluster, n) not in known]
     found = for_each_node(cluster, lambda node: _keyscan(cluster, node, timeout), wanted)
-    failed = [cluster.nodes[rank] for rank, value in found.items() if isinstance(value, Exception)]
+    for error in found.failed.values():
+        if isinstance(error, (KeyboardInterrupt, SystemExit)):
+            raise error
+    failed = found.failed_nodes()
     if failed:
         names = ", ".join(f"{n.name} ({n.ip}:{cluster.ssh_port})" for n in failed)
         raise NodeUnreachableError(
@@ -216,7 +256,7 @@ def pin_host_keys(cluster: Cluster, timeout: float = 120.0) -> None:
             f"{timeout:.0f} s. Check that the node is running and that port "
             f"{cluster.ssh_port} is reachable from here; `skyterra launch` again repairs a "
             f"dead node, `skyterra destroy {cluster.name}` removes the cluster.")
-    lines = "".join(str(found[n.rank]) for n in wanted)
+    lines = "".join(str(found.succeeded[n.rank]) for n in wanted)
     cluster.known_hosts.parent.mkdir(parents=True, exist_ok=True)
     with open(cluster.known_hosts, "a") as handle:
         handle.write(lines)
@@ -279,10 +319,10 @@ def probe(cluster: Cluster, timeout: float = 5.0) -> list[Node]:
             return True  # it answers; its key is not pinned yet (pin_host_keys does that)
         return result.returncode == 0
     alive = for_each_node(cluster, check)
-    for rank in sorted(alive):
-        if isinstance(alive[rank], HostKeyMismatchError):
-            raise alive[rank]  # a node that answers with another key is not "dead"
-    return [n for n in cluster.nodes if alive.get(n.rank) is not True]
+    for rank in sorted(alive.failed):
+        if isinstance(alive.failed[rank], HostKeyMismatchError):
+            raise alive.failed[rank]  # a node that answers with another key is not "dead"
+    return [n for n in cluster.nodes if alive.succeeded.get(n.rank) is not True]
 
 
 # --- files -----------------------------------------------------------------------------
@@ -312,13 +352,12 @@ def rsync_to_nodes(cluster: Cluster, source: Path, destination: str) -> None:
             _raise_for_host_key(cluster, node, result.stderr)
             raise RuntimeError(result.stderr.strip().splitlines()[-1:] or ["rsync failed"])
 
-    errors = {rank: e for rank, e in for_each_node(cluster, push).items()
-              if isinstance(e, BaseException)}
-    if errors:
-        rank, error = min(errors.items(), key=lambda item: item[0])
-        if isinstance(error, HostKeyMismatchError):
+    pushed = for_each_node(cluster, push)
+    if not pushed.ok:
+        node = pushed.failed_nodes()[0]
+        error = pushed.failed[node.rank]
+        if isinstance(error, (HostKeyMismatchError, KeyboardInterrupt)):
             raise error
-        node = cluster.nodes[rank]
         raise NodeUnreachableError(f"copying {source} to {node.name} ({node.ip}) of cluster "
                                    f"'{cluster.name}' failed: {error}. Check the node is up "
                                    "(`skyterra status`) and that rsync exists on it.")

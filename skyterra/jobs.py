@@ -118,12 +118,12 @@ def start_all(cluster: Cluster, job_key: str, script: str,
     """
     shells = {node.rank: executor.NodeShell(cluster, node) for node in cluster.nodes}
     try:
-        _raise_first_error(cluster, executor.for_each_node(
-            cluster, lambda node: shells[node.rank].open()), "connect to")
-        _raise_first_error(cluster, executor.for_each_node(
+        executor.for_each_node(cluster, lambda node: shells[node.rank].open()
+                               ).raise_first("connect to")
+        executor.for_each_node(
             cluster, lambda node: executor.start_detached(shells[node.rank], job_key, script,
-                                                          env_for(node))),
-                           "start the command")
+                                                          env_for(node))
+        ).raise_first("start the command")
     finally:
         for shell in shells.values():
             shell.close()
@@ -163,14 +163,14 @@ def _follow(cluster: Cluster, shells: dict[int, executor.NodeShell], job_key: st
         codes[node.rank] = code
         if code != 0 and not stopped:
             stopped = True
-            others = [n for n in cluster.nodes if n.rank != node.rank]
-            executor.for_each_node(cluster, lambda other: _stop(cluster, other, job_key),
-                                   others)
+            # Best effort: the job has failed already; a node we cannot stop is reported
+            # by the follower of that node, which then fails too.
+            stop_everywhere(cluster, job_key, [n for n in cluster.nodes if n.rank != node.rank])
         return code
 
     results = executor.for_each_node(cluster, follow)
-    _raise_first_error(cluster, results, "follow the command")
-    return {rank: int(code) for rank, code in results.items()}  # type: ignore[arg-type]
+    results.raise_first("follow the command")
+    return {rank: int(code) for rank, code in results.succeeded.items()}
 
 
 def _stop(cluster: Cluster, node: Node, job_key: str) -> None:
@@ -179,18 +179,6 @@ def _stop(cluster: Cluster, node: Node, job_key: str) -> None:
         executor.kill_detached(shell, job_key)
     finally:
         shell.close()
-
-
-def _raise_first_error(cluster: Cluster, results: dict[int, object], what: str) -> None:
-    for rank, value in sorted(results.items()):
-        if isinstance(value, BaseException):
-            node = cluster.nodes[rank]
-            if isinstance(value, (KeyboardInterrupt, SystemExit,
-                                  executor.HostKeyMismatchError)):
-                raise value
-            raise SkyterraError(f"could not {what} on {node.name} ({node.ip}) of cluster "
-                                f"'{cluster.name}': {value}. Check the node with `skyterra "
-                                f"status`; `skyterra launch` again repairs dead nodes.")
 
 
 def first_failure(cluster: Cluster, codes: dict[int, int]) -> tuple[Node, int] | None:
@@ -229,19 +217,18 @@ def refresh(cluster: Cluster, store: JobStore, job: Job) -> Job:
             shell.close()
 
     states = executor.for_each_node(cluster, look)
-    for value in states.values():
-        if isinstance(value, executor.HostKeyMismatchError):
-            raise value  # not "a node does not answer": someone else answers
-    if any(isinstance(v, BaseException) for v in states.values()):
+    for error in states.failed.values():
+        if isinstance(error, (executor.HostKeyMismatchError, KeyboardInterrupt)):
+            raise error  # not "a node does not answer": someone else answers
+    if not states.ok:
         return job  # a node does not answer: keep what we knew
-    codes = {rank: value[0] for rank, value in states.items()}  # type: ignore[index]
-    running = [rank for rank, value in states.items() if value[1]]  # type: ignore[index]
+    codes = {rank: value[0] for rank, value in states.succeeded.items()}
+    running = [rank for rank, value in states.succeeded.items() if value[1]]
     failed = sorted(rank for rank, code in codes.items() if code not in (None, 0))
     if running and not failed:
         return job
-    if running and failed:
-        executor.for_each_node(cluster, lambda n: _stop(cluster, n, job.key),
-                               [cluster.nodes[r] for r in running])
+    if running and failed:  # best effort, as in _follow: the job has failed already
+        stop_everywhere(cluster, job.key, [cluster.nodes[r] for r in running])
     finish(store, job, {r: (c if c is not None else 137) for r, c in codes.items()}, cluster)
     return job
 
@@ -259,10 +246,30 @@ def finish(store: JobStore, job: Job, codes: dict[int, int], cluster: Cluster) -
     return job
 
 
+def stop_everywhere(cluster: Cluster, job_key: str,
+                    nodes: list[Node] | None = None) -> executor.NodeResults:
+    """Stop the job's process group on each node (default: all); per-node results."""
+    return executor.for_each_node(cluster, lambda n: _stop(cluster, n, job_key), nodes)
+
+
 def cancel(cluster: Cluster, store: JobStore, job: Job) -> Job:
+    """Stop the job on every node; CANCELLED only when every node confirmed.
+
+    A node that could not be stopped is named in the error, and the job keeps
+    its status (the next refresh sees what the stopped nodes did).
+    """
     job.cancel_requested = True
     store.save(job)
-    executor.for_each_node(cluster, lambda n: _stop(cluster, n, job.key))
+    stopped = stop_everywhere(cluster, job.key)
+    if not stopped.ok:
+        job.cancel_requested = False
+        store.save(job)
+        node = stopped.failed_nodes()[0]
+        raise CommandFailedError(
+            f"could not stop job {job.job_id} on {node.name} ({node.ip}) of cluster "
+            f"'{cluster.name}': {stopped.failed[node.rank]}. It may still run there; run "
+            f"`skyterra cancel {cluster.name} {job.job_id}` again, or `skyterra destroy "
+            f"{cluster.name}`.", node=node.name)
     job.status, job.ended_at = CANCELLED, time.time()
     store.save(job)
     return job

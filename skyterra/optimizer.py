@@ -11,7 +11,7 @@ default), so a cloud such as `local` can answer for itself.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from skyterra import catalog
 from skyterra.catalog import Candidate
@@ -20,6 +20,15 @@ from skyterra.resources import ACCELERATORS, Resources
 
 if TYPE_CHECKING:
     from skyterra.task import Task
+
+
+class Offerer(Protocol):
+    """What the optimizer needs of a cloud (skyterra.clouds.base.Cloud is one): its name
+    and its offers. Clouds are handed in, so the optimizer imports no cloud."""
+
+    name: str
+
+    def offers(self, resources: Resources, num_nodes: int) -> list[Candidate]: ...
 
 __all__ = [
     "CANDIDATE_COLUMNS",
@@ -38,20 +47,18 @@ SHOW_GPUS_COLUMNS = ["GPU", "qty", "cloud", "instance type", "GPU mem", "vCPUs",
                      "$/h", "spot $/h", "region"]
 
 
-def _clouds_for(resources: Resources, clouds: list[str]) -> list[str]:
+def _clouds_for(resources: Resources, clouds: list[Offerer]) -> list[Offerer]:
     """A choice that names a cloud is tried there only (if that cloud is enabled)."""
     if resources.cloud:
-        return [resources.cloud] if resources.cloud in clouds else []
+        return [c for c in clouds if c.name == resources.cloud]
     return list(clouds)
 
 
-def _offers(resources: Resources, clouds: list[str], num_nodes: int) -> list[Candidate]:
+def _offers(resources: Resources, clouds: list[Offerer], num_nodes: int) -> list[Candidate]:
     """Every cloud's offers for one choice, cheapest first (ties: cloud order, then catalog)."""
-    from skyterra.clouds import get_cloud
-
     found: list[Candidate] = []
-    for name in _clouds_for(resources, clouds):
-        for candidate in get_cloud(name).offers(resources, num_nodes):
+    for cloud in _clouds_for(resources, clouds):
+        for candidate in cloud.offers(resources, num_nodes):
             if candidate.num_nodes != num_nodes or candidate.resources is None:
                 candidate = dataclasses.replace(candidate, num_nodes=num_nodes,
                                                 resources=resources)
@@ -72,22 +79,22 @@ def _dedupe(candidates: list[Candidate]) -> list[Candidate]:
     return unique
 
 
-def _no_offers_message(task: Task, clouds: list[str]) -> str:
+def _no_offers_message(task: Task, clouds: list[Offerer]) -> str:
     reasons = []
+    names = ", ".join(c.name for c in clouds)
     for resources in task.resources:
         targets = _clouds_for(resources, clouds)
         if not targets:
             reasons.append(f"{catalog.describe_request(resources)} asks for cloud "
                            f"'{resources.cloud}', which is not enabled here (enabled: "
-                           f"{', '.join(clouds)}); pass --cloud {resources.cloud} or set up "
+                           f"{names}); pass --cloud {resources.cloud} or set up "
                            "its credentials.")
-        reasons.extend(catalog.explain(cloud, resources) for cloud in targets)
+        reasons.extend(catalog.explain(cloud.name, resources) for cloud in targets)
     nodes = f" for {task.num_nodes} nodes" if task.num_nodes > 1 else ""
-    return (f"no machine on {', '.join(clouds)} matches the task's resources{nodes}. "
-            + " ".join(reasons))
+    return f"no machine on {names} matches the task's resources{nodes}. " + " ".join(reasons)
 
 
-def optimize(task: Task, clouds: list[str]) -> list[Candidate]:
+def optimize(task: Task, clouds: list[Offerer]) -> list[Candidate]:
     """Ranked candidates for `task` on the given (enabled) clouds, best first.
 
     Raises TaskError naming what was asked and the nearest offers when no

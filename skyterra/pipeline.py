@@ -12,7 +12,6 @@ cluster skyterra can run jobs on, recorded as owned by the pipeline
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import json
 import os
 import re
@@ -21,12 +20,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from skyterra import config, state
-from skyterra.backend import BACKEND_VALUES_FILE, backend_files_for
-from skyterra.clouds import ClusterSpec, get_cloud
+from skyterra import config, deployment, executor, ssh_config, state
+from skyterra.backend import BACKEND_VALUES_FILE
+from skyterra.catalog import Candidate
+from skyterra.clouds import all_clouds, get_cloud
 from skyterra.cluster import Cluster
 from skyterra.errors import ConfigError, SkyterraError
-from skyterra.optimizer import Candidate, optimize
+from skyterra.optimizer import optimize
+from skyterra.renderer import TFVARS_FILE, render, write_if_changed
 from skyterra.task import Task
 
 Output = Callable[[str], None]
@@ -48,21 +49,23 @@ class RenderResult:
 # --- render --------------------------------------------------------------------------------
 def render_standalone(task: Task, out_dir: Path | str, *, cloud: str | None = None,
                       cluster_name: str | None = None,
-                      backend: dict[str, Any] | None = None) -> RenderResult:
+                      backend: dict[str, Any] | None = None,
+                      provider: bool = True) -> RenderResult:
     """Render the best candidate's module for `task` into `out_dir`, ready for terraform.
 
     `backend` (default: the `backend:` setting of the skyterra config, if any)
     adds backend.tf (a partial backend block) and backend.tfbackend (its values,
     with the state key skyterra/<cluster>/terraform.tfstate) for
-    `terraform init -backend-config=backend.tfbackend`.
+    `terraform init -backend-config=backend.tfbackend`. `provider=False` writes
+    a pure child module: no provider configuration and no backend (a pipeline's
+    root has both). The SSH ingress (`ssh_cidrs` / `ssh_source_ranges`) is set
+    only when configured; otherwise the pipeline passes it at plan time.
     """
-    from skyterra.clouds.local import choose_slot, ssh_port_for
-    from skyterra.renderer import render_module, write_if_changed
-
     task.check_required_envs()
     clouds = [cloud] if cloud else sorted({r.cloud for r in task.resources if r.cloud})
     if not clouds:
-        raise ConfigError("say which cloud to render for: --cloud aws|gcp|azure|local "
+        raise ConfigError("say which cloud to render for: --cloud "
+                          f"{'|'.join(c.name for c in all_clouds())} "
                           "(or resources.cloud in the task).")
     name = state.check_cluster_name(_name_from_task(task) if cluster_name is None
                                     else cluster_name)
@@ -71,22 +74,18 @@ def render_standalone(task: Task, out_dir: Path | str, *, cloud: str | None = No
         raise ConfigError(f"{directory} is a skyterra cluster directory; render into a "
                           "directory of your pipeline instead.")
     settings = config.load()
-    backend_files = backend_files_for(name, settings.get("backend") if backend is None
-                                      else backend)
-    candidates = optimize(task, clouds)
-    best = candidates[0]
+    shared = settings.get("backend") if backend is None else backend
+    best = optimize(task, [get_cloud(c) for c in clouds])[0]
     directory.mkdir(parents=True, exist_ok=True)
     public_key, key = state.ensure_key(directory / "ssh" / "id_ed25519", f"skyterra-{name}")
-    slot = _previous_slot(directory) or choose_slot(str(directory), state.used_slots())
-    options = {**config.provision_options(settings), "ssh_port": ssh_port_for(slot)}
-    spec = ClusterSpec(name=name, directory=directory, num_nodes=task.num_nodes,
-                       public_key=public_key, private_key_path=key, slot=slot, options=options)
-    target = get_cloud(best.cloud)
-    render_module(target.template, directory, target.template_context(task, best, spec),
-                  target.tfvars(task, best, spec), {**target.extra_files(spec), **backend_files})
-    if BACKEND_VALUES_FILE not in backend_files:
+    chosen = deployment.build(task, best, name=name, directory=directory,
+                              public_key=public_key, private_key_path=key, settings=settings,
+                              shared_backend=shared or None, root=provider)
+    render(chosen)
+    has_backend = (directory / BACKEND_VALUES_FILE).exists() and bool(shared) and provider
+    if not has_backend:
         (directory / BACKEND_VALUES_FILE).unlink(missing_ok=True)
-    extra = {README_FILE: module_readme(directory, name, best, task, bool(backend_files)),
+    extra = {README_FILE: module_readme(directory, name, best, task, has_backend, provider),
              ".gitignore": _GITIGNORE}
     for file_name, text in extra.items():
         write_if_changed(directory / file_name, text)
@@ -100,27 +99,6 @@ def _name_from_task(task: Task) -> str:
     base = re.sub(r"[^a-z0-9-]+", "-", (task.name or "train").lower()).strip("-")
     base = re.sub(r"^[^a-z]+", "", base)[:35].rstrip("-")
     return base or "train"
-
-
-def _previous_slot(directory: Path) -> int | None:
-    """Re-rendering keeps the local subnet (so an applied module is not replaced)."""
-    from skyterra.renderer import TFVARS_FILE
-
-    path = directory / TFVARS_FILE
-    try:
-        cidr = json.loads(path.read_text()).get("subnet_cidr", "")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return _slot_of(str(cidr).split("/")[0]) if cidr else None
-
-
-def _slot_of(ip: str) -> int | None:
-    """Inverse of clouds.local.node_ip: 127.(100 + s // 256).(s % 256).x → s."""
-    match = re.fullmatch(r"127\.(\d+)\.(\d+)\.\d+", ip)
-    if not match or int(match.group(1)) < 100:
-        return None
-    slot = (int(match.group(1)) - 100) * 256 + int(match.group(2))
-    return slot or None
 
 
 _GITIGNORE = """\
@@ -169,10 +147,8 @@ def _blocks(text: str, kind: str) -> list[dict[str, str]]:
 
 
 def module_readme(directory: Path, name: str, candidate: Candidate, task: Task,
-                  has_backend: bool = False) -> str:
+                  has_backend: bool = False, provider: bool = True) -> str:
     """README.md of a rendered module: what it creates, its inputs and its outputs."""
-    from skyterra.renderer import TFVARS_FILE
-
     variables, outputs = [], []
     for path in sorted(directory.glob("*.tf")):
         text = path.read_text()
@@ -197,12 +173,21 @@ def module_readme(directory: Path, name: str, candidate: Candidate, task: Task,
              f"skyterra attach {name} --from-outputs outputs.json   # then skyterra exec/logs",
              "```", "",
              "## Use it as a child module", "",
-             "A child module does not read its own tfvars file: pass the values in.", "",
+             ("A child module does not read its own tfvars file: pass the values in. "
+              + ("Its provider configuration is in `providers.tf`: leave that file out (or "
+                 "render with `--no-provider`) when the module is called with `count`, "
+                 "`for_each` or `depends_on`, and configure the provider in your root."
+                 if provider else "It has no provider configuration: your root has it.")),
+             "",
              "```hcl", "locals {",
              f'  train_vars = jsondecode(file("${{path.module}}/{directory.name}/{TFVARS_FILE}"))',
              "}", "", 'module "train" {', f'  source = "./{directory.name}"']
+    given = set(json.loads((directory / TFVARS_FILE).read_text()))
     for variable in variables:
-        lines.append(f"  {variable['name']} = local.train_vars[\"{variable['name']}\"]")
+        if variable["name"] in given:
+            lines.append(f"  {variable['name']} = local.train_vars[\"{variable['name']}\"]")
+        elif not variable["has_default"]:
+            lines.append(f"  {variable['name']} = [\"203.0.113.7/32\"]  # required: who may SSH in")
     lines += ["}", "```", "", "## Inputs", "", "| name | type | required | description |",
               "|---|---|---|---|"]
     for variable in variables:
@@ -254,11 +239,15 @@ def load_outputs(outputs: dict[str, Any] | str | Path | None = None, *,
     return values, base
 
 
-def _all_loopback(ips: list[str]) -> bool:
-    try:
-        return bool(ips) and all(ipaddress.ip_address(ip).is_loopback for ip in ips)
-    except ValueError:
-        return False
+def _attached_cloud(outputs: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    """(cloud name, node environment) of nodes a pipeline made: the `cloud` output if the
+    module has one, else the cloud that recognises the outputs (loopback IPs: local)."""
+    named = str(outputs.get("cloud") or "")
+    for cloud in all_clouds():
+        env = cloud.attached_node_env(outputs)
+        if env is not None and named in ("", cloud.name):
+            return cloud.name, env
+    return named, {}
 
 
 def attach_outputs(cluster_name: str, outputs: dict[str, Any] | str | Path | None = None, *,
@@ -266,9 +255,6 @@ def attach_outputs(cluster_name: str, outputs: dict[str, Any] | str | Path | Non
                    task: Task | None = None, progress: Output = print,
                    timeout: float | None = None) -> state.ClusterRecord:
     """Register nodes a pipeline created; skyterra runs jobs there but never destroys them."""
-    from skyterra import executor, ssh_config
-    from skyterra.clouds.local import Local
-
     name = state.check_cluster_name(cluster_name)
     values, base = load_outputs(outputs, tf_dir=tf_dir)
     key = ssh_key or values.get("ssh_private_key_path")
@@ -285,17 +271,7 @@ def attach_outputs(cluster_name: str, outputs: dict[str, Any] | str | Path | Non
     if existing is not None and existing.owner != OWNER_EXTERNAL:
         raise SkyterraError(f"cluster '{name}' exists and was created by skyterra; choose "
                             "another name for the attached nodes.")
-    ips = values.get("node_ips") or []
-    loopback = _all_loopback(ips if isinstance(ips, list) else [])
-    cloud_name = str(values.get("cloud") or ("local" if loopback else ""))
-    node_env: dict[str, str] = {}
-    slot = None
-    if loopback:
-        slot = _slot_of(ips[0])
-        node_env = Local().node_env(ClusterSpec(name, cluster_dir.path, len(ips), "", Path(),
-                                                slot=slot or 0))
-        if slot is None:  # not a skyterra local subnet: torchrun's default port
-            node_env.pop("SKYTERRA_MASTER_PORT", None)
+    cloud_name, node_env = _attached_cloud(values)
     gpus = 0
     if task is not None and task.resources and task.resources[0].accelerators:
         try:
@@ -321,7 +297,7 @@ def attach_outputs(cluster_name: str, outputs: dict[str, Any] | str | Path | Non
             name=name, cloud=cloud_name, status=state.STATUS_UP, owner=OWNER_EXTERNAL,
             num_nodes=len(cluster.nodes), region=cluster.region, zone=cluster.zone,
             instance_type=str(values.get("instance_type") or ""),
-            accelerator_count=gpus, slot=slot or 0, nodes=cluster.node_records(),
+            accelerator_count=gpus, nodes=cluster.node_records(),
             ssh_user=cluster.ssh_user,
             ssh_port=cluster.ssh_port, ssh_key=str(cluster.ssh_key), node_env=node_env,
             task=task.to_yaml_config() if task is not None else {},

@@ -1,6 +1,8 @@
-"""Task + candidate → a self-contained Terraform module directory.
+"""A Deployment → a self-contained Terraform module directory: the one render path.
 
-Jinja decides structure only (optional blocks); every value goes through
+Launch, dry run, `skyterra render`, shared-backend fetch and destroy all call
+`render`; what differs between them is data on the Deployment. Jinja decides
+structure only (optional blocks); every value goes through
 terraform.tfvars.json, so no user string is ever parsed as HCL. Output is
 deterministic (sorted keys, stable file order, trailing newline) so that the
 same task renders byte-identical files: golden tests and "nothing changed"
@@ -12,15 +14,38 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 
+from skyterra import backend
 from skyterra.paths import templates_dir
 
+if TYPE_CHECKING:
+    from skyterra.deployment import Deployment
+
 TFVARS_FILE = "terraform.tfvars.json"
-# Files skyterra owns inside a cluster dir; render() replaces exactly these.
-_KEEP = {".terraform", ".terraform.lock.hcl", "terraform.tfstate", "terraform.tfstate.backup"}
+# Template files that configure providers: a root module has them, a child module not
+# (Terraform: a module with its own provider block cannot be used with count/for_each).
+ROOT_ONLY_FILES = {"providers.tf"}
+
+
+def render(deployment: Deployment) -> list[Path]:
+    """Write the deployment's module (template, tfvars, root and backend files)."""
+    cloud = deployment.cloud
+    tfvars = cloud.tfvars(deployment)
+    extra: dict[str, str] = {}
+    if deployment.root:
+        extra.update(cloud.root_files(deployment))
+    if deployment.backend and deployment.root:  # Terraform reads backends of roots only
+        extra.update(backend.backend_files_for(deployment.name, deployment.backend))
+    if deployment.registry is not None:
+        extra[backend.REGISTRY_FILE] = backend.REGISTRY_TF
+        tfvars[backend.REGISTRY_VARIABLE] = backend.registry_value(
+            deployment.registry, deployment.candidate, deployment.num_nodes)
+    return _write_module(cloud.template, deployment.directory,
+                         cloud.template_context(deployment), tfvars, extra,
+                         root=deployment.root)
 
 
 def _environment(template_root: Path) -> jinja2.Environment:
@@ -39,8 +64,8 @@ def dump_json(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def render_module(template: str, out_dir: Path, context: dict[str, Any],
-                  tfvars: dict[str, Any], extra_files: dict[str, str] | None = None) -> list[Path]:
+def _write_module(template: str, out_dir: Path, context: dict[str, Any],
+                  tfvars: dict[str, Any], extra_files: dict[str, str], root: bool) -> list[Path]:
     """Render templates/<template>/ into out_dir; return the files written (sorted).
 
     `*.j2` files are rendered with `context` and lose the suffix; other files
@@ -57,13 +82,15 @@ def render_module(template: str, out_dir: Path, context: dict[str, Any],
         if path.is_dir() or "__pycache__" in path.parts or path.name.startswith("."):
             continue
         relative = path.relative_to(source)
+        if not root and relative.as_posix() in ROOT_ONLY_FILES:
+            continue
         if path.suffix == ".j2":
             text = env.get_template(relative.as_posix()).render(**context)
             wanted[relative.with_suffix("")] = text
         else:
             wanted[relative] = path.read_bytes()
     wanted[Path(TFVARS_FILE)] = dump_json(tfvars)
-    for name, text in (extra_files or {}).items():
+    for name, text in extra_files.items():
         wanted[Path(name)] = text
     _remove_stale(out_dir, set(wanted))
     written = []

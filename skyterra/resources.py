@@ -9,14 +9,12 @@ Validation happens here so the same checks guard YAML, SDK and CLI input.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import re
 from typing import Any
 
-from skyterra.errors import NotSupportedError, TaskError
-
-CLOUDS = ("aws", "gcp", "azure", "local")
+from skyterra import clouds
+from skyterra.errors import NotSupportedError, TaskError, did_you_mean
 
 # Canonical accelerator names (SkyPilot's spelling). Input is matched
 # case-insensitively; the catalog only ever holds these spellings.
@@ -39,15 +37,6 @@ _CPU_MEM = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(\+?)\s*$")
 _LABEL_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")  # used with fullmatch (no '\n' at end)
 _PORT = re.compile(r"^(\d{1,5})(?:-(\d{1,5}))?$")
 DISK_TIERS = ("low", "medium", "high", "ultra", "best")
-
-
-def did_you_mean(word: str, choices: tuple[str, ...] | list[str]) -> str:
-    """' Did you mean 'x'?' or '' — appended to unknown-name errors."""
-    match = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
-    if not match:
-        match = difflib.get_close_matches(str(word).lower(), [c.lower() for c in choices], n=1)
-        match = [c for c in choices if match and c.lower() == match[0]]
-    return f" Did you mean '{match[0]}'?" if match else ""
 
 
 def canonical_accelerator(name: str, field: str = "resources.accelerators") -> str:
@@ -149,14 +138,8 @@ def parse_infra(value: str, field: str = "resources.infra") -> tuple[str, str | 
 
 
 def check_cloud(value: Any, field: str = "resources.cloud") -> str:
-    if not isinstance(value, str) or value.strip().lower() not in CLOUDS:
-        hint = did_you_mean(str(value).lower(), CLOUDS)
-        if str(value).lower() in ("kubernetes", "k8s", "lambda", "runpod", "oci", "ibm", "ssh"):
-            raise NotSupportedError(f"cloud '{value}' is not supported yet; skyterra supports "
-                                    f"{', '.join(CLOUDS)}.", field=field)
-        raise TaskError(f"unknown cloud {value!r}.{hint} Choose one of {', '.join(CLOUDS)}.",
-                        field=field)
-    return value.strip().lower()
+    """A cloud name skyterra knows (lower-cased), or a TaskError naming `field`."""
+    return clouds.check_name(value, field)
 
 
 def parse_ports(value: Any, field: str = "resources.ports") -> tuple[str, ...]:
@@ -231,8 +214,6 @@ class Resources:
             if value is not None and (not isinstance(value, str) or not value.strip()):
                 raise TaskError(f"expected a non-empty string, got {value!r}.",
                                 field=f"resources.{key}")
-        if self.zone and not self.region and self.cloud != "local":
-            pass  # the optimizer derives the region from the zone via the catalog
         if self.accelerators is not None:
             choices, _ = parse_accelerator_choices(self.accelerators)
             if len(choices) == 1:

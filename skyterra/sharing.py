@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from skyterra import backend, config, state
-from skyterra.clouds import get_cloud
-from skyterra.cluster import Cluster
+from skyterra import backend, config, deployment, executor, provision, ssh_config, state
 from skyterra.errors import ClusterBusyError, SkyterraError
+from skyterra.renderer import render
+from skyterra.terraform import Workspace
 
 Output = Callable[[str], None]
 
@@ -26,9 +26,6 @@ def fetch_shared(name: str, progress: Output = lambda line: None) -> bool:
     from the outputs. True if a copy was made; False when there is no shared
     backend, the cluster is already known here, or the backend has no such cluster.
     """
-    from skyterra.provision import init, render_from_record
-    from skyterra.terraform import Workspace
-
     shared = backend.shared_backend(config.load())
     cluster_dir = state.ClusterDir(name)
     if not shared or cluster_dir.exists():
@@ -39,7 +36,7 @@ def fetch_shared(name: str, progress: Output = lambda line: None) -> bool:
             (cluster_dir.path / file_name).write_text(text)
         ws = Workspace(cluster_dir.path, progress=progress)
         try:
-            init(ws)
+            provision.init(ws)
             outputs = ws.outputs()
         except SkyterraError:
             outputs = {}
@@ -60,17 +57,12 @@ def fetch_shared(name: str, progress: Output = lambda line: None) -> bool:
             path.chmod(0o600)
         record = state.ClusterRecord.from_json({**data, "ssh_key": str(key)})
         cluster_dir.save(record)
-        spec = render_from_record(cluster_dir, record)
-        cluster = Cluster.from_terraform_outputs(
-            name, outputs, ssh_key=key, known_hosts=cluster_dir.known_hosts_path,
-            cloud=record.cloud, region=record.region, zone=record.zone,
-            num_gpus_per_node=record.accelerator_count,
-            node_env=get_cloud(record.cloud).node_env(spec))
+        chosen = deployment.for_record(cluster_dir, record)
+        render(chosen)
+        cluster = provision.cluster_from_outputs(chosen, outputs, cluster_dir.known_hosts_path)
         cluster_dir.update(status=state.STATUS_UP, nodes=cluster.node_records(),
                            ssh_user=cluster.ssh_user, ssh_port=cluster.ssh_port,
                            node_env=cluster.node_env, launched_at=record.created_at)
-        from skyterra import executor, ssh_config
-
         executor.pin_host_keys(cluster, timeout=60)
         ssh_config.write(cluster)
     progress(f"cluster '{name}' fetched from the shared backend")

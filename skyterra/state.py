@@ -61,14 +61,14 @@ class ClusterRecord:
     accelerator: str | None = None
     accelerator_count: int = 0
     price: float = 0.0                # $/hour for the whole cluster
-    slot: int = 0
     nodes: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     ssh_user: str = ""
     ssh_port: int = 22
     ssh_key: str = ""
     task: dict[str, Any] = dataclasses.field(default_factory=dict)
     node_env: dict[str, str] = dataclasses.field(default_factory=dict)
-    # Values a cloud must keep stable across machines (the local cloud's nodes_dir).
+    # Values a cloud keeps stable for the cluster (Cloud.prepare: the local cloud's slot,
+    # port and nodes dir; the SSH ingress chosen at launch).
     cloud_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     created_at: float = dataclasses.field(default_factory=time.time)
     launched_at: float | None = None
@@ -281,6 +281,3 @@ def remove_cluster_dir(cluster: ClusterDir, keep_lock: bool = False) -> None:
     if not keep_lock:
         shutil.rmtree(cluster.path, ignore_errors=True)
 
-
-def used_slots() -> set[int]:
-    return {record.slot for record in list_clusters() if record.slot}

@@ -14,8 +14,8 @@ from typing import Any
 
 import yaml
 
-from skyterra.errors import NotSupportedError, TaskError
-from skyterra.resources import Resources, did_you_mean, resources_from_config
+from skyterra.errors import NotSupportedError, TaskError, did_you_mean
+from skyterra.resources import Resources, resources_from_config
 
 TASK_KEYS = ("name", "workdir", "num_nodes", "resources", "envs", "secrets", "file_mounts",
              "setup", "run", "config", "volumes", "service", "inputs", "outputs",

@@ -16,8 +16,6 @@ from tests.leaks import leftover_processes
 # Terraform must never phone home from tests (loopback only).
 os.environ["CHECKPOINT_DISABLE"] = "1"
 os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
-# Never ask the internet for our address (clouds/base.detect_caller_cidrs) in tests.
-os.environ.setdefault("SKYTERRA_SSH_CIDRS", "127.0.0.1/32")
 os.environ.pop("TF_CLI_CONFIG_FILE", None) if not os.path.exists(
     os.environ.get("TF_CLI_CONFIG_FILE", "/nonexistent")) else None
 
@@ -27,7 +25,6 @@ def skyterra_home(tmp_path, monkeypatch):
     """A fresh SKYTERRA_HOME; fails the test if a node process outlives it."""
     home = tmp_path / "skyterra-home"
     monkeypatch.setenv("SKYTERRA_HOME", str(home))
-    monkeypatch.setenv("SKYTERRA_SSH_CIDRS", "127.0.0.1/32")
     yield home
     deadline = time.monotonic() + 5
     leaks = leftover_processes(str(home))

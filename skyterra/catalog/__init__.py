@@ -15,17 +15,27 @@ it (aws, azure); clouds whose capacity is zonal (gcp) list one row per zone.
 
 from __future__ import annotations
 
-import os
-import re
-from pathlib import Path
-
 from skyterra.catalog.candidate import Candidate
-from skyterra.catalog.row import CatalogRow, header_comment, read_csv
-from skyterra.paths import home
-from skyterra.resources import Resources, canonical_accelerator, cpus_memory_bounds
+from skyterra.catalog.explain import describe_request, explain
+from skyterra.catalog.lookup import (
+    DEFAULT_CPUS,
+    SHIPPED_DIR,
+    accelerators,
+    available_clouds,
+    catalog_path,
+    clear_cache,
+    fits_shape,
+    matches,
+    offers,
+    rows,
+    source,
+    zone_in_region,
+)
+from skyterra.catalog.row import CatalogRow
 
 __all__ = [
     "DEFAULT_CPUS",
+    "SHIPPED_DIR",
     "Candidate",
     "CatalogRow",
     "accelerators",
@@ -39,144 +49,5 @@ __all__ = [
     "offers",
     "rows",
     "source",
+    "zone_in_region",
 ]
-
-SHIPPED_DIR = Path(__file__).resolve().parent
-# A task that names no accelerator, instance type or cpus gets a machine with at
-# least this many vCPUs (SkyPilot's habit: a 2-vCPU box is rarely what anyone wants).
-DEFAULT_CPUS = "4+"
-_cache: dict[Path, list[CatalogRow]] = {}
-
-
-def _directories() -> list[Path]:
-    pinned = os.environ.get("SKYTERRA_CATALOG_DIR")
-    if pinned:
-        return [Path(pinned).expanduser()]
-    return [home() / "catalog", SHIPPED_DIR]
-
-
-def catalog_path(cloud: str) -> Path | None:
-    """The CSV file used for `cloud`, or None when no catalog knows that cloud."""
-    for directory in _directories():
-        path = directory / f"{cloud}.csv"
-        if path.is_file():
-            return path
-    return None
-
-
-def available_clouds() -> list[str]:
-    """Clouds that have a catalog (sorted), e.g. for `show-gpus` over every cloud."""
-    names = {p.stem for d in _directories() if d.is_dir() for p in d.glob("*.csv")}
-    return sorted(names)
-
-
-def rows(cloud: str) -> list[CatalogRow]:
-    """All rows of a cloud's catalog (cached; [] when there is none)."""
-    path = catalog_path(cloud)
-    if path is None:
-        return []
-    if path not in _cache:
-        _cache[path] = read_csv(path, cloud)
-    return _cache[path]
-
-
-def clear_cache() -> None:
-    """Forget loaded files (tests switch catalog dirs; refresh rewrites them)."""
-    _cache.clear()
-
-
-def source(cloud: str) -> str:
-    """Where the cloud's prices come from and when: the file's header comment."""
-    path = catalog_path(cloud)
-    return header_comment(path) if path else ""
-
-
-# --- matching -------------------------------------------------------------------------
-def _fits(value: float, spec: str | None) -> bool:
-    if spec is None:
-        return True
-    bound, at_least = cpus_memory_bounds(spec)
-    return value >= bound if at_least else abs(value - bound) < 1e-9
-
-
-def zone_in_region(zone: str, region: str) -> bool:
-    """Does a zone name belong to a region? 'us-east-1a' ∈ 'us-east-1', 'us-central1-b' ∈
-    'us-central1'; bare numbers ('1', '2') are zones inside any region."""
-    return zone.isdigit() or re.fullmatch(re.escape(region) + r"-?[a-z]", zone) is not None
-
-
-def _effective_cpus(resources: Resources) -> str | None:
-    if resources.cpus or resources.accelerators or resources.instance_type:
-        return resources.cpus
-    return DEFAULT_CPUS
-
-
-def fits_shape(row: CatalogRow, resources: Resources) -> bool:
-    """Has the machine the asked GPUs (exact count), cpus and memory? Place, spot and
-    instance type are not looked at."""
-    accelerator = resources.accelerator
-    if accelerator:
-        if (row.accelerator_name, row.accelerator_count) != accelerator:
-            return False
-    elif row.accelerator_name and not resources.instance_type:
-        return False  # a CPU task does not land on a GPU machine by accident
-    return (_fits(row.vcpus, _effective_cpus(resources))
-            and _fits(row.memory_gib, resources.memory))
-
-
-def matches(row: CatalogRow, resources: Resources) -> bool:
-    """Does this catalog row satisfy one Resources choice (ignoring its cloud)?"""
-    if resources.instance_type and row.instance_type != resources.instance_type:
-        return False
-    if not fits_shape(row, resources):
-        return False
-    if resources.use_spot and row.spot_price is None:
-        return False
-    if resources.region and row.region != resources.region:
-        return False
-    if resources.zone:
-        if row.zone:
-            return row.zone == resources.zone
-        return zone_in_region(resources.zone, row.region)
-    return True
-
-
-def _candidate(row: CatalogRow, resources: Resources, num_nodes: int) -> Candidate:
-    return Candidate(
-        cloud=row.cloud, region=row.region, zone=row.zone or resources.zone,
-        instance_type=row.instance_type, accelerator=row.accelerator_name,
-        accelerator_count=row.accelerator_count, vcpus=row.vcpus, memory_gib=row.memory_gib,
-        price=row.price_for(resources.use_spot), use_spot=resources.use_spot,
-        num_nodes=num_nodes, accelerator_memory_gib=row.accelerator_memory_gib,
-        resources=resources)
-
-
-def offers(cloud: str, resources: Resources, num_nodes: int = 1) -> list[Candidate]:
-    """Rows of `cloud` that satisfy `resources`, as candidates, cheapest first.
-
-    Ties keep catalog order, so the result is deterministic. A Resources with
-    several accelerator choices is expanded (each choice is a separate offer).
-    """
-    if resources.cloud and resources.cloud != cloud:
-        return []
-    found = []
-    for choice in resources.choices()[0]:
-        found.extend(_candidate(row, choice, num_nodes)
-                     for row in rows(cloud) if matches(row, choice))
-    return sorted(found, key=lambda c: c.price)
-
-
-def accelerators(name: str | None = None, cloud: str | None = None,
-                 region: str | None = None) -> list[CatalogRow]:
-    """GPU rows for `show-gpus`: every cloud unless one is named; name is case-insensitive."""
-    wanted = canonical_accelerator(name, field="accelerator") if name else None
-    clouds = [cloud] if cloud else available_clouds()
-    return [row for c in clouds for row in rows(c)
-            if row.accelerator_name and (wanted is None or row.accelerator_name == wanted)
-            and (region is None or row.region == region)]
-
-
-from skyterra.catalog.explain import (  # last: explain uses the functions above
-    describe_request,
-    explain,
-)

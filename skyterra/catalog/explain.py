@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from skyterra import catalog
+from skyterra.catalog import lookup as catalog
 from skyterra.catalog.row import CatalogRow
-from skyterra.resources import Resources, did_you_mean
+from skyterra.errors import did_you_mean
+from skyterra.resources import Resources
 
 
 def describe_request(resources: Resources, with_location: bool = True) -> str:

@@ -1,26 +1,68 @@
-"""Registry of clouds by name; imports each cloud module only when asked for."""
+"""The one registry of clouds: their names, and their classes once asked for.
+
+`MODULES` is the only place the clouds are listed. Each cloud module
+registers its class with `@register`; `get_cloud` imports a module only when
+that cloud is first used, so `skyterra --help` and task parsing stay light.
+This module imports nothing else of skyterra's but errors, so that the task
+model can check cloud names against it without an import cycle.
+"""
 
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING, Any
 
-from skyterra.clouds.base import Cloud, ClusterSpec, CredentialReport
-from skyterra.errors import TaskError
-from skyterra.resources import CLOUDS, did_you_mean
+from skyterra.errors import NotSupportedError, TaskError, did_you_mean
 
-_CLASSES = {
-    "local": ("skyterra.clouds.local", "Local"),
-    "aws": ("skyterra.clouds.aws", "AWS"),
-    "gcp": ("skyterra.clouds.gcp", "GCP"),
-    "azure": ("skyterra.clouds.azure", "Azure"),
+if TYPE_CHECKING:
+    from skyterra.clouds.base import Cloud
+
+# name -> module; the order is the order `skyterra check` and tables show.
+MODULES = {
+    "aws": "skyterra.clouds.aws",
+    "gcp": "skyterra.clouds.gcp",
+    "azure": "skyterra.clouds.azure",
+    "local": "skyterra.clouds.local",
 }
+# SkyPilot clouds a task file may name that skyterra refuses clearly.
+_NOT_SUPPORTED = ("kubernetes", "k8s", "lambda", "runpod", "oci", "ibm", "ssh", "paperspace",
+                  "fluidstack", "cudo", "vast", "nebius", "scp", "vsphere", "do", "hyperbolic")
+_CLASSES: dict[str, type[Cloud]] = {}
 
-__all__ = ["CLOUDS", "Cloud", "ClusterSpec", "CredentialReport", "get_cloud"]
+__all__ = ["MODULES", "all_clouds", "check_name", "get_cloud", "names", "register"]
+
+
+def register(cls: type[Cloud]) -> type[Cloud]:
+    """Class decorator of every cloud module: makes `get_cloud(cls.name)` return it."""
+    if cls.name not in MODULES:
+        raise RuntimeError(f"cloud {cls.name!r} is not listed in skyterra.clouds.MODULES")
+    _CLASSES[cls.name] = cls
+    return cls
+
+
+def names() -> tuple[str, ...]:
+    return tuple(MODULES)
+
+
+def check_name(value: Any, field: str = "resources.cloud") -> str:
+    """A cloud name skyterra knows (lower-cased), or a TaskError naming `field`."""
+    known = names()
+    text = value.strip().lower() if isinstance(value, str) else ""
+    if text in known:
+        return text
+    if text in _NOT_SUPPORTED:
+        raise NotSupportedError(f"cloud '{value}' is not supported; skyterra supports "
+                                f"{', '.join(known)}.", field=field)
+    raise TaskError(f"unknown cloud {value!r}.{did_you_mean(str(value).lower(), known)} "
+                    f"Choose one of {', '.join(known)}.", field=field)
 
 
 def get_cloud(name: str) -> Cloud:
+    name = check_name(name, "cloud")
     if name not in _CLASSES:
-        raise TaskError(f"unknown cloud {name!r}.{did_you_mean(name, CLOUDS)} "
-                        f"Choose one of {', '.join(CLOUDS)}.", field="cloud")
-    module_name, class_name = _CLASSES[name]
-    return getattr(importlib.import_module(module_name), class_name)()
+        importlib.import_module(MODULES[name])
+    return _CLASSES[name]()
+
+
+def all_clouds() -> list[Cloud]:
+    return [get_cloud(name) for name in MODULES]

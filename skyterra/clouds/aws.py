@@ -8,19 +8,18 @@ imported lazily, so `import skyterra` does not need it.
 
 from __future__ import annotations
 
-import ipaddress
+import dataclasses
 import json
 import os
 import re
 from typing import TYPE_CHECKING, Any
 
-from skyterra.clouds.base import Cloud, ClusterSpec, CredentialReport
+from skyterra.clouds import register
+from skyterra.clouds.base import Cloud, CloudSettings, CredentialReport, cidr_list
 from skyterra.errors import ConfigError, TaskError
 
 if TYPE_CHECKING:
-    from skyterra.optimizer import Candidate
-    from skyterra.resources import Resources
-    from skyterra.task import Task
+    from skyterra.deployment import Deployment
 
 # Public SSM parameters that always name the newest AMI. The Deep Learning Base
 # OSS NVIDIA driver AMI has the driver, CUDA, NCCL and EFA; its user is ubuntu.
@@ -37,14 +36,6 @@ UBUNTU_SSM_PARAMETERS = {
     "arm64": "/aws/service/canonical/ubuntu/server/22.04/stable/current/"
              "arm64/hvm/ebs-gp2/ami-id",
 }
-
-# Regions with GPU capacity that skyterra's catalog knows; zones are <region><letter>.
-REGIONS = (
-    "us-east-1", "us-east-2", "us-west-1", "us-west-2", "ca-central-1",
-    "eu-central-1", "eu-west-1", "eu-west-2", "eu-west-3", "eu-north-1",
-    "ap-northeast-1", "ap-northeast-2", "ap-south-1", "ap-southeast-1", "ap-southeast-2",
-    "sa-east-1",
-)
 
 DEFAULT_DISK_SIZE = 256  # GiB; DLAMIs are ~100 GiB and checkpoints need room
 # resources.disk_tier -> (gp3 IOPS, gp3 throughput MiB/s); None = gp3 baseline 3000/125.
@@ -106,18 +97,26 @@ def region_of_zone(zone: str) -> str:
     return match.group(1)
 
 
-def caller_cidrs(timeout: float = 5.0) -> list[str]:
-    """Kept for callers of the AWS module; see clouds.base.detect_caller_cidrs."""
-    from skyterra.clouds.base import detect_caller_cidrs
+@dataclasses.dataclass(frozen=True)
+class AWSSettings(CloudSettings):
+    """`provision:` keys for AWS (all optional): an existing network, placement, and an
+    emulator endpoint (`aws.endpoint_url` or SKYTERRA_AWS_ENDPOINT_URL; tests, LocalStack)."""
 
-    return detect_caller_cidrs(timeout)
+    vpc_id: str | None = None
+    subnet_id: str | None = None
+    placement_group: bool = True          # a cluster placement group for num_nodes > 1
+    associate_public_ip: bool | None = None
+    endpoint_url: str | None = None
 
 
+@register
 class AWS(Cloud):
     name = "aws"
     template = "aws"
     default_ssh_user = "ubuntu"  # the Ubuntu Deep Learning AMI
     node_resource = "aws_instance.node"
+    provider_source = "hashicorp/aws"
+    settings_class = AWSSettings
 
     # First match wins. Texts as EC2 and the Terraform AWS provider print them
     # ("api error InsufficientInstanceCapacity: We currently do not have ...").
@@ -166,33 +165,30 @@ class AWS(Cloud):
         return super().classify_error(" ".join(text.split()))
 
     # --- what the provisioner asks ---------------------------------------------
-    def template_context(self, task: Task, candidate: Candidate,
-                         spec: ClusterSpec) -> dict[str, Any]:
-        """Structure only: which network source, custom image or SSM lookup, spot block."""
-        image_id, _ = self._image(task, candidate)
-        options = spec.options
-        network = "subnet" if options.get("subnet_id") else (
-            "vpc" if options.get("vpc_id") else "default")
-        return {"network": network, "custom_image": image_id is not None,
-                "spot": bool(candidate.use_spot)}
+    def settings(self, config: dict[str, Any], stored: dict[str, Any]) -> AWSSettings:
+        settings = super().settings(config, stored)
+        endpoint = (os.environ.get("SKYTERRA_AWS_ENDPOINT_URL")
+                    or (config.get("aws") or {}).get("endpoint_url"))
+        return dataclasses.replace(settings, endpoint_url=endpoint or settings.endpoint_url)
 
-    def tfvars(self, task: Task, candidate: Candidate, spec: ClusterSpec) -> dict[str, Any]:
-        resources = self.resources_for(task, candidate)
-        options = spec.options
-        image_id, ssm_parameter = self._image(task, candidate)
+    def template_context(self, deployment: Deployment) -> dict[str, Any]:
+        """Structure only: which network source, custom image or SSM lookup, spot block."""
+        image_id, _ = self._image(deployment)
+        settings = deployment.settings
+        network = "subnet" if settings.subnet_id else ("vpc" if settings.vpc_id else "default")
+        return {"network": network, "custom_image": image_id is not None,
+                "spot": bool(deployment.candidate.use_spot)}
+
+    def tfvars(self, deployment: Deployment) -> dict[str, Any]:
+        resources, candidate, settings = (deployment.resources, deployment.candidate,
+                                          deployment.settings)
+        image_id, ssm_parameter = self._image(deployment)
         iops, throughput = DISK_TIERS[resources.disk_tier or "medium"]
-        ssh_cidrs = self._cidrs(options.get("ssh_cidrs"), "ssh_cidrs")
-        if not ssh_cidrs:
-            raise ConfigError(
-                "the AWS security group needs the addresses allowed to SSH to the nodes, and "
-                "none were given (ssh_cidrs). The provisioner normally detects this machine's "
-                "public address; set ssh_cidrs: [<your address>/32] in the skyterra config.")
-        port_cidrs = options.get("port_cidrs")
         values: dict[str, Any] = {
             "region": candidate.region,
             "zone": candidate.zone,
-            "cluster_name": spec.name,
-            "num_nodes": spec.num_nodes,
+            "cluster_name": deployment.name,
+            "num_nodes": deployment.num_nodes,
             "instance_type": candidate.instance_type,
             "image_id": image_id,
             "image_ssm_parameter": ssm_parameter,
@@ -200,61 +196,48 @@ class AWS(Cloud):
             "disk_iops": iops,
             "disk_throughput": throughput,
             "labels": dict(resources.labels),
-            "ssh_user": self.ssh_user(task, candidate, spec),
-            "ssh_public_key": spec.public_key.strip(),
-            "ssh_private_key_path": str(spec.private_key_path),
-            "ssh_cidrs": ssh_cidrs,
+            "ssh_user": self.ssh_user(deployment),
+            "ssh_public_key": deployment.public_key,
+            "ssh_private_key_path": str(deployment.private_key_path),
             "ports": [self._port_range(p) for p in resources.ports],
-            "port_cidrs": None if port_cidrs is None else self._cidrs(port_cidrs, "port_cidrs"),
-            "placement_group": bool(options.get("placement_group", True)),
-            "associate_public_ip": (None if options.get("associate_public_ip") is None
-                                    else bool(options["associate_public_ip"])),
-            "vpc_id": self._network_id(options, "vpc_id"),
-            "subnet_id": self._network_id(options, "subnet_id"),
+            "port_cidrs": (None if settings.port_cidrs is None
+                           else cidr_list(settings.port_cidrs, "port_cidrs")),
+            "placement_group": bool(settings.placement_group),
+            "associate_public_ip": (None if settings.associate_public_ip is None
+                                    else bool(settings.associate_public_ip)),
+            "vpc_id": self._network_id(settings.vpc_id, "vpc_id"),
+            "subnet_id": self._network_id(settings.subnet_id, "subnet_id"),
         }
+        if deployment.ssh_cidrs is not None:  # else the module asks for it at plan time
+            values["ssh_cidrs"] = list(deployment.ssh_cidrs)
         return values
 
-    def extra_files(self, spec: ClusterSpec) -> dict[str, str]:
+    def root_files(self, deployment: Deployment) -> dict[str, str]:
         """TEST ONLY: `moto_override.tf` pointing the provider at an emulator.
 
-        Written only when spec.options has aws_endpoint_url (tests, or a user's
-        LocalStack); the production module never contains endpoints.
+        Written only when the settings name an endpoint (tests, or a user's
+        LocalStack), and only into a root module; the module never contains endpoints.
         """
-        url = spec.options.get("aws_endpoint_url")
+        url = deployment.settings.endpoint_url
         if not url:
             return {}
         if not isinstance(url, str) or not _ENDPOINT.match(url):
             raise ConfigError(f"aws_endpoint_url must be a plain URL like "
                               f"http://127.0.0.1:5000, got {url!r}.")
-        quoted = json.dumps(url.rstrip("/"))  # the regex allows no quotes, '$' or '%'
-        endpoints = "\n".join(f"    {service} = {quoted}" for service in ("ec2", "iam", "ssm", "sts"))
-        return {"moto_override.tf": (
-            "# TEST ONLY: the AWS provider talks to an EC2 emulator (moto) at this endpoint.\n"
-            "# Written by skyterra because the cluster options name aws_endpoint_url.\n"
-            'provider "aws" {\n'
-            "  skip_credentials_validation = true\n"
-            "  skip_requesting_account_id  = true\n"
-            "  skip_metadata_api_check     = true\n"
-            "  skip_region_validation      = true\n"
-            "  max_retries                 = 1\n"
-            "\n"
-            "  endpoints {\n"
-            f"{endpoints}\n"
-            "  }\n"
-            "}\n")}
+        return {"moto_override.tf": emulator_provider(url)}
 
-    def ssh_user(self, task: Task, candidate: Candidate, spec: ClusterSpec) -> str:
+    def ssh_user(self, deployment: Deployment) -> str:
         """ubuntu for the default images; for a custom image the configured user or a guess."""
-        if spec.options.get("ssh_user"):
-            return str(spec.options["ssh_user"])
-        image_id, ssm_parameter = self._image(task, candidate)
+        if deployment.settings.ssh_user:
+            return str(deployment.settings.ssh_user)
+        image_id, ssm_parameter = self._image(deployment)
         if image_id is not None:
             return self.default_ssh_user
         return ssh_user_for_image(ssm_parameter)
 
-    def warnings(self, task: Task, candidate: Candidate) -> list[str]:
+    def warnings(self, deployment: Deployment) -> list[str]:
         notes = []
-        if candidate.use_spot:
+        if deployment.candidate.use_spot:
             notes.append("spot nodes can be reclaimed by AWS at any time with two minutes' "
                          "notice; checkpoint your training.")
         return notes
@@ -321,26 +304,13 @@ class AWS(Cloud):
             f"{identity.get('Arn')}.")
 
     # --- helpers ---------------------------------------------------------------
-    def resources_for(self, task: Task, candidate: Candidate) -> Resources:
-        """The task's Resources choice that produced `candidate` (disk, image, ports, labels)."""
-        def matches(r: Resources) -> bool:
-            accel = r.accelerator
-            return (r.cloud in (None, self.name)
-                    and (r.instance_type in (None, candidate.instance_type))
-                    and (accel[0] if accel else None) == candidate.accelerator
-                    and bool(r.use_spot) == bool(candidate.use_spot))
-
-        for loose in (False, True):
-            for resources in task.resources:
-                if matches(resources) or (loose and resources.cloud in (None, self.name)):
-                    return resources
-        return task.resources[0]
-
-    def _image(self, task: Task, candidate: Candidate) -> tuple[str | None, str]:
+    @staticmethod
+    def _image(deployment: Deployment) -> tuple[str | None, str]:
         """(image_id or None, SSM parameter used when image_id is None)."""
+        candidate = deployment.candidate
         arch = architecture(candidate.instance_type)
         default = (DLAMI_SSM_PARAMETERS if candidate.accelerator else UBUNTU_SSM_PARAMETERS)[arch]
-        image = self.resources_for(task, candidate).image_id
+        image = deployment.resources.image_id
         if image is None:
             return None, default
         image = image.strip()
@@ -360,28 +330,32 @@ class AWS(Cloud):
         return {"from_port": int(low), "to_port": int(high or low)}
 
     @staticmethod
-    def _cidrs(value: Any, name: str) -> list[str]:
-        if value is None:
-            return []
-        items = [value] if isinstance(value, str) else list(value)
-        out = []
-        for item in items:
-            try:
-                out.append(str(ipaddress.ip_network(str(item).strip(), strict=False)))
-            except ValueError:
-                raise ConfigError(f"{name}: {item!r} is not an address or CIDR block like "
-                                  "203.0.113.7/32.") from None
-        return sorted(set(out), key=out.index)
-
-    @staticmethod
-    def _network_id(options: dict[str, Any], key: str) -> str | None:
-        value = options.get(key)
+    def _network_id(value: Any, key: str) -> str | None:
         if value in (None, ""):
             return None
         if not isinstance(value, str) or not _ID[key].match(value):
             raise ConfigError(f"{key} {value!r} does not look like an AWS id "
                               f"({'vpc-0123456789abcdef0' if key == 'vpc_id' else 'subnet-0123456789abcdef0'}).")
         return value
+
+
+def emulator_provider(url: str) -> str:
+    """A provider override for an EC2/S3 emulator at `url` (moto, LocalStack)."""
+    quoted = json.dumps(url.rstrip("/"))  # the regex allows no quotes, '$' or '%'
+    endpoints = "\n".join(f"    {service} = {quoted}" for service in ("ec2", "iam", "ssm", "sts"))
+    return ("# TEST ONLY: the AWS provider talks to an EC2 emulator (moto) at this endpoint.\n"
+            "# Written by skyterra because the settings name aws_endpoint_url.\n"
+            'provider "aws" {\n'
+            "  skip_credentials_validation = true\n"
+            "  skip_requesting_account_id  = true\n"
+            "  skip_metadata_api_check     = true\n"
+            "  skip_region_validation      = true\n"
+            "  max_retries                 = 1\n"
+            "\n"
+            "  endpoints {\n"
+            f"{endpoints}\n"
+            "  }\n"
+            "}\n")
 
 
 def _one_line(error: BaseException) -> str:

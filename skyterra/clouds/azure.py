@@ -8,6 +8,7 @@ check, and the error codes of Azure Resource Manager.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -15,13 +16,13 @@ import shutil
 import subprocess
 from typing import TYPE_CHECKING, Any
 
-from skyterra.clouds.base import Cloud, ClusterSpec, CredentialReport
-from skyterra.clouds.gcp import NODE_SETUP_SCRIPT, resources_for, ssh_cidrs
+from skyterra.clouds import register
+from skyterra.clouds.base import Cloud, CloudSettings, CredentialReport
+from skyterra.clouds.gcp import NODE_SETUP_SCRIPT, source_ranges
 from skyterra.errors import TaskError
 
 if TYPE_CHECKING:
-    from skyterra.optimizer import Candidate
-    from skyterra.task import Task
+    from skyterra.deployment import Deployment
 
 # Ubuntu 22.04 HPC image: NVIDIA driver, CUDA, NCCL, InfiniBand (ND sizes) drivers.
 DEFAULT_IMAGE = {"publisher": "microsoft-dsvm", "offer": "ubuntu-hpc", "sku": "2204",
@@ -90,11 +91,24 @@ def _masked(subscription: str) -> str:
     return f"…{subscription[-4:]}" if len(subscription) > 8 else subscription
 
 
+@dataclasses.dataclass(frozen=True)
+class AzureSettings(CloudSettings):
+    """`provision:` keys for Azure (all optional)."""
+
+    azure_subscription_id: str | None = None   # default: ARM_SUBSCRIPTION_ID
+    azure_subnet_id: str | None = None          # an existing subnet instead of our own VNet
+    azure_address_space: str | None = None
+    azure_accelerated_networking: bool | None = None
+
+
+@register
 class Azure(Cloud):
     name = "azure"
     template = "azure"
     node_resource = "azurerm_linux_virtual_machine.node"
     default_ssh_user = "azureuser"
+    provider_source = "hashicorp/azurerm"
+    settings_class = AzureSettings
     # First match wins. Quota errors arrive with Code="OperationNotAllowed", so quota
     # patterns come before the generic invalid ones.
     error_patterns = (
@@ -174,33 +188,30 @@ class Azure(Cloud):
         return CredentialReport(self.name, True, f"DefaultAzureCredential, {where}")
 
     # --- rendering --------------------------------------------------------------------
-    def template_context(self, task: Task, candidate: Candidate,
-                         spec: ClusterSpec) -> dict[str, Any]:
-        resources = resources_for(task, candidate)
+    def template_context(self, deployment: Deployment) -> dict[str, Any]:
+        resources, candidate = deployment.resources, deployment.candidate
         _, image_id = image_source(resources.image_id)
         return {
             "gpu": bool(candidate.accelerator),
             "spot": bool(candidate.use_spot),
-            "placement": spec.num_nodes > 1,
-            "own_network": not spec.options.get("azure_subnet_id"),
+            "placement": deployment.num_nodes > 1,
+            "own_network": not deployment.settings.azure_subnet_id,
             "image_id": image_id is not None,
             "ports": bool(resources.ports),
         }
 
-    def tfvars(self, task: Task, candidate: Candidate, spec: ClusterSpec) -> dict[str, Any]:
-        resources = resources_for(task, candidate)
+    def tfvars(self, deployment: Deployment) -> dict[str, Any]:
+        resources, candidate, settings = (deployment.resources, deployment.candidate,
+                                          deployment.settings)
         image, image_id = image_source(resources.image_id)
-        cidrs = ssh_cidrs(spec)
-        port_cidrs = [str(c) for c in (spec.options.get("port_cidrs") or cidrs)]
         premium = premium_storage(candidate.instance_type)
         disk_type = "Premium_LRS" if premium and resources.disk_tier != "low" \
             else "StandardSSD_LRS"
-        accelerated = spec.options.get("azure_accelerated_networking")
+        accelerated = settings.azure_accelerated_networking
         return {
-            "cluster_name": spec.name,
-            "num_nodes": spec.num_nodes,
-            "subscription_id": (spec.options.get("azure_subscription_id")
-                                or _subscription_from_env()),
+            "cluster_name": deployment.name,
+            "num_nodes": deployment.num_nodes,
+            "subscription_id": settings.azure_subscription_id or _subscription_from_env(),
             "location": candidate.region,
             "zone": str(candidate.zone) if candidate.zone else None,
             "vm_size": candidate.instance_type,
@@ -209,20 +220,19 @@ class Azure(Cloud):
             "os_disk_type": disk_type,
             "image": image or dict(DEFAULT_IMAGE),
             "image_id": image_id,
-            "address_space": spec.options.get("azure_address_space") or "10.42.0.0/16",
-            "subnet_id": spec.options.get("azure_subnet_id"),
+            "address_space": settings.azure_address_space or "10.42.0.0/16",
+            "subnet_id": settings.azure_subnet_id,
             "ssh_user": self.default_ssh_user,
-            "ssh_public_key": spec.public_key.strip(),
-            "ssh_source_ranges": cidrs,
-            "ports": list(resources.ports),
-            "port_source_ranges": port_cidrs if resources.ports else [],
+            "ssh_public_key": deployment.public_key,
+            **source_ranges(deployment),
             "tags": dict(resources.labels),
             "custom_data": NODE_SETUP_SCRIPT,
         }
 
-    def warnings(self, task: Task, candidate: Candidate) -> list[str]:
+    def warnings(self, deployment: Deployment) -> list[str]:
         out = []
-        wanted = resources_for(task, candidate).accelerator if task.resources else None
+        candidate = deployment.candidate
+        wanted = deployment.resources.accelerator
         if wanted and candidate.accelerator and wanted[0] != candidate.accelerator:
             out.append(f"Azure offers no {wanted[0]}; using {candidate.accelerator_count}x "
                        f"{candidate.accelerator} ({candidate.instance_type}) instead.")

@@ -14,22 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from skyterra.optimizer import Candidate
+    from skyterra.catalog import Candidate
+    from skyterra.deployment import Deployment
     from skyterra.resources import Resources
-    from skyterra.task import Task
-
-
-@dataclasses.dataclass
-class ClusterSpec:
-    """What the provisioner knows about the cluster before Terraform runs."""
-
-    name: str
-    directory: Path          # the cluster's own dir (rendered module, state, key)
-    num_nodes: int
-    public_key: str          # OpenSSH public key text of the cluster key
-    private_key_path: Path
-    slot: int = 0            # a small integer unique among live clusters (local subnets)
-    options: dict[str, Any] = dataclasses.field(default_factory=dict)  # config/test settings
 
 
 @dataclasses.dataclass
@@ -40,14 +27,46 @@ class CredentialReport:
     hint: str = ""           # how to fix it when not ok
 
 
+@dataclasses.dataclass(frozen=True)
+class CloudSettings:
+    """Settings every cloud reads from the skyterra config's `provision:` section.
+
+    Each cloud subclasses this with its own typed fields; a field's name is the
+    config key. Values are read once, when the Deployment is built.
+    """
+
+    ssh_user: str | None = None          # login user of a custom image
+    port_cidrs: tuple[str, ...] | None = None   # who may reach resources.ports (None: SSH's)
+
+    @classmethod
+    def from_config(cls, provision: dict[str, Any], stored: dict[str, Any]) -> CloudSettings:
+        """The fields this class knows, from `provision:` and the cluster's stored values
+        (stored wins: they keep an existing cluster's module unchanged)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in {**provision, **stored}.items() if k in known}
+        if isinstance(values.get("port_cidrs"), (list, tuple)):
+            values["port_cidrs"] = tuple(str(c) for c in values["port_cidrs"])
+        return cls(**values)
+
+
 class Cloud:
-    """Base class. Subclasses set the class attributes and override what differs."""
+    """Base class. Subclasses set the class attributes and override what differs.
+
+    Every rendering hook takes the Deployment (skyterra/deployment.py): the
+    task, the chosen candidate and its Resources, this cloud's typed settings
+    and the cluster's identity, decided once before anything is rendered.
+    """
 
     name = ""
     template = ""             # folder under templates/
     default_ssh_user = "ubuntu"
+    provider_source = ""      # "hashicorp/aws": how a module of this cloud is recognised
+    auto_enabled = True       # considered when a task names no cloud (local: only if asked)
+    settings_class: type[CloudSettings] = CloudSettings
     # (kind, regex) pairs, first match wins; kinds: capacity, quota, auth, invalid
     error_patterns: tuple[tuple[str, str], ...] = ()
+    node_resource = ""       # Terraform address of the per-node resource (count-indexed)
+    needs_ssh_cidrs = True   # SSH ingress is limited to the caller's address(es)
 
     def offers(self, resources: Resources, num_nodes: int) -> list[Candidate]:
         """Catalog rows that satisfy `resources`, cheapest first."""
@@ -55,8 +74,14 @@ class Cloud:
 
         return catalog.offers(self.name, resources, num_nodes)
 
-    node_resource = ""       # Terraform address of the per-node resource (count-indexed)
-    needs_ssh_cidrs = True   # SSH ingress is limited to the caller's address(es)
+    def prepare(self, name: str, directory: Path, stored: dict[str, Any]) -> dict[str, Any]:
+        """Values this cloud must keep stable for a cluster (stored in its record and
+        given back on every later render); `stored` holds those of an earlier call."""
+        return dict(stored)
+
+    def settings(self, config: dict[str, Any], stored: dict[str, Any]) -> CloudSettings:
+        """Typed settings from the skyterra config mapping (its `provision:` section)."""
+        return self.settings_class.from_config(dict(config.get("provision") or {}), stored)
 
     def node_resource_address(self, rank: int) -> str:
         """`-replace` target for a dead node."""
@@ -71,24 +96,33 @@ class Cloud:
                 return kind
         return "other"
 
-    def template_context(self, task: Task, candidate: Candidate,
-                         spec: ClusterSpec) -> dict[str, Any]:
+    def owns_module(self, module_text: str, directory: Path) -> bool:
+        """Is this rendered module (its .tf text) one of this cloud's? (cluster.json lost)"""
+        return bool(self.provider_source) and self.provider_source in module_text
+
+    def template_context(self, deployment: Deployment) -> dict[str, Any]:
         """Structure switches for the Jinja templates (never user values)."""
         return {}
 
-    def tfvars(self, task: Task, candidate: Candidate, spec: ClusterSpec) -> dict[str, Any]:
+    def tfvars(self, deployment: Deployment) -> dict[str, Any]:
         """Every value the module needs: written to terraform.tfvars.json."""
         raise NotImplementedError
 
-    def extra_files(self, spec: ClusterSpec) -> dict[str, str]:
-        """Extra files for the module dir, e.g. a test-only `*_override.tf`."""
+    def root_files(self, deployment: Deployment) -> dict[str, str]:
+        """Extra files for a root module only (never a child module): e.g. a provider
+        override that points at an emulator."""
         return {}
 
-    def node_env(self, spec: ClusterSpec) -> dict[str, str]:
+    def node_env(self, deployment: Deployment) -> dict[str, str]:
         """Extra environment for setup/run on this cloud's nodes."""
         return {}
 
-    def warnings(self, task: Task, candidate: Candidate) -> list[str]:
+    def attached_node_env(self, outputs: dict[str, Any]) -> dict[str, str] | None:
+        """For nodes a pipeline made (`skyterra attach`): the node environment when the
+        outputs are this cloud's, else None."""
+        return None
+
+    def warnings(self, deployment: Deployment) -> list[str]:
         return []
 
     def orphans(self, cluster_dir: Path) -> list[str]:
@@ -101,6 +135,25 @@ class Cloud:
 
     def remove_orphans(self, cluster_dir: Path, orphans: list[str]) -> None:
         """Remove what orphans() found."""
+
+
+def cidr_list(value: Any, name: str) -> list[str]:
+    """Addresses or CIDR blocks (a string or a list) → normalised, de-duplicated CIDRs."""
+    import ipaddress
+
+    from skyterra.errors import ConfigError
+
+    if value is None:
+        return []
+    items = [value] if isinstance(value, str) else list(value)
+    out: list[str] = []
+    for item in items:
+        try:
+            out.append(str(ipaddress.ip_network(str(item).strip(), strict=False)))
+        except ValueError:
+            raise ConfigError(f"{name}: {item!r} is not an address or CIDR block like "
+                              "203.0.113.7/32.") from None
+    return sorted(set(out), key=out.index)
 
 
 def detect_caller_cidrs(timeout: float = 5.0) -> list[str]:

@@ -8,17 +8,18 @@ application default credentials, and the error texts of the Compute API.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from typing import TYPE_CHECKING, Any
 
-from skyterra.clouds.base import Cloud, ClusterSpec, CredentialReport
+from skyterra.clouds import register
+from skyterra.clouds.base import Cloud, CloudSettings, CredentialReport
 from skyterra.errors import ConfigError, TaskError
 
 if TYPE_CHECKING:
-    from skyterra.optimizer import Candidate
-    from skyterra.resources import Resources
-    from skyterra.task import Task
+    from skyterra.catalog import Candidate
+    from skyterra.deployment import Deployment
 
 # Deep Learning VM image family: Ubuntu 22.04, CUDA 12.8, NVIDIA driver 570
 # (supports T4 up to B200). The family always points at the newest image.
@@ -78,26 +79,42 @@ def has_fixed_gpus(machine_type: str) -> bool:
     return machine_type.startswith(FIXED_GPU_PREFIXES)
 
 
-def resources_for(task: Task, candidate: Candidate) -> Resources:
-    """The task's Resources that produced `candidate` (the first one if unclear)."""
-    for resources in task.resources:
-        accel = resources.accelerator if resources.accelerators else None
-        name = accel[0] if accel else None
-        if name == candidate.accelerator and resources.cloud in (None, candidate.cloud):
-            return resources
-    return task.resources[0]
+def source_ranges(deployment: Deployment) -> dict[str, Any]:
+    """SSH and port ingress variables shared by the GCP and Azure modules.
+
+    Without known SSH CIDRs (dry run, standalone render) `ssh_source_ranges` is
+    left out, so Terraform asks for it at plan time; ports then follow it there.
+    """
+    values: dict[str, Any] = {}
+    cidrs = list(deployment.ssh_cidrs) if deployment.ssh_cidrs is not None else None
+    if cidrs is not None:
+        values["ssh_source_ranges"] = cidrs
+    ports = list(deployment.resources.ports)
+    port_cidrs = (list(deployment.settings.port_cidrs) if deployment.settings.port_cidrs
+                  else cidrs)
+    values["ports"] = ports
+    values["port_source_ranges"] = port_cidrs if ports and port_cidrs is not None else []
+    return values
 
 
-def ssh_cidrs(spec: ClusterSpec) -> list[str]:
-    """The caller's CIDRs for port 22, filled in by the provisioner (never a default)."""
-    return [str(c) for c in (spec.options.get("ssh_cidrs") or [])]
+@dataclasses.dataclass(frozen=True)
+class GCPSettings(CloudSettings):
+    """`provision:` keys for GCP (all optional)."""
+
+    gcp_project: str | None = None        # default: GOOGLE_CLOUD_PROJECT and friends
+    gcp_network: str | None = None
+    gcp_subnetwork: str | None = None
+    gcp_service_account: str | None = None
 
 
+@register
 class GCP(Cloud):
     name = "gcp"
     template = "gcp"
     node_resource = "google_compute_instance.node"
     default_ssh_user = "gcpuser"
+    provider_source = "hashicorp/google"
+    settings_class = GCPSettings
     # First match wins: capacity before quota before auth before invalid, since
     # e.g. a quota error also carries "403" and a stockout also says "zone".
     error_patterns = (
@@ -175,20 +192,20 @@ class GCP(Cloud):
     def placement_supported(self, candidate: Candidate) -> bool:
         return machine_series(candidate.instance_type) in COMPACT_PLACEMENT_SERIES
 
-    def template_context(self, task: Task, candidate: Candidate,
-                         spec: ClusterSpec) -> dict[str, Any]:
-        resources = resources_for(task, candidate)
+    def template_context(self, deployment: Deployment) -> dict[str, Any]:
+        candidate = deployment.candidate
         gpu_type, _ = self._gpu(candidate)
         return {
             "gpu": bool(candidate.accelerator),
             "guest_accelerator": gpu_type is not None,
             "spot": bool(candidate.use_spot),
-            "placement": spec.num_nodes > 1 and self.placement_supported(candidate),
-            "ports": bool(resources.ports),
+            "placement": deployment.num_nodes > 1 and self.placement_supported(candidate),
+            "ports": bool(deployment.resources.ports),
         }
 
-    def tfvars(self, task: Task, candidate: Candidate, spec: ClusterSpec) -> dict[str, Any]:
-        resources = resources_for(task, candidate)
+    def tfvars(self, deployment: Deployment) -> dict[str, Any]:
+        resources, candidate, settings = (deployment.resources, deployment.candidate,
+                                          deployment.settings)
         if not candidate.zone:
             raise ConfigError(f"GCP needs a zone for {candidate.describe()}; the catalog row "
                               "has none.")
@@ -198,14 +215,12 @@ class GCP(Cloud):
             if not _GCP_LABEL.match(value):
                 raise TaskError(f"GCP label values may only contain lowercase letters, digits, "
                                 f"'_' and '-'; got {value!r}.", field=f"resources.labels.{key}")
-        cidrs = ssh_cidrs(spec)
-        port_cidrs = [str(c) for c in (spec.options.get("port_cidrs") or cidrs)]
         image = resources.image_id or (DEFAULT_GPU_IMAGE if candidate.accelerator
                                        else DEFAULT_CPU_IMAGE)
         return {
-            "cluster_name": spec.name,
-            "num_nodes": spec.num_nodes,
-            "project": spec.options.get("gcp_project") or _project_from_env(),
+            "cluster_name": deployment.name,
+            "num_nodes": deployment.num_nodes,
+            "project": settings.gcp_project or _project_from_env(),
             "region": candidate.region,
             "zone": candidate.zone,
             "machine_type": candidate.instance_type,
@@ -215,23 +230,22 @@ class GCP(Cloud):
             "disk_size_gb": resources.disk_size or DEFAULT_DISK_GB,
             "disk_type": _disk_type(candidate.instance_type, resources.disk_tier),
             "image": image,
-            "network": spec.options.get("gcp_network") or "default",
-            "subnetwork": spec.options.get("gcp_subnetwork"),
+            "network": settings.gcp_network or "default",
+            "subnetwork": settings.gcp_subnetwork,
             "ssh_user": self.default_ssh_user,
-            "ssh_public_key": spec.public_key.strip(),
-            "ssh_source_ranges": cidrs,
-            "ports": list(resources.ports),
-            "port_source_ranges": port_cidrs if resources.ports else [],
+            "ssh_public_key": deployment.public_key,
+            **source_ranges(deployment),
             "labels": labels,
             "startup_script": NODE_SETUP_SCRIPT,
-            "service_account": spec.options.get("gcp_service_account"),
+            "service_account": settings.gcp_service_account,
         }
 
-    def warnings(self, task: Task, candidate: Candidate) -> list[str]:
+    def warnings(self, deployment: Deployment) -> list[str]:
         out = []
-        if task.num_nodes > 1 and not self.placement_supported(candidate):
+        candidate = deployment.candidate
+        if deployment.num_nodes > 1 and not self.placement_supported(candidate):
             out.append(f"{candidate.instance_type} does not support compact placement; the "
-                       f"{task.num_nodes} nodes may land far apart in {candidate.zone}.")
+                       f"{deployment.num_nodes} nodes may land far apart in {candidate.zone}.")
         return out
 
 

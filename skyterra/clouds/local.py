@@ -8,20 +8,25 @@ multi-node logic can be tried with CPU processes.
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
+import json
 import os
+import re
 import shutil
 import socket
 import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from skyterra import paths
-from skyterra.clouds.base import Cloud, ClusterSpec, CredentialReport
-from skyterra.optimizer import Candidate
+from skyterra import paths, state
+from skyterra.catalog import Candidate
+from skyterra.clouds import register
+from skyterra.clouds.base import Cloud, CloudSettings, CredentialReport
 
 if TYPE_CHECKING:
+    from skyterra.deployment import Deployment
     from skyterra.resources import Resources
-    from skyterra.task import Task
 
 ZONES = ("local-a", "local-b")
 # Test-only: zones that fail with a capacity error, so failover runs for real.
@@ -37,6 +42,21 @@ def subnet_for_slot(slot: int) -> str:
 
 def node_ip(slot: int, rank: int) -> str:
     return subnet_for_slot(slot).rsplit(".", 1)[0] + f".{rank + 2}"
+
+
+def slot_of(ip: str) -> int | None:
+    """Inverse of node_ip: 127.(100 + s // 256).(s % 256).x → s (None: not one of ours)."""
+    match = re.fullmatch(r"127\.(\d+)\.(\d+)\.\d+", ip)
+    if not match or int(match.group(1)) < 100:
+        return None
+    slot = (int(match.group(1)) - 100) * 256 + int(match.group(2))
+    return slot or None
+
+
+def used_slots() -> set[int]:
+    """Slots of the local clusters this skyterra home knows."""
+    return {int(r.cloud_options["slot"]) for r in state.list_clusters()
+            if r.cloud_options.get("slot")}
 
 
 def address_free(ip: str, port: int) -> bool:
@@ -77,11 +97,25 @@ def master_port_for(slot: int) -> int:
     return 20000 + slot % 20000
 
 
+@dataclasses.dataclass(frozen=True)
+class LocalSettings(CloudSettings):
+    """Where a local cluster lives on this machine (chosen by Local.prepare, then kept)."""
+
+    slot: int = 0                 # the cluster's own loopback /24 and torchrun port
+    ssh_port: int = 22
+    nodes_dir: str = ""
+    node_path: str | None = None  # PATH of every node session (default: see node_path())
+    local_unavailable_zones: tuple[str, ...] | None = None   # test-only: simulated stockouts
+
+
+@register
 class Local(Cloud):
     name = "local"
     template = "local"
     node_resource = "terraform_data.node"
     needs_ssh_cidrs = False  # loopback only
+    auto_enabled = False     # only when asked for (--cloud local, cloud: local, SKYTERRA_CLOUDS)
+    settings_class = LocalSettings
     error_patterns = (("capacity", r"InsufficientInstanceCapacity"),
                       ("invalid", r"Invalid value for variable"))
 
@@ -111,30 +145,49 @@ class Local(Cloud):
                                     "rsync (do not start the system ssh service).")
         return CredentialReport("local", True, "sshd, ssh and rsync found")
 
-    def warnings(self, task: Task, candidate: Candidate) -> list[str]:
+    def warnings(self, deployment: Deployment) -> list[str]:
+        candidate = deployment.candidate
         if candidate.accelerator:
             return [(f"the local cloud has no GPU: {candidate.accelerator}:"
                     f"{candidate.accelerator_count} is simulated (SKYPILOT_NUM_GPUS_PER_NODE="
                     f"{candidate.accelerator_count}, CPU processes).")]
         return []
 
-    def tfvars(self, task: Task, candidate: Candidate, spec: ClusterSpec) -> dict[str, Any]:
-        unavailable = spec.options.get("local_unavailable_zones")
+    def prepare(self, name: str, directory: Path, stored: dict[str, Any]) -> dict[str, Any]:
+        """A loopback slot, SSH port and nodes dir for the cluster, chosen once and kept.
+
+        A directory rendered before (a standalone module) keeps its subnet, so
+        re-rendering it does not replace applied nodes.
+        """
+        kept = dict(stored)
+        if not kept.get("slot"):
+            kept["slot"] = (_rendered_slot(directory)
+                            or choose_slot(str(directory), used_slots()))
+        kept.setdefault("ssh_port", ssh_port_for(int(kept["slot"])))
+        kept.setdefault("nodes_dir", str(directory / "nodes"))
+        return kept
+
+    def owns_module(self, module_text: str, directory: Path) -> bool:
+        return (directory / "nodes").is_dir() or "terraform_data" in module_text
+
+    def tfvars(self, deployment: Deployment) -> dict[str, Any]:
+        settings = deployment.settings
+        unavailable = settings.local_unavailable_zones
         if unavailable is None:
             unavailable = [z for z in os.environ.get(UNAVAILABLE_ZONES_ENV, "").split(",") if z]
         return {
-            "cluster_name": spec.name,
-            "num_nodes": spec.num_nodes,
-            "subnet_cidr": subnet_for_slot(spec.slot),
-            "ssh_port": int(spec.options.get("ssh_port") or ssh_port_for(spec.slot)),
-            "ssh_user": str(spec.options.get("ssh_user") or self.default_ssh_user),
-            "ssh_public_key": spec.public_key,
-            "ssh_private_key_path": str(spec.private_key_path),
-            "nodes_dir": str(spec.options.get("nodes_dir") or spec.directory / "nodes"),
-            "node_path": str(spec.options.get("node_path")
+            "cluster_name": deployment.name,
+            "num_nodes": deployment.num_nodes,
+            "subnet_cidr": subnet_for_slot(settings.slot),
+            "ssh_port": int(settings.ssh_port),
+            "ssh_user": str(settings.ssh_user or self.default_ssh_user),
+            "ssh_public_key": deployment.public_key,
+            "ssh_private_key_path": str(deployment.private_key_path),
+            "nodes_dir": settings.nodes_dir,
+            "node_path": str(settings.node_path
                              or os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin")),
             "node_env": {},
-            "zone": candidate.zone or ZONES[0],
+            "zone": deployment.candidate.zone or ZONES[0],
             "unavailable_zones": sorted(unavailable),
             "boot_delay_seconds": float(os.environ.get(BOOT_DELAY_ENV, "0") or 0),
         }
@@ -150,10 +203,37 @@ class Local(Cloud):
                            env={**os.environ, "SKYTERRA_NODE_DIR": node_dir,
                                 "SKYTERRA_NODE_NAME": Path(node_dir).name})
 
-    def node_env(self, spec: ClusterSpec) -> dict[str, str]:
-        """Loopback gloo, one thread per process (2 cores), a master port of its own."""
-        return {"GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
-                "SKYTERRA_MASTER_PORT": str(master_port_for(spec.slot))}
+    def node_env(self, deployment: Deployment) -> dict[str, str]:
+        return _loopback_env(deployment.settings.slot)
+
+    def attached_node_env(self, outputs: dict[str, Any]) -> dict[str, str] | None:
+        """Loopback node IPs are local nodes; a skyterra subnet also gives the master port."""
+        ips = outputs.get("node_ips") or []
+        try:
+            loopback = bool(ips) and all(ipaddress.ip_address(ip).is_loopback for ip in ips)
+        except (TypeError, ValueError):
+            return None
+        if not loopback:
+            return None
+        env = _loopback_env(slot_of(ips[0]) or 0)
+        if slot_of(ips[0]) is None:  # not a skyterra local subnet: torchrun's default port
+            env.pop("SKYTERRA_MASTER_PORT")
+        return env
+
+
+def _loopback_env(slot: int) -> dict[str, str]:
+    """Loopback gloo, one thread per process (2 cores), a master port of its own."""
+    return {"GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
+            "SKYTERRA_MASTER_PORT": str(master_port_for(slot))}
+
+
+def _rendered_slot(directory: Path) -> int | None:
+    """The slot of a module rendered into `directory` before (its tfvars' subnet)."""
+    try:
+        cidr = json.loads((directory / "terraform.tfvars.json").read_text()).get("subnet_cidr")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return slot_of(str(cidr).split("/")[0]) if cidr else None
 
 
 def _node_dirs(cluster_dir: Path) -> list[Path]:

@@ -10,14 +10,3 @@ terraform {
     }
   }
 }
-
-# azurerm 4.x requires a subscription: var.subscription_id, or ARM_SUBSCRIPTION_ID
-# in the environment when it is null. "core" registers only the resource
-# providers a VM needs (Compute, Network, Storage, ...), so a user with rights
-# on the subscription's VMs but not on every resource provider can still apply.
-provider "azurerm" {
-  features {}
-
-  subscription_id                 = var.subscription_id
-  resource_provider_registrations = "core"
-}

@@ -34,10 +34,10 @@ REPO = GOLDEN_DIR.parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from skyterra.clouds import ClusterSpec, get_cloud
-from skyterra.optimizer import Candidate
-from skyterra.renderer import render_module
+from skyterra.catalog import Candidate
+from skyterra.renderer import render
 from skyterra.task import Task
+from tests.deployments import deployment_for
 
 # A well-formed but unusable ed25519 public key: golden copies never hold a real one.
 FAKE_PUBLIC_KEY = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB"
@@ -60,9 +60,10 @@ AZURE_T4X4 = Candidate(cloud="azure", region="eastus", zone=None,
                        accelerator_count=4, vcpus=64, memory_gib=440, price=4.352)
 
 
-# The local cloud's machine-specific values (user, PATH, where nodes live) fixed too.
-LOCAL_OPTIONS = {"ssh_user": "skyterra", "ssh_port": 2222, "node_path": "/usr/bin:/bin",
-                 "nodes_dir": "/nonexistent/skyterra-golden/nodes"}
+# The local cloud's machine-specific values (user, PATH) fixed too, and the values it
+# keeps for a cluster (slot, port, where nodes live).
+LOCAL_OPTIONS = {"ssh_user": "skyterra", "node_path": "/usr/bin:/bin"}
+LOCAL_STORED = {"slot": 7, "ssh_port": 2222, "nodes_dir": "/nonexistent/skyterra-golden/nodes"}
 LOCAL_L4X4 = Candidate(cloud="local", region="local", zone="local-a", instance_type="local",
                        accelerator="L4", accelerator_count=4, vcpus=2, memory_gib=24, price=0.0)
 
@@ -73,13 +74,15 @@ class Case:
     seed: str            # file name in the seed directory
     cluster_name: str
     candidate: Candidate
-    options: tuple = ()  # extra ClusterSpec options, as (key, value) pairs
+    options: tuple = ()  # extra provision options, as (key, value) pairs
+    stored: tuple = ()   # values the cloud keeps for the cluster, as (key, value) pairs
 
 
 CASES = (
-    Case("local-train", "train.yaml", "mingpt", LOCAL_L4X4, tuple(LOCAL_OPTIONS.items())),
+    Case("local-train", "train.yaml", "mingpt", LOCAL_L4X4, tuple(LOCAL_OPTIONS.items()),
+         tuple(LOCAL_STORED.items())),
     Case("local-train-multinode", "train-multinode.yaml", "mingpt-multinode", LOCAL_L4X4,
-         tuple(LOCAL_OPTIONS.items())),
+         tuple(LOCAL_OPTIONS.items()), tuple(LOCAL_STORED.items())),
     Case("gcp-train", "train.yaml", "mingpt", GCP_L4X4),
     Case("gcp-train-multinode", "train-multinode.yaml", "mingpt-multinode", GCP_L4X4),
     Case("azure-train", "train.yaml", "mingpt", AZURE_T4X4),
@@ -94,14 +97,11 @@ def seed_dir() -> Path:
 def render_case(case: Case, out_dir: Path) -> list[Path]:
     """Render `case` into out_dir exactly as launch would; return the files written."""
     task = Task.from_yaml(seed_dir() / case.seed)
-    candidate = dataclasses.replace(case.candidate, num_nodes=task.num_nodes)
-    spec = ClusterSpec(name=case.cluster_name, directory=out_dir, num_nodes=task.num_nodes,
-                       public_key=FAKE_PUBLIC_KEY,
-                       private_key_path=Path("/nonexistent/skyterra-golden/id_ed25519"),
-                       slot=7, options={**OPTIONS, **dict(case.options)})
-    cloud = get_cloud(candidate.cloud)
-    return render_module(cloud.template, out_dir, cloud.template_context(task, candidate, spec),
-                         cloud.tfvars(task, candidate, spec), cloud.extra_files(spec))
+    return render(deployment_for(
+        task, case.candidate, directory=out_dir, name=case.cluster_name,
+        public_key=FAKE_PUBLIC_KEY,
+        private_key_path=Path("/nonexistent/skyterra-golden/id_ed25519"),
+        options={**OPTIONS, **dict(case.options)}, stored=dict(case.stored)))
 
 
 def tree_differences(expected: Path, actual: Path) -> list[str]:

@@ -27,12 +27,14 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:  # for `python tests/terraform/test_aws_module.py --update`
     sys.path.insert(0, str(REPO))
 
-from skyterra.clouds import ClusterSpec, get_cloud
+from skyterra.catalog import Candidate
+from skyterra.clouds import get_cloud
 from skyterra.clouds.aws import DLAMI_SSM_PARAMETERS
-from skyterra.optimizer import Candidate
-from skyterra.renderer import TFVARS_FILE, render_module
+from skyterra.renderer import TFVARS_FILE
+from skyterra.renderer import render as render_deployment
 from skyterra.task import Task
 from tests import moto_server as moto_fixtures
+from tests.deployments import deployment_for
 from tests.moto_server import (
     MOTO_UBUNTU_DLAMI,
     TEST_PUBLIC_KEY,
@@ -60,7 +62,7 @@ class Case:
     name: str                 # golden folder under tests/golden/
     seed: str                 # YAML in ../shared/seed/
     candidate: Candidate
-    options: dict[str, Any]   # ClusterSpec.options
+    options: dict[str, Any]   # settings (tests.deployments.deployment_for options)
 
 
 CASES = {
@@ -74,14 +76,10 @@ CASES = {
 
 def render(task: Task, candidate: Candidate, out_dir: Path, options: dict[str, Any],
            name: str = "mingpt") -> list[Path]:
-    """Render exactly as provision.render_for does, with a fixed key and caller."""
-    candidate = dataclasses.replace(candidate, num_nodes=task.num_nodes)
-    spec = ClusterSpec(name=name, directory=out_dir, num_nodes=task.num_nodes,
-                       public_key=TEST_PUBLIC_KEY, private_key_path=KEY_PATH,
-                       options=dict(options))
-    aws = get_cloud("aws")
-    return render_module(aws.template, out_dir, aws.template_context(task, candidate, spec),
-                         aws.tfvars(task, candidate, spec), aws.extra_files(spec))
+    """Render exactly as a launch does, with a fixed key and caller."""
+    return render_deployment(deployment_for(task, candidate, directory=out_dir, name=name,
+                                            public_key=TEST_PUBLIC_KEY,
+                                            private_key_path=KEY_PATH, options=dict(options)))
 
 
 def render_case(case: Case, out_dir: Path, **extra_options: Any) -> Path:

@@ -24,12 +24,12 @@ from typing import Any
 import hcl2
 import pytest
 
-from skyterra.clouds import ClusterSpec, get_cloud
+from skyterra.catalog import Candidate
 from skyterra.errors import TaskError
-from skyterra.optimizer import Candidate
-from skyterra.renderer import TFVARS_FILE, render_module
+from skyterra.renderer import TFVARS_FILE, render
 from skyterra.task import Task
 from skyterra.terraform import provider_mirror
+from tests.deployments import deployment_for
 
 REPO = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("skyterra_golden_update",
@@ -117,14 +117,9 @@ def make_task(variant: Variant) -> Task:
 
 def render_variant(variant: Variant, out_dir: Path, *, name: str = "mingpt",
                    key: str = KEY) -> Path:
-    task = make_task(variant)
-    candidate = dataclasses.replace(variant.candidate, num_nodes=variant.num_nodes)
-    spec = ClusterSpec(name=name, directory=out_dir, num_nodes=variant.num_nodes, public_key=key,
-                       private_key_path=Path("/x/id"),
-                       options={**BASE_OPTIONS, **variant.options})
-    cloud = get_cloud(candidate.cloud)
-    render_module(cloud.template, out_dir, cloud.template_context(task, candidate, spec),
-                  cloud.tfvars(task, candidate, spec), cloud.extra_files(spec))
+    render(deployment_for(make_task(variant), variant.candidate, directory=out_dir, name=name,
+                          public_key=key, private_key_path=Path("/x/id"),
+                          options={**BASE_OPTIONS, **variant.options}))
     return out_dir
 
 

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
-from pathlib import Path
 
 import pytest
 
-from skyterra.clouds import ClusterSpec, get_cloud
 from skyterra.clouds import aws as aws_mod
+from skyterra.clouds import get_cloud
 from skyterra.errors import ConfigError, TaskError
 from skyterra.optimizer import Candidate
 from skyterra.task import Task
+from tests.deployments import deployment_for
 
 AWS_ERRORS = [
     # --- capacity -------------------------------------------------------------------
@@ -192,16 +192,14 @@ def task_with(num_nodes: int = 1, **resources) -> Task:
                                   "resources": {"accelerators": "L4:4", **resources}})
 
 
-def spec_with(num_nodes: int = 1, **options) -> ClusterSpec:
-    return ClusterSpec(name="mingpt", directory=Path("/nonexistent/c"), num_nodes=num_nodes,
-                       public_key=KEY + "\n", private_key_path=Path("/nonexistent/c/key"),
-                       options={"ssh_cidrs": [CALLER], **options})
+def deploy(task: Task | None = None, candidate: Candidate = L4X4, **options):
+    return deployment_for(task or task_with(), candidate, public_key=KEY + "\n",
+                          options={"ssh_cidrs": [CALLER], **options})
 
 
-def both(task: Task, candidate: Candidate = L4X4, spec: ClusterSpec | None = None):
-    spec = spec or spec_with(task.num_nodes)
-    aws = get_cloud("aws")
-    return aws.template_context(task, candidate, spec), aws.tfvars(task, candidate, spec)
+def both(task: Task, candidate: Candidate = L4X4, **options):
+    d = deploy(task, candidate, **options)
+    return d.cloud.template_context(d), d.cloud.tfvars(d)
 
 
 def test_the_seed_resources_render_the_dlami_on_the_default_network():
@@ -222,7 +220,7 @@ def test_the_seed_resources_render_the_dlami_on_the_default_network():
 
 def test_spot_is_structure_and_every_value_is_a_tfvar():
     spot = dataclasses.replace(L4X4, use_spot=True, num_nodes=2)
-    context, tfvars = both(task_with(2, use_spot=True), spot, spec_with(2))
+    context, tfvars = both(task_with(2, use_spot=True), spot)
     assert context["spot"] is True
     assert tfvars["num_nodes"] == 2
     for value in context.values():
@@ -251,8 +249,7 @@ def test_an_ssm_image_path_and_a_configured_user():
     assert context["custom_image"] is False
     assert tfvars["image_ssm_parameter"].startswith("/aws/service/ami-amazon-linux-latest/")
     assert tfvars["ssh_user"] == "ec2-user"
-    _, tfvars = both(task_with(image_id="ami-0123456789abcdef0"),
-                     spec=spec_with(ssh_user="ec2-user"))
+    _, tfvars = both(task_with(image_id="ami-0123456789abcdef0"), ssh_user="ec2-user")
     assert tfvars["ssh_user"] == "ec2-user"
 
 
@@ -274,32 +271,30 @@ def test_graviton_and_cpu_only_nodes_get_matching_images():
 
 
 def test_network_options_choose_the_network_structure():
-    context, tfvars = both(task_with(), spec=spec_with(vpc_id="vpc-0123456789abcdef0"))
+    context, tfvars = both(task_with(), L4X4, vpc_id="vpc-0123456789abcdef0")
     assert context["network"] == "vpc" and tfvars["vpc_id"] == "vpc-0123456789abcdef0"
-    context, tfvars = both(task_with(), spec=spec_with(subnet_id="subnet-0123456789abcdef0",
-                                                       associate_public_ip=False))
+    context, tfvars = both(task_with(), L4X4, subnet_id="subnet-0123456789abcdef0",
+                                                  associate_public_ip=False)
     assert context["network"] == "subnet" and tfvars["associate_public_ip"] is False
     with pytest.raises(ConfigError, match="vpc_id"):
-        both(task_with(), spec=spec_with(vpc_id="vpc-${var.x}"))
+        both(task_with(), L4X4, vpc_id="vpc-${var.x}")
 
 
 def test_ssh_is_never_open_to_the_world_by_default():
-    spec = spec_with()
-    spec.options.pop("ssh_cidrs")
-    with pytest.raises(ConfigError, match="ssh_cidrs"):
-        both(task_with(), spec=spec)
-    _, tfvars = both(task_with(), spec=spec_with(ssh_cidrs=["203.0.113.7", "2001:db8::1"],
-                                                 port_cidrs="198.51.100.0/24"))
+    d = deployment_for(task_with(), L4X4)  # no CIDRs known: the module's variable asks
+    assert d.ssh_cidrs is None and "ssh_cidrs" not in d.cloud.tfvars(d)
+    _, tfvars = both(task_with(), L4X4, ssh_cidrs=["203.0.113.7", "2001:db8::1"],
+                     port_cidrs="198.51.100.0/24")
     assert tfvars["ssh_cidrs"] == ["203.0.113.7/32", "2001:db8::1/128"]
     assert tfvars["port_cidrs"] == ["198.51.100.0/24"]
     with pytest.raises(ConfigError, match="not an address"):
-        both(task_with(), spec=spec_with(ssh_cidrs=["my laptop"]))
+        both(task_with(), L4X4, ssh_cidrs=["my laptop"])
 
 
 def test_the_emulator_override_is_written_only_when_asked_and_only_for_plain_urls():
     aws = get_cloud("aws")
-    assert aws.extra_files(spec_with()) == {}
-    files = aws.extra_files(spec_with(aws_endpoint_url="http://127.0.0.1:5000/"))
+    assert aws.root_files(deploy()) == {}
+    files = aws.root_files(deploy(aws_endpoint_url="http://127.0.0.1:5000/"))
     text = files["moto_override.tf"]
     for line in ('ec2 = "http://127.0.0.1:5000"', 'sts = "http://127.0.0.1:5000"',
                  "skip_credentials_validation = true", "skip_requesting_account_id  = true",
@@ -308,13 +303,13 @@ def test_the_emulator_override_is_written_only_when_asked_and_only_for_plain_url
     for bad in ('http://127.0.0.1:5000/"${file("x")}', "file:///etc/passwd",
                 "http://127.0.0.1:5000/%{ if true }"):
         with pytest.raises(ConfigError):
-            aws.extra_files(spec_with(aws_endpoint_url=bad))
+            aws.root_files(deploy(aws_endpoint_url=bad))
 
 
 def test_spot_launches_warn_about_interruptions():
     aws = get_cloud("aws")
-    assert aws.warnings(task_with(), L4X4) == []
-    assert "spot" in aws.warnings(task_with(), dataclasses.replace(L4X4, use_spot=True))[0]
+    assert aws.warnings(deploy()) == []
+    assert "spot" in aws.warnings(deploy(candidate=dataclasses.replace(L4X4, use_spot=True)))[0]
     assert aws.node_resource_address(1) == "aws_instance.node[1]"
 
 

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import sys
 import types
-from pathlib import Path
 
 import pytest
 
-from skyterra.clouds import ClusterSpec, get_cloud
 from skyterra.clouds import azure as azure_mod
 from skyterra.clouds import gcp as gcp_mod
+from skyterra.clouds import get_cloud
 from skyterra.errors import ConfigError, TaskError
 from skyterra.optimizer import Candidate
 from skyterra.task import Task
+from tests.deployments import deployment_for
 
 GCP_ERRORS = [
     ("capacity", ("Error: Error waiting for instance to create: The zone "
@@ -282,10 +282,14 @@ def test_azure_identity_without_a_usable_login(azure_env):
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAAAA skyterra"
 
 
-def _spec(num_nodes=1, **options):
-    return ClusterSpec(name="mingpt", directory=Path("/tmp/unused"), num_nodes=num_nodes,
-                       public_key=KEY + "\n", private_key_path=Path("/x/id"),
-                       options={"ssh_cidrs": ["203.0.113.7/32"], **options})
+def _deploy(task, candidate, **options):
+    return deployment_for(task, candidate, public_key=KEY + "\n",
+                          options={"ssh_cidrs": ["203.0.113.7/32"], **options})
+
+
+def _tfvars(task, candidate, **options):
+    d = _deploy(task, candidate, **options)
+    return d.cloud.tfvars(d)
 
 
 def _task(num_nodes=1, **resources):
@@ -307,9 +311,8 @@ def test_gcp_machine_type_helpers():
 
 
 def test_gcp_context_is_structure_only():
-    cloud = get_cloud("gcp")
-    context = cloud.template_context(_task(2, accelerators="L4:4"),
-                                     _gcp("g2-standard-48", "L4", 4, num_nodes=2), _spec(2))
+    d = _deploy(_task(2, accelerators="L4:4"), _gcp("g2-standard-48", "L4", 4, num_nodes=2))
+    context = d.cloud.template_context(d)
     assert context == {"gpu": True, "guest_accelerator": False, "spot": False,
                        "placement": True, "ports": False}
     assert all(isinstance(v, bool) for v in context.values())
@@ -317,8 +320,8 @@ def test_gcp_context_is_structure_only():
 
 def test_gcp_tfvars_strip_the_key_and_take_the_caller_cidr(monkeypatch):
     _clear_env(monkeypatch, gcp_mod._PROJECT_ENV)
-    values = get_cloud("gcp").tfvars(_task(accelerators="T4:2", use_spot=True),
-                                     _gcp("n1-standard-8", "T4", 2, use_spot=True), _spec())
+    values = _tfvars(_task(accelerators="T4:2", use_spot=True),
+                     _gcp("n1-standard-8", "T4", 2, use_spot=True))
     assert values["ssh_public_key"] == KEY
     assert values["ssh_source_ranges"] == ["203.0.113.7/32"]
     assert (values["gpu_type"], values["gpu_count"]) == ("nvidia-tesla-t4", 2)
@@ -326,28 +329,25 @@ def test_gcp_tfvars_strip_the_key_and_take_the_caller_cidr(monkeypatch):
 
 
 def test_gcp_never_defaults_ssh_to_the_internet():
-    spec = _spec()
-    spec.options.pop("ssh_cidrs")
-    values = get_cloud("gcp").tfvars(_task(accelerators="L4"), _gcp("g2-standard-4", "L4", 1),
-                                     spec)
-    assert values["ssh_source_ranges"] == []   # the module's validation then refuses to plan
+    d = deployment_for(_task(accelerators="L4"), _gcp("g2-standard-4", "L4", 1))
+    values = d.cloud.tfvars(d)
+    assert "ssh_source_ranges" not in values  # the module's required variable asks for it
 
 
 def test_gcp_rejects_label_values_gcp_cannot_store():
     with pytest.raises(TaskError, match="lowercase"):
-        get_cloud("gcp").tfvars(_task(accelerators="L4", labels={"team": "ML Team"}),
-                                _gcp("g2-standard-4", "L4", 1), _spec())
+        _tfvars(_task(accelerators="L4", labels={"team": "ML Team"}),
+                _gcp("g2-standard-4", "L4", 1))
 
 
 def test_gcp_needs_a_zone():
     with pytest.raises(ConfigError, match="zone"):
-        get_cloud("gcp").tfvars(_task(accelerators="L4"), _gcp("g2-standard-4", "L4", 1,
-                                                                zone=None), _spec())
+        _tfvars(_task(accelerators="L4"), _gcp("g2-standard-4", "L4", 1, zone=None))
 
 
 def test_gcp_warns_when_placement_is_impossible():
-    warnings = get_cloud("gcp").warnings(_task(2, accelerators="V100:8"),
-                                         _gcp("n1-highmem-64", "V100", 8, num_nodes=2))
+    d = _deploy(_task(2, accelerators="V100:8"), _gcp("n1-highmem-64", "V100", 8, num_nodes=2))
+    warnings = d.cloud.warnings(d)
     assert warnings and "compact placement" in warnings[0]
 
 
@@ -374,7 +374,8 @@ def test_azure_says_which_gpu_stands_in():
     candidate = Candidate(cloud="azure", region="eastus", zone=None,
                           instance_type="Standard_NC64as_T4_v3", accelerator="T4",
                           accelerator_count=4, vcpus=64, memory_gib=440, price=4.4)
-    warnings = get_cloud("azure").warnings(_task(accelerators="L4:4"), candidate)
+    d = _deploy(_task(accelerators="L4:4"), candidate)
+    warnings = d.cloud.warnings(d)
     assert any("no L4" in w for w in warnings)
 
 
@@ -383,10 +384,9 @@ def test_azure_subscription_from_options_beats_the_environment(monkeypatch):
     candidate = Candidate(cloud="azure", region="westus3", zone="1",
                           instance_type="Standard_NC24ads_A100_v4", accelerator="A100-80GB",
                           accelerator_count=1, vcpus=24, memory_gib=220, price=3.7)
-    cloud = get_cloud("azure")
     task = _task(accelerators="A100-80GB:1")
-    assert cloud.tfvars(task, candidate, _spec())["subscription_id"] == SUBSCRIPTION
+    assert _tfvars(task, candidate)["subscription_id"] == SUBSCRIPTION
     chosen = "99999999-aaaa-bbbb-cccc-1234567890ab"
-    values = cloud.tfvars(task, candidate, _spec(azure_subscription_id=chosen))
+    values = _tfvars(task, candidate, azure_subscription_id=chosen)
     assert values["subscription_id"] == chosen
     assert (values["location"], values["zone"]) == ("westus3", "1")

@@ -12,7 +12,7 @@ import pytest
 
 import skyterra
 from skyterra import pipeline
-from skyterra.clouds.local import node_ip
+from skyterra.clouds.local import node_ip, slot_of
 from skyterra.errors import ConfigError
 from skyterra.renderer import TFVARS_FILE
 from skyterra.task import Task
@@ -63,7 +63,7 @@ def test_sky_render_stays_the_function_after_the_submodule_is_imported(tmp_path)
     code = ("import skyterra.renderer, skyterra.provision\nimport skyterra as sky\n"
             "assert callable(sky.render) and callable(sky.attach)\n"
             "import skyterra.renderer, skyterra.provision\n"
-            "from skyterra.renderer import render_module\n"
+            "from skyterra.renderer import render\n"
             "assert callable(sky.render), sky.render\n")
     import sys
 
@@ -186,9 +186,9 @@ def test_outputs_file_and_relative_key_resolve_next_to_it(tmp_path):
 
 def test_local_slot_is_recovered_from_a_node_address():
     for slot in (1, 255, 256, 4097, 16383):
-        assert pipeline._slot_of(node_ip(slot, 0)) == slot
-    assert pipeline._slot_of("127.0.0.1") is None
-    assert pipeline._slot_of("10.0.0.1") is None
+        assert slot_of(node_ip(slot, 0)) == slot
+    assert slot_of("127.0.0.1") is None
+    assert slot_of("10.0.0.1") is None
 
 
 def test_json_outputs_for_scripts(skyterra_home, tmp_path):

@@ -5,10 +5,6 @@
 # skyterra's Jinja decided which blocks exist here (network source, custom
 # image, spot); every value comes from terraform.tfvars.json.
 
-provider "aws" {
-  region = var.region
-}
-
 locals {
   name = "skyterra-${var.cluster_name}"
 

@@ -11,11 +11,3 @@ terraform {
     }
   }
 }
-
-# project = null lets the provider fall back to GOOGLE_CLOUD_PROJECT /
-# GOOGLE_PROJECT / CLOUDSDK_CORE_PROJECT from the environment.
-provider "google" {
-  project = var.project
-  region  = var.region
-  zone    = var.zone
-}

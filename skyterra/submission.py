@@ -1,0 +1,100 @@
+"""Submitting work to an UP cluster: sync files, run setup, start the run as a job.
+
+The job half of `skyterra launch` and all of `skyterra exec`. The run starts
+detached on every node (it outlives the terminal); `follow_job` streams its
+logs until it ends, and Ctrl-C stops the streaming only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from skyterra import executor, jobs, state
+from skyterra.cluster import Cluster
+from skyterra.errors import SkyterraError
+from skyterra.task import Task
+
+Output = Callable[[str], None]
+
+
+def _sync(cluster: Cluster, task: Task) -> None:
+    if task.workdir is not None:
+        executor.rsync_to_nodes(cluster, task.workdir, executor.WORKDIR)
+    for remote, local in task.resolved_file_mounts().items():
+        executor.rsync_to_nodes(cluster, local, remote)
+
+
+def _task_env(task: Task) -> dict[str, str]:
+    return {**{k: v for k, v in task.envs.items() if v is not None},
+            **{k: v for k, v in task.secrets.items() if v is not None}}
+
+
+def submit(cluster: Cluster, cluster_dir: state.ClusterDir, task: Task, out: Output, *,
+           run_setup: bool, progress: Output) -> jobs.Job:
+    """Sync files, run setup (blocking), then start the run detached on every node."""
+    store = jobs.JobStore(cluster_dir.jobs_path)
+    _wait_for_idle(cluster, store, progress)
+    job = store.new(task.name or "", len(cluster.nodes))
+    envs = _task_env(task)
+    try:
+        _sync(cluster, task)
+        if run_setup and task.setup:
+            job.status = jobs.SETTING_UP
+            store.save(job)
+            progress("running setup on all nodes")
+            jobs.run_setup(cluster, task.setup, envs, job, out)
+        job.status, job.started_at = jobs.RUNNING, time.time()
+        store.save(job)
+        if task.run:
+            jobs.start_all(cluster, job.key, task.run,
+                           lambda node: jobs.job_env(cluster, node, envs, job.job_id, "run"))
+        else:
+            jobs.finish(store, job, {n.rank: 0 for n in cluster.nodes}, cluster)
+    except BaseException:  # Ctrl-C included: the job record must not stay "running"
+        if job.status not in jobs.TERMINAL:
+            job.status = jobs.FAILED_SETUP if job.status == jobs.SETTING_UP else jobs.FAILED
+            job.ended_at = time.time()
+            store.save(job)
+        raise
+    progress(f"job {job.job_id} submitted on cluster '{cluster.name}'")
+    return job
+
+
+def _wait_for_idle(cluster: Cluster, store: jobs.JobStore, progress: Output) -> None:
+    """Jobs run one at a time (like a cluster whose job uses all GPUs): wait for the last."""
+    job = store.latest()
+    announced = False
+    while job and job.status not in jobs.TERMINAL:
+        job = jobs.refresh(cluster, store, job)
+        if job.status in jobs.TERMINAL or job.status == jobs.PENDING:
+            break
+        if not announced:
+            progress(f"waiting for job {job.job_id} ({job.status}) to finish first")
+            announced = True
+        time.sleep(1.0)
+
+
+def follow_job(cluster: Cluster, cluster_dir: state.ClusterDir, job: jobs.Job,
+               out: Output) -> int:
+    """Stream the job's logs until it ends; Ctrl-C stops streaming only."""
+    store = jobs.JobStore(cluster_dir.jobs_path)
+    try:
+        codes = jobs.follow_all(cluster, job.key, out)
+    except KeyboardInterrupt:
+        raise DetachedInterrupt(cluster.name, job.job_id) from None
+    job = store.get(job.job_id)
+    if job.status not in jobs.TERMINAL:
+        jobs.finish(store, job, codes, cluster)
+    return job.exit_code or 0 if job.status == jobs.SUCCEEDED else (job.exit_code or 1)
+
+
+class DetachedInterrupt(SkyterraError):
+    """Ctrl-C while streaming: the job keeps running; tell the user how to come back."""
+
+    exit_code = 130
+
+    def __init__(self, cluster: str, job_id: int):
+        super().__init__(f"stopped streaming; job {job_id} keeps running on cluster "
+                         f"'{cluster}'.\n  re-attach: skyterra logs {cluster} {job_id}\n"
+                         f"  cancel:    skyterra cancel {cluster} {job_id}")
