@@ -4,7 +4,7 @@ One Fabric Connection per node, each in its own thread: every node needs its
 own environment (rank), which ThreadingGroup cannot give. Commands run
 detached on the node (setsid nohup, pid and exit-code files), and the client
 only streams their log with `tail --pid`, so Ctrl-C or a lost laptop never
-kills a job (DESIGN.md §3). Every value that reaches a remote shell is
+kills a job. Every value that reaches a remote shell is
 quoted with shlex.quote; scripts travel base64-encoded.
 """
 
@@ -16,7 +16,6 @@ import dataclasses
 import io
 import shlex
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -60,12 +59,6 @@ def _raise_for_host_key(cluster: Cluster, node: Node, ssh_stderr: str) -> None:
         raise host_key_error(cluster, node, changed=True)
     if "Host key verification failed" in ssh_stderr:
         raise host_key_error(cluster, node, changed=False)
-
-
-def print_sink(line: str) -> None:
-    with _print_lock:
-        sys.stdout.write(line + "\n")
-        sys.stdout.flush()
 
 
 class PrefixWriter:

@@ -31,17 +31,13 @@ class Offerer(Protocol):
     def offers(self, resources: Resources, num_nodes: int) -> list[Candidate]: ...
 
 __all__ = [
-    "CANDIDATE_COLUMNS",
     "SHOW_GPUS_COLUMNS",
     "SHOW_GPUS_SUMMARY_COLUMNS",
     "Candidate",
-    "format_candidates_table",
     "optimize",
     "show_gpus_rows",
 ]
 
-CANDIDATE_COLUMNS = ["cloud", "region", "instance type", "GPUs", "vCPUs", "memory", "$/h",
-                     "nodes x $/h"]
 SHOW_GPUS_SUMMARY_COLUMNS = ["GPU", "counts", "clouds", "from $/h"]
 SHOW_GPUS_COLUMNS = ["GPU", "qty", "cloud", "instance type", "GPU mem", "vCPUs", "memory",
                      "$/h", "spot $/h", "region"]
@@ -129,22 +125,6 @@ def _location(region: str, zone: str | None) -> str:
     if not zone:
         return region
     return zone if zone.startswith(region) else f"{region}/{zone}"
-
-
-def format_candidates_table(candidates: list[Candidate], limit: int | None = 5
-                            ) -> tuple[list[str], list[list[str]]]:
-    """(CANDIDATE_COLUMNS, rows) for the first `limit` candidates (all when None).
-
-    The first row is the choice; the rest are the failover alternatives.
-    """
-    shown = candidates if limit is None else candidates[:limit]
-    rows = []
-    for c in shown:
-        spot = " (spot)" if c.use_spot else ""
-        rows.append([c.cloud, _location(c.region, c.zone), c.instance_type, c.gpus,
-                     _number(c.vcpus), f"{_number(c.memory_gib)} GiB", _money(c.price) + spot,
-                     f"{c.num_nodes} x {_money(c.price)} = {_money(c.cluster_price)}"])
-    return list(CANDIDATE_COLUMNS), rows
 
 
 def _summary_rows(rows: list[catalog.CatalogRow]) -> list[list[str]]:

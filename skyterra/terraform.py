@@ -1,6 +1,6 @@
 """The only place that runs Terraform, through python-terraform.
 
-python-terraform 0.10.1 predates Terraform 1.x (see DESIGN.md §5): we keep
+python-terraform 0.10.1 predates Terraform 1.x: we keep
 its flag generation but run the process ourselves so that Terraform's `-json`
 UI events reach the user line by line, and we never use its `-force`,
 positional-directory or `output NAME` shapes. Errors become TerraformError

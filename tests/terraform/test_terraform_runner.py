@@ -5,7 +5,7 @@ provider is needed. Checked: the whole lifecycle (init, plan, apply of the
 saved plan, outputs, no-change plan, destroy twice), that Terraform's progress
 reaches the callback while apply runs (not when it ends), that a failing apply
 raises TerraformError with Terraform's own text and the classifier's kind,
-that Ctrl-C stops Terraform gracefully, the flags we send (DESIGN.md §5), and
+that Ctrl-C stops Terraform gracefully, the flags we send (python-terraform 0.10.1's traps on Terraform 1.x), and
 which binary find_binary() picks.
 """
 
