@@ -171,17 +171,17 @@ def _load_task(path: str, envs: tuple[str, ...], env_file: str | None,
 
 
 def _candidates_table(candidates, limit: int = 5):
+    """The optimizer's candidate rows as a rich table; the first row is the choice."""
     from rich.table import Table
 
+    from skyterra.optimizer import format_candidates_table
+
+    columns, rows = format_candidates_table(candidates, limit)
     table = Table(title="Candidates (cheapest first; failover walks this list)")
-    for column in ("", "cloud", "region/zone", "instance type", "GPUs", "vCPUs", "mem GiB",
-                   "$/h", "nodes x $/h"):
+    for column in ("", *columns):
         table.add_column(column)
-    for index, c in enumerate(candidates[:limit]):
-        gpus = f"{c.accelerator}:{c.accelerator_count}" if c.accelerator else "-"
-        table.add_row("✔" if index == 0 else "", c.cloud, c.zone or c.region, c.instance_type,
-                      gpus, f"{c.vcpus:g}", f"{c.memory_gib:g}", f"{c.price:.2f}",
-                      f"{c.num_nodes} x {c.price:.2f} = {c.cluster_price:.2f}")
+    for index, row in enumerate(rows):
+        table.add_row("✔" if index == 0 else "", *row)
     return table
 
 

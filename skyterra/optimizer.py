@@ -23,21 +23,27 @@ if TYPE_CHECKING:
 
 
 class Offerer(Protocol):
-    """What the optimizer needs of a cloud (skyterra.clouds.base.Cloud is one): its name
-    and its offers. Clouds are handed in, so the optimizer imports no cloud."""
+    """What the optimizer needs of a cloud (skyterra.clouds.base.Cloud is one): its name,
+    its offers and why it has none. Clouds are handed in, so the optimizer imports none."""
 
     name: str
 
     def offers(self, resources: Resources, num_nodes: int) -> list[Candidate]: ...
 
+    def explain(self, resources: Resources) -> str: ...
+
 __all__ = [
+    "CANDIDATE_COLUMNS",
     "SHOW_GPUS_COLUMNS",
     "SHOW_GPUS_SUMMARY_COLUMNS",
     "Candidate",
+    "format_candidates_table",
     "optimize",
     "show_gpus_rows",
 ]
 
+CANDIDATE_COLUMNS = ["cloud", "region", "instance type", "GPUs", "vCPUs", "memory", "$/h",
+                     "nodes x $/h"]
 SHOW_GPUS_SUMMARY_COLUMNS = ["GPU", "counts", "clouds", "from $/h"]
 SHOW_GPUS_COLUMNS = ["GPU", "qty", "cloud", "instance type", "GPU mem", "vCPUs", "memory",
                      "$/h", "spot $/h", "region"]
@@ -85,7 +91,7 @@ def _no_offers_message(task: Task, clouds: list[Offerer]) -> str:
                            f"'{resources.cloud}', which is not enabled here (enabled: "
                            f"{names}); pass --cloud {resources.cloud} or set up "
                            "its credentials.")
-        reasons.extend(catalog.explain(cloud.name, resources) for cloud in targets)
+        reasons.extend(cloud.explain(resources) for cloud in targets)
     nodes = f" for {task.num_nodes} nodes" if task.num_nodes > 1 else ""
     return f"no machine on {names} matches the task's resources{nodes}. " + " ".join(reasons)
 
@@ -125,6 +131,22 @@ def _location(region: str, zone: str | None) -> str:
     if not zone:
         return region
     return zone if zone.startswith(region) else f"{region}/{zone}"
+
+
+def format_candidates_table(candidates: list[Candidate], limit: int | None = 5
+                            ) -> tuple[list[str], list[list[str]]]:
+    """(CANDIDATE_COLUMNS, rows) for the first `limit` candidates (all when None).
+
+    The first row is the choice; the rest are the failover alternatives.
+    """
+    shown = candidates if limit is None else candidates[:limit]
+    rows = []
+    for c in shown:
+        spot = " (spot)" if c.use_spot else ""
+        rows.append([c.cloud, _location(c.region, c.zone), c.instance_type, c.gpus,
+                     _number(c.vcpus), f"{_number(c.memory_gib)} GiB", _money(c.price) + spot,
+                     f"{c.num_nodes} x {_money(c.price)} = {_money(c.cluster_price)}"])
+    return list(CANDIDATE_COLUMNS), rows
 
 
 def _summary_rows(rows: list[catalog.CatalogRow]) -> list[list[str]]:

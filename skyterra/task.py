@@ -187,6 +187,12 @@ def substitute_env(text: str, envs: dict[str, str | None]) -> str:
     return _VAR_REF.sub(replace, text)
 
 
+# Resources fields whose values only mean something on one cloud.
+CLOUD_SPECIFIC_FIELDS = ("region", "zone", "instance_type", "image_id")
+# SkyPilot's task name rule: alphanumeric runs joined by one or two of . _ -
+TASK_NAME = re.compile(r"[a-zA-Z0-9]+(?:[._-]{1,2}[a-zA-Z0-9]+)*")
+
+
 class Task:
     """A SkyPilot-compatible task. Same arguments as `sky.Task`."""
 
@@ -209,6 +215,11 @@ class Task:
     def _init(self, name, setup, run, envs, secrets, workdir, num_nodes, file_mounts) -> None:
         if name is not None and (not isinstance(name, str) or not name.strip()):
             raise TaskError(f"expected a non-empty string, got {name!r}.", field="name")
+        if name is not None and not TASK_NAME.fullmatch(name):
+            raise TaskError(f"task name {name!r} is not valid: use ASCII letters, digits and "
+                            "single or double '.', '_' or '-' between them, starting and "
+                            "ending with a letter or digit (SkyPilot's rule), e.g. "
+                            "'minGPT-ddp'.", field="name")
         self.name = name
         self.setup = _commands(setup, "setup")
         self.run = _commands(run, "run")
@@ -284,9 +295,30 @@ class Task:
         return self
 
     def set_resources_override(self, **changes: Any) -> Task:
-        """Apply CLI overrides (--cloud, --gpus, …) to every resources choice."""
+        """Apply CLI overrides (--cloud, --gpus, …) to every resources choice.
+
+        A new cloud does not inherit what only means something on the task's own
+        cloud (region, zone, instance_type, image_id): such a field is refused,
+        never dropped, unless the override gives it too.
+        """
+        if "cloud" in changes:
+            for resources in self.resources:
+                self._check_cloud_override(resources, changes)
         self.resources = [r.copy(**changes) for r in self.resources]
         return self
+
+    def _check_cloud_override(self, resources: Resources, changes: dict[str, Any]) -> None:
+        cloud = changes["cloud"]
+        if resources.cloud in (None, cloud):
+            return
+        for key in CLOUD_SPECIFIC_FIELDS:
+            value = getattr(resources, key)
+            if value is not None and key not in changes:
+                raise TaskError(
+                    f"--cloud {cloud} replaces the task's cloud {resources.cloud}, but the "
+                    f"task also sets {key}: {value}, which belongs to {resources.cloud}. "
+                    f"Remove {key} from the task, or launch on {resources.cloud}.",
+                    source=self.source, field=f"resources.{key}")
 
     # --- envs ----------------------------------------------------------------------
     def update_envs(self, envs: dict[str, str]) -> Task:

@@ -74,6 +74,12 @@ class Cloud:
 
         return catalog.offers(self.name, resources, num_nodes)
 
+    def explain(self, resources: Resources) -> str:
+        """Why no offer matches `resources`: what was asked and the nearest offers."""
+        from skyterra import catalog
+
+        return catalog.explain(self.name, resources)
+
     def prepare(self, name: str, directory: Path, stored: dict[str, Any]) -> dict[str, Any]:
         """Values this cloud must keep stable for a cluster (stored in its record and
         given back on every later render); `stored` holds those of an earlier call."""

@@ -126,6 +126,8 @@ class Local(Cloud):
         return getpass.getuser()
 
     def offers(self, resources: Resources, num_nodes: int) -> list[Candidate]:
+        if self.unsupported(resources):
+            return []
         accel = resources.accelerator
         zones = [resources.zone] if resources.zone else list(ZONES)
         memory = _memory_gib()
@@ -135,6 +137,20 @@ class Local(Cloud):
                           vcpus=float(os.cpu_count() or 1), memory_gib=memory, price=0.0,
                           use_spot=resources.use_spot, num_nodes=num_nodes)
                 for zone in zones]
+
+    @staticmethod
+    def unsupported(resources: Resources) -> list[str]:
+        """Fields the local cloud cannot honour (it has one kind of machine, this one)."""
+        return [f"{key}: {getattr(resources, key)}" for key in ("region", "instance_type")
+                if getattr(resources, key) not in (None, "local")] + (
+            [f"zone: {resources.zone}"] if resources.zone not in (None, *ZONES) else [])
+
+    def explain(self, resources: Resources) -> str:
+        fields = ", ".join(self.unsupported(resources))
+        if fields:
+            return (f"the local cloud runs the nodes on this machine: it has no {fields} "
+                    f"(zones: {', '.join(ZONES)}). Remove those fields, or choose their cloud.")
+        return super().explain(resources)
 
     def check_credentials(self) -> CredentialReport:
         missing = [tool for tool in ("sshd", "ssh", "ssh-keyscan", "ssh-keygen", "rsync")

@@ -214,7 +214,7 @@ LABEL = "${var.cluster_name}%{ if true }x%{ endif }$(id);'q'\"d\"`id` ☃"
 def test_labels_reach_only_the_tfvars(skyterra_home, tmp_path, cloud, gpus, key):
     env_value = "${var.region} %{ for x in y }x%{ endfor }"
     task = write_task(tmp_path, yaml.safe_dump({
-        "name": "${var.ssh_user} %{x}",
+        "name": "labels-check",
         "resources": {"accelerators": gpus, "labels": {"team": LABEL, "plain": "v1"}},
         "envs": {"E": env_value}, "run": "echo ${E}"}, allow_unicode=True))
     out = tmp_path / "module"

@@ -151,3 +151,20 @@ def test_seed_sdk_script_shape_runs_end_to_end(skyterra_home, tmp_path):
         assert "torchrun-ok" in result.stdout
     finally:
         skyterra("destroy", "mingpt", "-y")
+
+
+def test_a_cancel_that_cannot_reach_a_node_names_it_and_does_not_claim_cancelled(
+        skyterra_home, tmp_path):
+    task = write_task(tmp_path, "num_nodes: 2\nrun: sleep 300\n")
+    skyterra("launch", str(task), "--cloud", "local", "-c", "halfcancel", "-y", "-d")
+    try:
+        pid_file = skyterra_home / "clusters" / "halfcancel" / "nodes" / "halfcancel-1" / \
+            "sshd.pid"
+        os.kill(int(pid_file.read_text().split()[0]), signal.SIGKILL)  # worker1 goes dark
+        result = skyterra("cancel", "halfcancel", check=False)
+        assert result.returncode != 0
+        assert "on worker1 (" in result.stderr and "Traceback" not in result.stderr
+        jobs = json.loads(skyterra("queue", "halfcancel", "--json", "--no-refresh").stdout)
+        assert jobs[-1]["status"] != "CANCELLED"
+    finally:
+        skyterra("destroy", "halfcancel", "-y")
