@@ -50,12 +50,16 @@ def launch(task: Task, cluster_name: str | None = None, *, clouds: list[str] | N
 def launch_cluster(task: Task, cluster_name: str | None = None, *,
                    clouds: list[str] | None = None, detach_run: bool = False,
                    provision_only: bool = False, dryrun_only: bool = False,
-                   out: Output = print_line, progress: Output = print_line) -> LaunchResult:
-    """Provision (or reuse) the cluster, sync, set up, and start the run as a job."""
+                   candidates: list | None = None, out: Output = print_line,
+                   progress: Output = print_line) -> LaunchResult:
+    """Provision (or reuse) the cluster, sync, set up, and start the run as a job.
+
+    `candidates`: a ranking already made (`plan_candidates`) and shown to the user.
+    """
     if dryrun_only:
         return dryrun(task, cluster_name, clouds)
-    with launcher.bring_up(task, cluster_name, clouds=clouds, wait_for_ssh=not provision_only,
-                           progress=progress) as up:
+    with launcher.bring_up(task, cluster_name, clouds=clouds, candidates=candidates,
+                           wait_for_ssh=not provision_only, progress=progress) as up:
         if provision_only:
             return LaunchResult(up.name, None, up.candidate, up.candidates)
         job = submit(up.cluster, up.cluster_dir, task, out, run_setup=True, progress=progress)

@@ -232,13 +232,15 @@ def launch(task_yaml, cluster_name, cloud, num_nodes, gpus, envs, env_file, secr
         click.echo(f"Rendered the Terraform module for {result.candidate.describe()} into "
                    f"{result.rendered_dir} (dry run: nothing was created).")
         return
+    candidates = None
     if not yes and sys.stdin.isatty():
         candidates = api.plan_candidates(task, clouds)
         _console().print(_candidates_table(candidates))
         click.confirm(f"Launch {task.num_nodes} node(s) of {candidates[0].describe()}?",
                       abort=True, default=True)
     result = api.launch_cluster(task, cluster_name, clouds=clouds, detach_run=detach_run,
-                                provision_only=provision_only, out=_echo, progress=_progress)
+                                provision_only=provision_only, candidates=candidates,
+                                out=_echo, progress=_progress)
     if result.job_id is not None and detach_run:
         click.echo(f"Job {result.job_id} is running on cluster '{result.cluster_name}'. "
                    f"Follow it: skyterra logs {result.cluster_name} {result.job_id}")

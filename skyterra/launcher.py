@@ -122,11 +122,13 @@ def dryrun(task: Task, cluster_name: str | None = None, clouds: list[str] | None
 
 @contextlib.contextmanager
 def bring_up(task: Task, cluster_name: str | None = None, *, clouds: list[str] | None = None,
-             wait_for_ssh: bool = True, progress: Output) -> Iterator[ClusterUp]:
+             candidates: list[Candidate] | None = None, wait_for_ssh: bool = True,
+             progress: Output) -> Iterator[ClusterUp]:
     """Provision (or reuse and repair) the cluster until every node answers; record it UP.
 
     A context manager: the cluster's lock is held from before the apply until the
     `with` block ends, so the caller can submit its job before anyone else gets in.
+    `candidates`: the ranking the caller already showed the user (a new cluster only).
     """
     task.check_required_envs()
     task.check_local_paths()
@@ -136,7 +138,7 @@ def bring_up(task: Task, cluster_name: str | None = None, *, clouds: list[str] |
     cluster_dir = state.ClusterDir(name)
     fetch_shared(name, progress)
     existing = cluster_dir.load() if cluster_dir.exists() else None
-    candidates = _with_credentials(_candidates_for(task, existing, clouds))
+    candidates = _with_credentials(_candidates_for(task, existing, clouds, candidates))
     state.ensure_home()
     with cluster_dir.lock("launch"):
         if existing is None:
@@ -265,13 +267,14 @@ def check_tools() -> None:
 
 
 def _candidates_for(task: Task, existing: state.ClusterRecord | None,
-                    clouds: list[str] | None) -> list[Candidate]:
+                    clouds: list[str] | None,
+                    ranked: list[Candidate] | None = None) -> list[Candidate]:
     """A new cluster may go anywhere; one that has nodes stays where they are (also when
     its last command failed: its nodes still exist, moving would orphan them). A changed
     node count is applied in place (Terraform adds or removes nodes)."""
     if existing is None or not existing.cloud or not (
             existing.status == state.STATUS_UP or existing.nodes):
-        return plan_candidates(task, clouds)
+        return ranked or plan_candidates(task, clouds)
     if clouds and existing.cloud not in clouds:
         raise TaskError(f"cluster '{existing.name}' already exists on {existing.cloud}; "
                         f"destroy it first (`skyterra destroy {existing.name}`) or choose "
