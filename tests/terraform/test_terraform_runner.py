@@ -158,7 +158,7 @@ def test_configured_binary_wrapper_and_the_flags_we_send(home, tmp_path, monkeyp
     by_command = {argv[0]: argv for argv in calls}
     assert set(by_command) >= {"init", "plan", "apply", "output", "destroy"}
     everything = [flag for argv in calls for flag in argv]
-    # DESIGN.md §5: flags removed in Terraform 0.15+ or absent from OpenTofu never appear,
+    # Flags removed in Terraform 0.15+ or absent from OpenTofu never appear,
     # no positional module directory, no temporary var files, no `output NAME`.
     assert "-force" not in everything
     assert not any(flag.startswith("-var-file") for flag in everything)
