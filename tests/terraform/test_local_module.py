@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.leaks import mounts_under
+
 pytestmark = pytest.mark.terraform
 
 MODULE_DIR = Path(__file__).resolve().parents[2] / "templates" / "local"
@@ -231,6 +233,9 @@ def local_cluster(tmp_path: Path, tf_env: dict[str, str], cluster_key: Path):
                     os.kill(pid, 9)
                 except OSError:
                     pass
+        mounts = mounts_under(str(cluster.root))
+        if mounts:  # a node mounts only inside its own namespace
+            problems.append(f"mounts left on the host: {mounts}")
         if cluster.nodes_dir.exists() and any(cluster.nodes_dir.iterdir()):
             problems.append(f"node dirs left: {sorted(os.listdir(cluster.nodes_dir))}")
     assert not problems, "\n".join(problems)

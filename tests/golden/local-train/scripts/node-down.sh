@@ -95,10 +95,15 @@ fi
 
 if [[ -e $dir || -L $dir ]]; then
   if [[ -f $dir/.skyterra-node && ! -L $dir ]]; then
-    if ! rm -rf -- "$dir" 2>/dev/null; then
-      # Jobs may have left read-only directories behind.
+    # The node's processes are gone, so is its mount namespace: fs/root is an
+    # empty directory again. --one-file-system: never descend into a mount
+    # (should this ever run inside the node's own namespace).
+    # fs/upper holds whiteouts (character devices) and whatever jobs wrote.
+    if ! rm -rf --one-file-system -- "$dir" 2>/dev/null; then
+      # Jobs may have left read-only (or, as root, immutable) files behind.
+      chattr -R -ia -- "$dir" 2>/dev/null || true
       chmod -R u+rwx -- "$dir" 2>/dev/null || true
-      rm -rf -- "$dir"
+      rm -rf --one-file-system -- "$dir"
     fi
   else
     echo "node-down: node $name: $dir is not a skyterra node directory; leaving it alone" >&2

@@ -2,6 +2,12 @@
 # Start one local node: a real `sshd -D` bound to SKYTERRA_NODE_IP:SKYTERRA_SSH_PORT
 # with its own host key, the cluster's authorized key and its own home.
 #
+# As root the node is a machine of its own: its sshd runs in a private mount
+# namespace with a copy-on-write overlay of the host's filesystem as its `/`
+# (node-root.sh), so installs, /opt, /data, /tmp and /dev/shm are per node and
+# the host is never changed. Not root: no namespaces; nodes share the host's
+# filesystem and only HOME differs (skyterra warns at launch).
+#
 # Layout of the node directory (0700):
 #   .skyterra-node          marks the directory as ours (node-down.sh only removes such dirs)
 #   ssh_host_ed25519_key    host key (+ .pub)
@@ -12,6 +18,9 @@
 #   sshd_config, sshd.pid, sshd.log
 #   known_hosts_line        the host key as ssh-keyscan prints it, for known_hosts
 #   home/                   HOME and cwd of every session
+#   fs/                     root only: the node's filesystem layer (upper/, work/,
+#                           sub/N/, tmp/; root/ is the merged view, mounted only
+#                           inside the node's namespace)
 #
 # Input: environment variables set by the terraform_data provisioner (see main.tf).
 # Values are only ever used as data: written with printf %q, never evaluated.
@@ -107,6 +116,21 @@ for c in "$(dirname -- "$sshd")/../lib/openssh/sftp-server" \
 done
 bash_bin=$BASH
 
+# Root: the node gets its own filesystem (see node-root.sh); else the shared one.
+isolated=0
+launcher=()
+if ((EUID == 0)); then
+  unshare_bin=$(find_tool unshare /usr/bin/unshare /bin/unshare) \
+    || fail "unshare not found (util-linux); it gives each node its own filesystem"
+  find_tool chroot /usr/sbin/chroot /usr/bin/chroot >/dev/null \
+    || fail "chroot not found (coreutils); it gives each node its own filesystem"
+  grep -qw overlay /proc/filesystems 2>/dev/null || modprobe overlay 2>/dev/null || true
+  grep -qw overlay /proc/filesystems 2>/dev/null \
+    || fail "the kernel has no overlayfs (modprobe overlay); it gives each node its own filesystem"
+  isolated=1
+  launcher=("$unshare_bin" -m --propagation private -- "$bash_bin" "$here/node-root.sh" "$dir")
+fi
+
 if ((EUID != 0)); then
   me=$(id -un)
   [[ $user == "$me" ]] \
@@ -150,7 +174,7 @@ wait_for_host_key() {
   read -r _ want _ <"$dir/ssh_host_ed25519_key.pub"
   deadline=$(($(now_ms) + 10000))
   while :; do
-    alive "$pid" || fail "sshd exited during startup (address in use? see the log below)"
+    alive "$pid" || fail "sshd exited during startup (address in use? a mount failed? see the log below)"
     line=""
     # Ask once sshd logged that it bound its address, so that a bind failure is
     # reported at once instead of after keyscan timed out on whoever holds it
@@ -282,9 +306,10 @@ fi
 # Start in its own session, with a clean environment that carries the node
 # marker (sshd passes it to its per-connection processes). All fds point away
 # from Terraform's pipes, or local-exec would wait for sshd to exit.
+# setsid, unshare, bash node-root.sh and chroot all exec: $! ends up as sshd.
 : >"$dir/sshd.log"
 env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin SKYTERRA_NODE_ID="$dir" ${TZ:+TZ="$TZ"} \
-  "$setsid_bin" "$sshd" -D -f "$dir/sshd_config" -E "$dir/sshd.log" \
+  "$setsid_bin" "${launcher[@]}" "$sshd" -D -f "$dir/sshd_config" -E "$dir/sshd.log" \
   </dev/null >/dev/null 2>&1 &
 pid=$!
 
@@ -294,4 +319,8 @@ if [[ ${SKYTERRA_BOOT_DELAY:-0} != 0 ]]; then
   sleep "$SKYTERRA_BOOT_DELAY"
 fi
 created=0
-say "up (sshd pid $pid, home $dir/home)"
+if ((isolated)); then
+  say "up (sshd pid $pid, home $dir/home, own filesystem: writes land in $dir/fs)"
+else
+  say "up (sshd pid $pid, home $dir/home, host filesystem shared: not root)"
+fi
