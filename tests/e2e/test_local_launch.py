@@ -18,8 +18,9 @@ def test_example_trains_on_two_nodes_then_exec_reuse_and_destroy(skyterra_home):
                         "--env", "MAX_STEPS=40", "--env", "LOG_EVERY=10")
     # The nodes' PATH starts with the venv skyterra runs from (where .ci/install put
     # torch), so the example's setup finds torch there and installs nothing.
-    for prefix in ("(head, rank=0)", "(worker1, rank=1)"):
-        assert f"{prefix} torch " in launched.stdout and "is already installed" in launched.stdout
+    for prefix in ("(head, rank=0) torch ", "(worker1, rank=1) torch "):
+        assert any(line.startswith(prefix) and line.endswith(" is already installed")
+                   for line in launched.stdout.splitlines()), prefix
     assert "(head, rank=0) world_size=4" in launched.stdout
     assert "final loss" in launched.stdout
     assert "(worker1, rank=1)" in launched.stdout  # the worker's own prefixed lines
