@@ -1,4 +1,4 @@
-"""As root, a local node is a machine of its own: its own `/`, /tmp and /dev/shm.
+"""As root, a local node is a machine of its own: its own `/`, /tmp, /dev/shm and PIDs.
 
 Each node's sshd runs in a private mount namespace over a copy-on-write overlay of
 the host (templates/local/scripts/node-root.sh). These tests write where a job on a
@@ -79,6 +79,7 @@ run: |
 """)
     read = write_task(tmp_path, """
 run: |
+  echo "init=$(tr '\\0' ' ' </proc/1/cmdline)"
   echo "opt=$(cat /opt/skyterra-probe/rank) $(cat /tmp/skyterra-probe) $(cat /dev/shm/skyterra-probe)"
 """, name="read.yaml")
     nodes = skyterra_home / "clusters" / "probe" / "nodes"
@@ -94,6 +95,11 @@ run: |
             executed = skyterra("exec", "probe", str(read))
             assert per_rank(executed.stdout, "opt=") == {0: "0 tmp-0 shm-0",
                                                          1: "1 tmp-1 shm-1"}
+            # Each node has its own PID namespace: its PID 1 is its sshd.
+            inits = per_rank(executed.stdout, "init=")
+            assert sorted(inits) == [0, 1]
+            for rank, init in inits.items():
+                assert "sshd" in init and f"/probe-{rank}/sshd_config" in init, init
             # The writes are in each node's own layer, under its node directory.
             for rank in (0, 1):
                 layer = nodes / f"probe-{rank}" / "fs"

@@ -64,6 +64,26 @@ def leftover_processes(nodes_dir: Path) -> list[int]:
     return sorted(found)
 
 
+def host_pid(node_dir: str, node_pid: int) -> int | None:
+    """The host's pid of a node's process that the node calls `node_pid`.
+
+    As root a node has its own PID namespace, so a pid printed on the node is
+    the node's; the process's NSpid line lists its pids from the host's down.
+    """
+    marker = f"SKYTERRA_NODE_ID={node_dir}".encode()
+    for pid, environ in _proc_entries("environ"):
+        if marker not in environ.split(b"\0"):
+            continue
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        nspid = [line.split()[1:] for line in status.splitlines() if line.startswith("NSpid:")]
+        if nspid and int(nspid[0][-1]) == node_pid:
+            return pid
+    return None
+
+
 def process_alive(pid: int) -> bool:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -313,10 +333,14 @@ def test_destroy_kills_jobs_detached_on_a_node(local_cluster):
     cluster = local_cluster(num_nodes=1)
     cluster.apply()
     ip = cluster.outputs()["node_ips"][0]
+    node_dir = cluster.outputs()["node_dirs"][0]
     out = cluster.ssh(ip, "setsid nohup sleep 1000 >/dev/null 2>&1 < /dev/null & echo $!")
-    pid = int(out.split()[0])
+    node_pid = int(out.split()[0])
     deadline = time.monotonic() + 5
-    while not (process_alive(pid) and b"sleep" in Path(f"/proc/{pid}/cmdline").read_bytes()):
+    while True:
+        pid = host_pid(node_dir, node_pid)
+        if pid and process_alive(pid) and b"sleep" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            break
         assert time.monotonic() < deadline, "the detached job did not start"
         time.sleep(0.05)
 

@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
 # Give one local node a filesystem of its own, then exec its sshd inside it.
 #
-# node-up.sh runs this (as root) as the first process of a private mount
-# namespace: `unshare -m --propagation private -- bash node-root.sh DIR CMD...`.
-# Nothing mounted here is visible on the host, and every mount vanishes with
-# the namespace, i.e. when the node's last process exits (node-down.sh).
+# node-up.sh runs this (as root) as PID 1 of a private mount and PID namespace:
+# `unshare -m -p --fork --kill-child --propagation private -- bash node-root.sh
+# DIR CMD...`; CMD (sshd) stays PID 1. Nothing mounted here is visible on the
+# host, and every mount vanishes with the namespace: when sshd exits, the
+# kernel kills every other process of the node, and the namespace is gone.
 #
 # The node sees the host's files copy-on-write: an overlay of / (and of every
 # other writable host filesystem) whose upper layer is DIR/fs/. Writes to
 # /usr, /opt, /etc, a venv's site-packages ... land there; the host is never
 # changed. Per node, fresh: /tmp (DIR/fs/tmp, on disk) and /dev/shm (tmpfs).
-# /proc, /sys and /dev are the host's (one PID namespace: node-down.sh finds
-# a node's processes by their environment marker in the host's /proc, and job
-# pids printed on a node are real pids). The node dir itself is bind-mounted at
-# its own path, so home, sshd_config, host key and logs are the real files.
+# /proc is the node's own (it lists only the node's processes; the host's
+# /proc still sees them all, and node-down.sh finds them there by their
+# environment marker). /sys and /dev are the host's. The node dir itself is
+# bind-mounted at its own path, so home, sshd_config, host key and logs are
+# the real files.
 #
 # Layout under DIR/fs: root/ (the merged view, a mount point only inside the
 # namespace), upper/ + work/ (layer of /), sub/N/{upper,work} (layer of the
@@ -67,7 +69,7 @@ done
 mount --rbind /dev "$root/dev"
 mount -t tmpfs -o mode=1777,nosuid,nodev shm "$root/dev/shm"
 mount --rbind /sys "$root/sys"
-mount --rbind /proc "$root/proc"
+mount -t proc -o nosuid,nodev,noexec proc "$root/proc"
 mount --bind -- "$fs/tmp" "$root/tmp"
 
 # Last, so that it also covers a node dir below /tmp (created in the node's /tmp).
