@@ -349,6 +349,30 @@ def test_destroy_kills_jobs_detached_on_a_node(local_cluster):
     assert leftover_processes(cluster.nodes_dir) == []
 
 
+def test_destroy_sends_jobs_term_while_the_node_is_still_up(local_cluster):
+    """A job that handles TERM (a checkpoint, say) gets to run its handler before the node goes.
+
+    The handler reports over loopback: the node's own files vanish with it.
+    """
+    cluster = local_cluster(num_nodes=1)
+    cluster.apply()
+    ip = cluster.outputs()["node_ips"][0]
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.settimeout(30)
+        port = listener.getsockname()[1]
+        job = (f"trap 'sleep 0.3; echo saved >/dev/tcp/127.0.0.1/{port}; exit 0' TERM; "
+               "echo started; while :; do sleep 0.05; done")
+        cluster.ssh(ip, f"setsid nohup bash -c {json.dumps(job)} >job.log 2>&1 </dev/null &"
+                    " until grep -q started job.log 2>/dev/null; do sleep 0.05; done")
+        cluster.destroy()
+        conn, _ = listener.accept()
+        with conn:
+            assert conn.makefile().read().strip() == "saved"
+    assert leftover_processes(cluster.nodes_dir) == []
+
+
 def test_unavailable_zone_fails_with_a_capacity_error_and_leaves_nothing(local_cluster):
     cluster = local_cluster(zone="local-b", unavailable_zones=["local-b"])
     proc = cluster.apply(check=False)

@@ -67,6 +67,25 @@ alive() {
   [[ ${stat%% *} != Z ]]
 }
 
+# Jobs first, while the node itself is still up: as root the node's sshd is
+# PID 1 of its PID namespace, and when it goes the kernel kills everything
+# left at once. So a job that stops cleanly on TERM (saving a checkpoint, say)
+# gets up to ~2 s before the node's sshd is stopped.
+mapfile -t jobs < <(node_pids | while IFS= read -r pid; do
+  grep -qzF -- "$dir/sshd_config" "/proc/$pid/cmdline" 2>/dev/null || echo "$pid"
+done)
+if ((${#jobs[@]} > 0)); then
+  kill -TERM "${jobs[@]}" 2>/dev/null || true
+  for _ in {1..40}; do
+    left=()
+    for pid in "${jobs[@]}"; do
+      if alive "$pid"; then left+=("$pid"); fi
+    done
+    ((${#left[@]} > 0)) || break
+    sleep 0.05
+  done
+fi
+
 # TERM, wait up to ~2 s, KILL; repeat while new processes show up (a session
 # that was starting during the first scan).
 for round in 1 2 3 4 5; do
