@@ -110,12 +110,16 @@ class Local(Cloud):
                 for zone in zones]
 
     def check_credentials(self) -> CredentialReport:
-        missing = [tool for tool in ("sshd", "ssh", "ssh-keyscan", "ssh-keygen", "rsync")
+        tools = ["sshd", "ssh", "ssh-keyscan", "ssh-keygen", "rsync"]
+        if os.geteuid() == 0:
+            tools += ["unshare", "chroot"]  # each node's own filesystem (node-root.sh)
+        missing = [tool for tool in tools
                    if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}")]
         if missing:
             return CredentialReport("local", False, f"missing: {', '.join(missing)}",
                                     "Debian: apt-get install openssh-server openssh-client "
-                                    "rsync (do not start the system ssh service).")
+                                    "rsync util-linux coreutils (do not start the system ssh "
+                                    "service).")
         return CredentialReport("local", True, "sshd, ssh and rsync found")
 
     def warnings(self, task: Task, candidate: Candidate) -> list[str]:

@@ -43,3 +43,12 @@ def test_an_explicit_node_path_option_wins(monkeypatch):
     monkeypatch.setenv("PATH", "/usr/bin")
     tfvars = get_cloud("local").tfvars(TASK, CPU, spec(node_path="/opt/x/bin:/usr/bin"))
     assert tfvars["node_path"] == "/opt/x/bin:/usr/bin"
+
+
+def test_root_also_needs_unshare_and_chroot(monkeypatch):
+    monkeypatch.setattr(local_mod.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(local_mod.os.path, "exists", lambda path: False)
+    monkeypatch.setattr(local_mod.shutil, "which",
+                        lambda tool: None if tool == "unshare" else f"/usr/bin/{tool}")
+    report = get_cloud("local").check_credentials()
+    assert not report.ok and "unshare" in report.detail
