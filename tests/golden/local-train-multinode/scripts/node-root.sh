@@ -40,7 +40,8 @@ chmod 1777 -- "$fs/tmp"
 mount -t overlay overlay -o "lowerdir=/,upperdir=$fs/upper,workdir=$fs/work" "$root"
 
 # Other host filesystems (e.g. /home, a separate /var): writable ones get a
-# layer of their own, read-only ones are bound as they are. The kernel's own
+# layer of their own (read-only when that fails), read-only ones are bound as
+# they are. The kernel's own
 # trees come next, /tmp is the node's, and mounts below the node dir are ours.
 n=0
 for entry in "${host_mounts[@]}"; do
@@ -62,8 +63,14 @@ for entry in "${host_mounts[@]}"; do
   fi
   n=$((n + 1))
   mkdir -p -m 0755 -- "$fs/sub/$n/upper" "$fs/sub/$n/work"
-  mount -t overlay overlay \
-    -o "lowerdir=$mp,upperdir=$fs/sub/$n/upper,workdir=$fs/sub/$n/work" "$root$mp"
+  if ! mount -t overlay overlay \
+    -o "lowerdir=$mp,upperdir=$fs/sub/$n/upper,workdir=$fs/sub/$n/work" "$root$mp"; then
+    # Some filesystems cannot be an overlay's lower layer: never let the node
+    # write to the host's copy, show it read-only instead.
+    echo "node-root: $mp cannot be overlaid; the node sees it read-only" >&2
+    mount --rbind -- "$mp" "$root$mp"
+    mount -o remount,bind,ro -- "$root$mp"
+  fi
 done
 
 mount --rbind /dev "$root/dev"
