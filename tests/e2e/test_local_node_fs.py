@@ -121,6 +121,8 @@ def test_writes_into_the_venv_and_usr_local_on_a_node_do_not_change_the_host(
     site = Path(sysconfig.get_paths()["purelib"])  # this venv's: skyterra runs from it
     module = f"skyterra_probe_{uuid.uuid4().hex[:8]}"
     usr_local = Path("/usr/local/lib")
+    host_file = site / f"{module}_host.py"  # the node deletes it: a whiteout in its layer
+    host_file.write_text("HOST = 1\n")
     site_before, usr_before = sorted(os.listdir(site)), sorted(os.listdir(usr_local))
     task = write_task(tmp_path, f"""
 name: venv
@@ -131,6 +133,8 @@ run: |
   echo 'VALUE = 42' > "$site/{module}.py"
   python3 -c 'import {module}; print("imported", {module}.VALUE)'
   mkdir -p /usr/local/lib/{module} && echo x > /usr/local/lib/{module}/file
+  chmod 0 /usr/local/lib/{module}
+  rm "$site/{module}_host.py" && [ ! -e "$site/{module}_host.py" ] && echo "deleted on node"
 """)
     with host_mounts_watched(skyterra_home) as seen:
         try:
@@ -140,12 +144,18 @@ run: |
             assert f"site={site}" in out
             # ... and the node could write into it (in its own layer) ...
             assert "imported 42" in out
+            assert "deleted on node" in out
             # ... but the host's venv and /usr/local are unchanged.
             assert not (site / f"{module}.py").exists()
             assert sorted(os.listdir(site)) == site_before
             assert sorted(os.listdir(usr_local)) == usr_before
         finally:
             skyterra("destroy", "venv", "-y")
+            host_still_there = host_file.exists()
+            host_file.unlink(missing_ok=True)
+    assert host_still_there
     assert seen == []
-    assert sorted(os.listdir(site)) == site_before
+    assert sorted(os.listdir(site)) == [name for name in site_before if name != host_file.name]
     assert sorted(os.listdir(usr_local)) == usr_before
+    # destroy removed the node's layer, whiteout and unreadable dir included
+    assert not (skyterra_home / "clusters" / "venv").exists()
