@@ -1,4 +1,4 @@
-"""Find processes a test left behind: node sshds and anything started on a node."""
+"""Find what a test left behind: node sshds, anything started on a node, and mounts."""
 
 from __future__ import annotations
 
@@ -30,3 +30,33 @@ def leftover_processes(root: str) -> list[str]:
             text = cmdline.replace(b"\0", b" ").decode(errors="replace")
             found.append(f"{proc.name}: {text}")
     return found
+
+
+def _unescape(field: str) -> str:
+    """/proc/*/mounts writes space, tab, newline and backslash as octal escapes."""
+    for code, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
+        field = field.replace(code, char)
+    return field
+
+
+def mounts_under(root: str, mounts_file: str = "/proc/self/mounts") -> list[str]:
+    """Mounts (overlay, tmpfs, bind, anything) whose mount point is `root` or below it.
+
+    Read from this process's mount namespace, the host's: a local node mounts
+    only inside its own private namespace, so any hit here leaked out of one.
+    """
+    prefix = root.rstrip("/") + "/"
+    found = []
+    for line in _read(Path(mounts_file)).decode(errors="replace").splitlines():
+        fields = line.split(" ")
+        if len(fields) < 3:
+            continue
+        point = _unescape(fields[1])
+        if point == root.rstrip("/") or point.startswith(prefix):
+            found.append(f"{fields[2]} on {point} ({fields[0]})")
+    return found
+
+
+def leftovers(root: str) -> list[str]:
+    """Everything a test under `root` must not leave behind: processes and mounts."""
+    return leftover_processes(root) + [f"mount: {m}" for m in mounts_under(root)]

@@ -4,6 +4,12 @@ It lets the whole pipeline (Terraform, SSH, rsync, torchrun) run with no
 cloud account: the default for the examples and the tests. Nodes have no GPU;
 a task asking for `L4:4` still gets SKYPILOT_NUM_GPUS_PER_NODE=4 so that its
 multi-node logic can be tried with CPU processes.
+
+As root each node is a machine of its own (templates/local/scripts/node-root.sh):
+a private mount namespace with a copy-on-write overlay of the host's filesystem,
+so installs, /opt, /data, /tmp and /dev/shm are per node and the host is never
+changed. Not root, nodes share the host's filesystem outside their HOME, and
+`warnings()` says so at launch.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -153,21 +160,31 @@ class Local(Cloud):
         return super().explain(resources)
 
     def check_credentials(self) -> CredentialReport:
-        missing = [tool for tool in ("sshd", "ssh", "ssh-keyscan", "ssh-keygen", "rsync")
+        tools = ["sshd", "ssh", "ssh-keyscan", "ssh-keygen", "rsync"]
+        if os.geteuid() == 0:
+            tools += ["unshare", "chroot"]  # each node's own filesystem (node-root.sh)
+        missing = [tool for tool in tools
                    if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}")]
         if missing:
             return CredentialReport("local", False, f"missing: {', '.join(missing)}",
                                     "Debian: apt-get install openssh-server openssh-client "
-                                    "rsync (do not start the system ssh service).")
+                                    "rsync util-linux coreutils (do not start the system ssh "
+                                    "service).")
         return CredentialReport("local", True, "sshd, ssh and rsync found")
 
     def warnings(self, deployment: Deployment) -> list[str]:
         candidate = deployment.candidate
+        notes = []
         if candidate.accelerator:
-            return [(f"the local cloud has no GPU: {candidate.accelerator}:"
-                    f"{candidate.accelerator_count} is simulated (SKYPILOT_NUM_GPUS_PER_NODE="
-                    f"{candidate.accelerator_count}, CPU processes).")]
-        return []
+            notes.append(f"the local cloud has no GPU: {candidate.accelerator}:"
+                         f"{candidate.accelerator_count} is simulated (SKYPILOT_NUM_GPUS_PER_NODE="
+                         f"{candidate.accelerator_count}, CPU processes).")
+        if os.geteuid() != 0:
+            notes.append("not running as root: the local nodes share this machine's filesystem "
+                         "outside their HOME (installs, /tmp, absolute paths such as /data and "
+                         "file_mounts targets are the host's and common to all nodes); run as "
+                         "root to give each node a copy-on-write filesystem of its own.")
+        return notes
 
     def prepare(self, name: str, directory: Path, stored: dict[str, Any]) -> dict[str, Any]:
         """A loopback slot, SSH port and nodes dir for the cluster, chosen once and kept.
@@ -200,8 +217,7 @@ class Local(Cloud):
             "ssh_public_key": deployment.public_key,
             "ssh_private_key_path": str(deployment.private_key_path),
             "nodes_dir": settings.nodes_dir,
-            "node_path": str(settings.node_path
-                             or os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin")),
+            "node_path": str(settings.node_path or node_path()),
             "node_env": {},
             "zone": deployment.candidate.zone or ZONES[0],
             "unavailable_zones": sorted(unavailable),
@@ -250,6 +266,21 @@ def _rendered_slot(directory: Path) -> int | None:
     except (OSError, ValueError, AttributeError):
         return None
     return slot_of(str(cidr).split("/")[0]) if cidr else None
+
+
+def node_path() -> str:
+    """PATH of every node session: the environment skyterra runs from, then the caller's PATH.
+
+    Nodes run on this machine, so the software the user already has is theirs
+    too: with skyterra in a venv (where the `example` extra puts torch), a
+    task's `python3` / `torchrun` on a node are that venv's, and a setup step
+    like `python3 -c "import torch" || pip install torch` installs nothing. As
+    root the venv is seen through the node's overlay: a pip install on a node
+    writes to the node's own layer and never changes the host's venv.
+    """
+    parts = [str(Path(sys.prefix) / "bin"),
+             *os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin").split(os.pathsep)]
+    return os.pathsep.join(dict.fromkeys(part for part in parts if part))
 
 
 def _node_dirs(cluster_dir: Path) -> list[Path]:

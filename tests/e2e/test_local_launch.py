@@ -16,6 +16,11 @@ def test_example_trains_on_two_nodes_then_exec_reuse_and_destroy(skyterra_home):
     example = REPO / "examples" / "mingpt" / "train.yaml"
     launched = skyterra("launch", str(example), "--cloud", "local", "-c", "mingpt", "-y",
                         "--env", "MAX_STEPS=40", "--env", "LOG_EVERY=10")
+    # The nodes' PATH starts with the venv skyterra runs from (where .ci/install put
+    # torch), so the example's setup finds torch there and installs nothing.
+    for prefix in ("(head, rank=0) torch ", "(worker1, rank=1) torch "):
+        assert any(line.startswith(prefix) and line.endswith(" is already installed")
+                   for line in launched.stdout.splitlines()), prefix
     assert "(head, rank=0) world_size=4" in launched.stdout
     assert "final loss" in launched.stdout
     assert "(worker1, rank=1)" in launched.stdout  # the worker's own prefixed lines

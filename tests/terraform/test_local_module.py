@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.leaks import mounts_under
+
 pytestmark = pytest.mark.terraform
 
 MODULE_DIR = Path(__file__).resolve().parents[2] / "templates" / "local"
@@ -60,6 +62,26 @@ def leftover_processes(nodes_dir: Path) -> list[int]:
         if any(var.startswith(marker) for var in environ.split(b"\0")):
             found.add(pid)
     return sorted(found)
+
+
+def host_pid(node_dir: str, node_pid: int) -> int | None:
+    """The host's pid of a node's process that the node calls `node_pid`.
+
+    As root a node has its own PID namespace, so a pid printed on the node is
+    the node's; the process's NSpid line lists its pids from the host's down.
+    """
+    marker = f"SKYTERRA_NODE_ID={node_dir}".encode()
+    for pid, environ in _proc_entries("environ"):
+        if marker not in environ.split(b"\0"):
+            continue
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        nspid = [line.split()[1:] for line in status.splitlines() if line.startswith("NSpid:")]
+        if nspid and int(nspid[0][-1]) == node_pid:
+            return pid
+    return None
 
 
 def process_alive(pid: int) -> bool:
@@ -231,6 +253,9 @@ def local_cluster(tmp_path: Path, tf_env: dict[str, str], cluster_key: Path):
                     os.kill(pid, 9)
                 except OSError:
                     pass
+        mounts = mounts_under(str(cluster.root))
+        if mounts:  # a node mounts only inside its own namespace
+            problems.append(f"mounts left on the host: {mounts}")
         if cluster.nodes_dir.exists() and any(cluster.nodes_dir.iterdir()):
             problems.append(f"node dirs left: {sorted(os.listdir(cluster.nodes_dir))}")
     assert not problems, "\n".join(problems)
@@ -308,15 +333,43 @@ def test_destroy_kills_jobs_detached_on_a_node(local_cluster):
     cluster = local_cluster(num_nodes=1)
     cluster.apply()
     ip = cluster.outputs()["node_ips"][0]
+    node_dir = cluster.outputs()["node_dirs"][0]
     out = cluster.ssh(ip, "setsid nohup sleep 1000 >/dev/null 2>&1 < /dev/null & echo $!")
-    pid = int(out.split()[0])
+    node_pid = int(out.split()[0])
     deadline = time.monotonic() + 5
-    while not (process_alive(pid) and b"sleep" in Path(f"/proc/{pid}/cmdline").read_bytes()):
+    while True:
+        pid = host_pid(node_dir, node_pid)
+        if pid and process_alive(pid) and b"sleep" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            break
         assert time.monotonic() < deadline, "the detached job did not start"
         time.sleep(0.05)
 
     cluster.destroy()
     assert not process_alive(pid)
+    assert leftover_processes(cluster.nodes_dir) == []
+
+
+def test_destroy_sends_jobs_term_while_the_node_is_still_up(local_cluster):
+    """A job that handles TERM (a checkpoint, say) gets to run its handler before the node goes.
+
+    The handler reports over loopback: the node's own files vanish with it.
+    """
+    cluster = local_cluster(num_nodes=1)
+    cluster.apply()
+    ip = cluster.outputs()["node_ips"][0]
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.settimeout(30)
+        port = listener.getsockname()[1]
+        job = (f"trap 'sleep 0.3; echo saved >/dev/tcp/127.0.0.1/{port}; exit 0' TERM; "
+               "echo started; while :; do sleep 0.05; done")
+        cluster.ssh(ip, f"setsid nohup bash -c {json.dumps(job)} >job.log 2>&1 </dev/null &"
+                    " until grep -q started job.log 2>/dev/null; do sleep 0.05; done")
+        cluster.destroy()
+        conn, _ = listener.accept()
+        with conn:
+            assert conn.makefile().read().strip() == "saved"
     assert leftover_processes(cluster.nodes_dir) == []
 
 

@@ -67,6 +67,25 @@ alive() {
   [[ ${stat%% *} != Z ]]
 }
 
+# Jobs first, while the node itself is still up: as root the node's sshd is
+# PID 1 of its PID namespace, and when it goes the kernel kills everything
+# left at once. So a job that stops cleanly on TERM (saving a checkpoint, say)
+# gets up to ~2 s before the node's sshd is stopped.
+mapfile -t jobs < <(node_pids | while IFS= read -r pid; do
+  grep -qzF -- "$dir/sshd_config" "/proc/$pid/cmdline" 2>/dev/null || echo "$pid"
+done)
+if ((${#jobs[@]} > 0)); then
+  kill -TERM "${jobs[@]}" 2>/dev/null || true
+  for _ in {1..40}; do
+    left=()
+    for pid in "${jobs[@]}"; do
+      if alive "$pid"; then left+=("$pid"); fi
+    done
+    ((${#left[@]} > 0)) || break
+    sleep 0.05
+  done
+fi
+
 # TERM, wait up to ~2 s, KILL; repeat while new processes show up (a session
 # that was starting during the first scan).
 for round in 1 2 3 4 5; do
@@ -95,10 +114,15 @@ fi
 
 if [[ -e $dir || -L $dir ]]; then
   if [[ -f $dir/.skyterra-node && ! -L $dir ]]; then
-    if ! rm -rf -- "$dir" 2>/dev/null; then
-      # Jobs may have left read-only directories behind.
+    # The node's processes are gone, so is its mount namespace: fs/root is an
+    # empty directory again. --one-file-system: never descend into a mount
+    # (should this ever run inside the node's own namespace).
+    # fs/upper holds whiteouts (character devices) and whatever jobs wrote.
+    if ! rm -rf --one-file-system -- "$dir" 2>/dev/null; then
+      # Jobs may have left read-only (or, as root, immutable) files behind.
+      chattr -R -ia -- "$dir" 2>/dev/null || true
       chmod -R u+rwx -- "$dir" 2>/dev/null || true
-      rm -rf -- "$dir"
+      rm -rf --one-file-system -- "$dir"
     fi
   else
     echo "node-down: node $name: $dir is not a skyterra node directory; leaving it alone" >&2
