@@ -44,6 +44,21 @@ def _api():
     return api
 
 
+_LOCKS: dict[str, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def one_at_a_time(cluster_name: str) -> threading.Lock:
+    """This server's SDK calls that refresh or change one cluster's jobs run one at a time.
+
+    jobs.refresh finishes a job from the record it read before asking the nodes; run
+    during a cancel, it can see the killed processes and save FAILED over CANCELLED.
+    The page polls the queue while the user cancels, so this server never overlaps the two.
+    """
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault(cluster_name, threading.Lock())
+
+
 def create_app(policy: Policy, stopping: threading.Event | None = None) -> Guard:
     """The ASGI app for one server, wrapped in its Guard. Setting `stopping` ends the
     open log streams (the server sets it when asked to exit)."""
@@ -102,23 +117,27 @@ def clusters(request: Request) -> Response:
 
 def cluster_jobs(request: Request) -> Response:
     now = time.time()
-    rows = _api().queue(request.path_params["name"])
+    with one_at_a_time(request.path_params["name"]):
+        rows = _api().queue(request.path_params["name"])
     return JSONResponse([views.job_view(job, now) for job in rows])
 
 
 def one_job(request: Request) -> Response:
-    job = _api().job_status(request.path_params["name"], request.path_params["job_id"])
+    with one_at_a_time(request.path_params["name"]):
+        job = _api().job_status(request.path_params["name"], request.path_params["job_id"])
     return JSONResponse(views.job_view(job))
 
 
 def cancel_job(request: Request) -> Response:
-    done = _api().cancel(request.path_params["name"], [request.path_params["job_id"]])
+    with one_at_a_time(request.path_params["name"]):
+        done = _api().cancel(request.path_params["name"], [request.path_params["job_id"]])
     return JSONResponse({"cancelled": done})
 
 
 def down_cluster(request: Request) -> Response:
     progress: list[str] = []
-    outcome = _api().down(request.path_params["name"], progress=progress.append)
+    with one_at_a_time(request.path_params["name"]):
+        outcome = _api().down(request.path_params["name"], progress=progress.append)
     if outcome is False:
         raise ClusterNotFoundError(f"cluster '{request.path_params['name']}' does not exist "
                                    "(already destroyed?).")

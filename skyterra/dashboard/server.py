@@ -90,5 +90,8 @@ def serve(host: str = "127.0.0.1", port: int = DEFAULT_PORT, *, new_token: bool 
     say(f"skyterra dashboard on {address}{how}  (Ctrl-C stops it)")
     try:
         server.run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled: the normal way out
+        pass
     finally:
         sock.close()
+    say("dashboard stopped.")
