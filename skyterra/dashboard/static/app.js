@@ -304,10 +304,11 @@ function drawCost(data) {
     chart.append(svg("line", { class: "grid", x1: L, x2: W - R, y1: y(v), y2: y(v) }));
     chart.append(svg("text", { x: L - 6, y: y(v) + 4, "text-anchor": "end" }, money(v)));
   }
+  const short = t1 - t0 < 600;  // a few minutes: label the seconds too
   for (let i = 0; i <= 3; i++) {
     const t = t0 + (t1 - t0) * i / 3;
     chart.append(svg("text", { x: x(t), y: H - 8, "text-anchor": i === 0 ? "start" : i === 3 ? "end" : "middle" },
-      new Date(t * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })));
+      new Date(t * 1000).toLocaleTimeString([], short ? {} : { hour: "2-digit", minute: "2-digit" })));
   }
   chart.append(svg("line", { class: "axis", x1: L, x2: W - R, y1: H - B, y2: H - B }));
   const series = [...data.clusters.map((c, i) => ({ name: c.name, points: c.points, color: LINE_COLORS[i % 6], width: 2 }))];
