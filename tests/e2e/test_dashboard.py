@@ -247,3 +247,27 @@ def test_a_teammates_cluster_on_the_shared_backend_appears(tmp_path, moto_endpoi
             assert jobs.status == 200 and jobs.json() == []
     finally:
         skyterra("destroy", "team", "-y", env={"SKYTERRA_HOME": str(homes["a"])})
+
+
+def test_a_closed_log_stream_stops_following_the_nodes(skyterra_home, tmp_path):
+    import threading
+
+    task = write_task(tmp_path, TICKER.format(env_value="x").replace("YAML_SECRET: null",
+                                                                     "YAML_SECRET: s"))
+    skyterra("launch", str(task), "--cloud", "local", "-c", "gone", "-y", "-d")
+    try:
+        with dashboard_in_thread() as (url, _, _):
+            events = sse_events(url, "/api/clusters/gone/jobs/1/logs")
+            assert next(events)[0] == "line" and next(events)[0] == "line"
+            events.close()  # the browser went away
+
+            def followers():
+                return [t for t in threading.enumerate() if t.name == "logs-gone-1"]
+            assert followers()
+            deadline = time.monotonic() + 10
+            while followers() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert followers() == [], "the dashboard kept following a job nobody watches"
+            assert api.job_status("gone", 1).status == "RUNNING"  # the job itself runs on
+    finally:
+        skyterra("destroy", "gone", "-y")
