@@ -271,3 +271,21 @@ def test_a_closed_log_stream_stops_following_the_nodes(skyterra_home, tmp_path):
             assert api.job_status("gone", 1).status == "RUNNING"  # the job itself runs on
     finally:
         skyterra("destroy", "gone", "-y")
+
+
+def test_with_a_token_the_browser_logs_in_once_and_then_sees_the_page(skyterra_home, browser):
+    from selenium.webdriver.common.by import By
+
+    with dashboard_process("--require-token", "--new-token") as (url, server):
+        token = (skyterra_home / "dashboard.token").read_text().strip()
+        browser.get(url)
+        _wait(browser, lambda d: d.find_elements(By.NAME, "token"), "the token form", 20)
+        assert "Clusters" not in browser.page_source
+        _shot(browser, "login")
+        browser.find_element(By.NAME, "token").send_keys(token)
+        browser.find_element(By.CSS_SELECTOR, "form button").click()
+        _wait(browser, lambda d: "updated" in _text(d, "#refreshed"), "the page, logged in", 20)
+        assert "No clusters" in _text(browser, "#clusters-card")
+        assert token not in browser.current_url and token not in browser.page_source
+        _shot(browser, "logged-in")
+    assert server.returncode == 0
