@@ -97,9 +97,9 @@ class Policy:
     csrf: str = dataclasses.field(default_factory=lambda: secrets.token_urlsafe(32))
 
 
-def policy_for(host: str, port: int, token: str | None, require_token: bool = False) -> Policy:
-    """The rules for a server bound to host:port. Raises UnsafeBindError when a token is
-    needed (non-loopback bind, or require_token) and none exists."""
+def check_bind(host: str, token: str | None, require_token: bool = False) -> None:
+    """Raise UnsafeBindError when serving on `host` needs a token (a non-loopback
+    address, or require_token) and there is none."""
     if (require_token or not is_loopback(host)) and not token:
         raise UnsafeBindError(
             f"refusing to serve the dashboard on {host} without an access token: anyone who "
@@ -107,6 +107,11 @@ def policy_for(host: str, port: int, token: str | None, require_token: bool = Fa
             "dashboard --new-token` once (it prints the token one time and keeps it, mode "
             f"0600, in {token_path()}), or bind to 127.0.0.1 (the default) and use an SSH "
             "tunnel.")
+
+
+def policy_for(host: str, port: int, token: str | None, require_token: bool = False) -> Policy:
+    """The rules for a server bound to host:port (check_bind first)."""
+    check_bind(host, token, require_token)
     if not is_loopback(host):
         return Policy(token=token, allowed_hosts=None)
     names = {"127.0.0.1", "localhost", "[::1]", host if ":" not in host else f"[{host}]"}

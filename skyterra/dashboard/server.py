@@ -39,10 +39,11 @@ def url(host: str, port: int) -> str:
 
 def prepare(host: str, port: int, *, new_token: bool = False, require_token: bool = False,
             say: Callable[[str], None] = print):
-    """Check the bind, make the token if asked, bind: (uvicorn.Server, socket)."""
+    """Check the bind, make the token if asked, bind the socket:
+    (uvicorn server, bound socket, URL, the Guard's policy). Nothing listens yet."""
     token = security.new_token() if new_token else security.load_token()
     # Refuse before binding: an unsafe bind must never accept a connection.
-    security.policy_for(host, port or 1, token, require_token)
+    security.check_bind(host, token, require_token)
     if new_token:
         say(f"New dashboard token (shown only now; kept in {security.token_path()}, mode 0600):"
             f"\n  {token}")

@@ -12,6 +12,8 @@ import dataclasses
 import time
 from typing import Any
 
+from skyterra.cluster import Node
+
 CLUSTER_FIELDS = ("name", "status", "cloud", "region", "zone", "owner", "num_nodes",
                   "instance_type", "accelerator", "accelerator_count", "price", "created_at",
                   "launched_at", "last_error")
@@ -40,9 +42,9 @@ def cluster_view(record: Any, now: float | None = None) -> dict[str, Any]:
 
 
 def node_view(node: dict[str, Any]) -> dict[str, Any]:
+    """A node of a cluster record, named as in the log prefixes (head, worker1, ...)."""
     data = {name: node.get(name) for name in NODE_FIELDS}
-    rank = data["rank"] or 0
-    data["name"] = "head" if rank == 0 else f"worker{rank}"
+    data["name"] = Node(int(data["rank"] or 0), data["ip"] or "", data["private_ip"] or "").name
     return data
 
 
