@@ -201,3 +201,13 @@ def test_the_cost_estimate_rises_at_each_clusters_rate():
                               [3600.0, pytest.approx(3.6 + 3.6)], [7200.0, pytest.approx(7.2 + 3.6)]]
     assert chart["clusters"][1]["points"] == [[1800.0, 0.0], [3600.0, pytest.approx(3.6)]]
     assert "estimated" in chart["note"].lower()
+
+
+def test_without_the_dashboard_extra_the_command_says_what_to_install(skyterra_home):
+    code = ("import sys\nsys.modules['uvicorn'] = None  # as if the extra were not installed\n"
+            "from skyterra.cli import main\nmain(['dashboard', '--port', '0'])")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=False,
+                          env={**os.environ, "SKYTERRA_HOME": str(skyterra_home)})
+    assert done.returncode == 2
+    assert "pip install 'skyterra[dashboard]'" in done.stderr and "Traceback" not in done.stderr
