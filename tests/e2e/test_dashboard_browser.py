@@ -107,16 +107,30 @@ def _shot(driver, name: str) -> Path:
 
 
 def _text(driver, css: str) -> str:
+    """The element's text, read in one step: the page re-renders its tables as it polls."""
+    return driver.execute_script(
+        "const node = document.querySelector(arguments[0]); return node ? node.innerText : '';",
+        css)
+
+
+def _click(driver, css: str) -> None:
+    """A real click; found again if the page re-rendered the element in between."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
 
-    found = driver.find_elements(By.CSS_SELECTOR, css)
-    return found[0].text if found else ""
+    for _ in range(5):
+        try:
+            driver.find_element(By.CSS_SELECTOR, css).click()
+            return
+        except StaleElementReferenceException:
+            time.sleep(0.1)
+    raise AssertionError(f"could not click {css}: the page kept replacing it")
 
 
 def _click_and_confirm(driver, css: str, shot: str | None = None) -> None:
     from selenium.webdriver.common.by import By
 
-    driver.find_element(By.CSS_SELECTOR, css).click()
+    _click(driver, css)
     _wait(driver, lambda d: d.find_element(By.ID, "confirm").get_attribute("open") is not None,
           "the confirmation dialog", 10)
     if shot:
@@ -158,7 +172,7 @@ def test_the_page_streams_a_running_job_and_cancels_and_destroys_from_the_browse
 
             from selenium.webdriver.common.by import By
 
-            browser.find_element(By.CSS_SELECTOR, f'{job} button[data-action="logs"]').click()
+            _click(browser, f'{job} button[data-action="logs"]')
             _wait(browser, lambda d: "(worker1, rank=1) tick" in _text(d, "#log") and
                   "(head, rank=0) tick" in _text(d, "#log"), "streamed log lines of both nodes")
             before = _text(browser, "#log").count("tick")

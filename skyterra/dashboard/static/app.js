@@ -75,6 +75,26 @@ async function request(path, options = {}) {
   return body;
 }
 
+// Replace a table's rows, but keep a row's last cell (its buttons) when the row's key and
+// set of buttons are unchanged: the page polls every few seconds, and a button swapped for
+// a copy between the user's press and release would swallow the click.
+function patchRows(body, rows) {
+  const old = new Map([...body.children].map((row) => [row.dataset.key, row]));
+  const kept = rows.map((row) => {
+    const before = old.get(row.dataset.key);
+    if (!before || before.dataset.sig !== row.dataset.sig) return row;
+    const cells = [...row.children];
+    [...before.children].slice(0, -1).forEach((cell, i) => cell.replaceWith(cells[i]));
+    before.className = row.className;
+    return before;
+  });
+  body.replaceChildren(...kept);
+}
+
+function signature(cell) {
+  return [...cell.querySelectorAll("button")].map((b) => b.dataset.action).join(",");
+}
+
 const post = (path) => request(path, { method: "POST", headers: { "X-Skyterra-CSRF": CSRF } });
 const clusterPath = (name) => `/api/clusters/${encodeURIComponent(name)}`;
 
@@ -153,12 +173,14 @@ function clusterRow(c) {
     el("td", { text: autostop(c.autostop) }),
     clusterActions(c));
   if (c.name === state.selected) row.classList.add("selected");
+  row.dataset.key = c.name;
+  row.dataset.sig = signature(row.lastElementChild);
   return row;
 }
 
 function renderClusters() {
   const body = document.querySelector("#clusters tbody");
-  body.replaceChildren(...state.clusters.map(clusterRow));
+  patchRows(body, state.clusters.map(clusterRow));
   document.getElementById("clusters-empty").hidden = state.clusters.length > 0;
   document.getElementById("clusters").hidden = state.clusters.length === 0;
 }
@@ -180,7 +202,7 @@ function jobRow(cluster, job) {
         `${clusterPath(cluster)}/jobs/${job.job_id}/cancel`,
         (r) => r.cancelled.length ? `Job ${job.job_id} cancelled.` : `Job ${job.job_id} had already ended.`) }));
   }
-  return el("tr", { data: { job: job.job_id } },
+  const row = el("tr", { data: { job: job.job_id } },
     el("td", { class: "num", text: job.job_id }),
     el("td", { text: job.name || "-" }),
     el("td", {}, badge(job.status)),
@@ -189,6 +211,9 @@ function jobRow(cluster, job) {
     el("td", { class: "num", text: job.exit_code ?? "-" }),
     el("td", { text: job.failed_node || "-" }),
     actions);
+  row.dataset.key = `${cluster}/${job.job_id}`;
+  row.dataset.sig = signature(actions);
+  return row;
 }
 
 async function refreshJobs() {
@@ -202,7 +227,7 @@ async function refreshJobs() {
   try {
     const jobs = await request(`${clusterPath(name)}/jobs`);
     if (state.selected !== name) return;
-    body.replaceChildren(...jobs.slice().reverse().map((job) => jobRow(name, job)));
+    patchRows(body, jobs.slice().reverse().map((job) => jobRow(name, job)));
     empty.hidden = jobs.length > 0;
     empty.textContent = "No jobs yet.";
   } catch (error) {
