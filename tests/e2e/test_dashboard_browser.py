@@ -303,3 +303,40 @@ def test_with_a_token_the_browser_logs_in_once_and_then_sees_the_page(skyterra_h
         assert token not in browser.current_url and token not in browser.page_source
         _shot(browser, "logged-in")
     assert server.returncode == 0
+
+
+def test_stop_cost_report_and_managed_jobs_appear_once_the_sdk_has_them(
+        skyterra_home, tmp_path, browser, monkeypatch):
+    """api.stop, api.cost_report and api.managed_jobs_queue do not exist yet (issues 17 and
+    16): stand-ins of the documented shape check that the page picks them up."""
+    stopped: list[str] = []
+    now = time.time()
+    monkeypatch.setattr(api, "stop", stopped.append, raising=False)
+    monkeypatch.setattr(api, "cost_report", lambda: [
+        {"name": "feat", "status": "UP", "launched_at": now - 5400, "price": 4.0},
+        {"name": "old-run", "status": "TERMINATED", "launched_at": now - 7200,
+         "duration": 1800, "total_cost": 3.0}], raising=False)
+    monkeypatch.setattr(api, "managed_jobs_queue", lambda: [
+        {"job_id": 7, "name": "pretrain", "status": "RUNNING", "cluster": "feat",
+         "recovery_count": 1, "submitted_at": now - 3600,
+         "events": [{"at": now - 3600, "event": "STARTED", "detail": ""},
+                    {"at": now - 1800, "event": "PREEMPTED", "detail": "spot reclaimed"},
+                    {"at": now - 1700, "event": "RECOVERED", "detail": "us-east-1b"}]}],
+        raising=False)
+    task = write_task(tmp_path, "num_nodes: 2\nrun: echo hi\n")
+    skyterra("launch", str(task), "--cloud", "local", "-c", "feat", "-y")
+    try:
+        with dashboard_in_thread() as (url, _, _):
+            browser.get(url)
+            row = 'tr[data-cluster="feat"]'
+            _wait(browser, lambda d: "Stop" in _text(d, row), "the Stop button")
+            _wait(browser, lambda d: "PREEMPTED" in _text(d, "#managed"), "the recovery timeline")
+            assert "pretrain" in _text(browser, "#managed") and "RECOVERED" in \
+                _text(browser, "#managed")
+            _wait(browser, lambda d: "cost report" in _text(d, "#cost-note"), "the cost report")
+            assert "$9.00" in _text(browser, "#cost-total")  # 4 $/h x 1.5 h + 3 $
+            _shot(browser, "optional-features")
+            _click_and_confirm(browser, f'{row} button[data-action="stop"]')
+            _until(browser, lambda: stopped == ["feat"], "api.stop called from the page", 20)
+    finally:
+        skyterra("destroy", "feat", "-y")

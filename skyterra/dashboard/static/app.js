@@ -307,6 +307,12 @@ function svg(tag, attrs, text) {
   return node;
 }
 
+// A round axis step near `rough`: 1, 2, 2.5 or 5 times a power of ten.
+function niceStep(rough) {
+  const power = 10 ** Math.floor(Math.log10(rough));
+  return [1, 2, 2.5, 5, 10].map((m) => m * power).find((v) => v >= rough);
+}
+
 function drawCost(data) {
   document.getElementById("cost-note").textContent = data.note;
   document.getElementById("cost-total").textContent = `Total so far: ${money(data.total_cost)}`;
@@ -319,13 +325,13 @@ function drawCost(data) {
   const t0 = Math.min(...data.clusters.map((c) => c.points[0][0]));
   const t1 = Math.max(data.now, t0 + 60);
   const top = Math.max(data.total_cost, ...data.clusters.map((c) => c.points[1][1]));
-  const ymax = top > 0 ? top * 1.1 : 1;  // free clusters (the local cloud): a flat line at $0
+  const step = niceStep(top > 0 ? top / 4 : 0.25);  // free clusters (local): a flat line at $0
+  const ymax = Math.max(step * 4, Math.ceil(top / step) * step);
   const x = (t) => L + (t - t0) / (t1 - t0) * (W - L - R);
   const y = (v) => H - B - v / ymax * (H - T - B);
   const chart = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img",
                              "aria-label": "cumulative cost over time" });
-  for (let i = 0; i <= 4; i++) {
-    const v = ymax * i / 4;
+  for (let v = 0; v <= ymax + step / 2; v += step) {
     chart.append(svg("line", { class: "grid", x1: L, x2: W - R, y1: y(v), y2: y(v) }));
     chart.append(svg("text", { x: L - 6, y: y(v) + 4, "text-anchor": "end" }, money(v)));
   }
@@ -336,12 +342,14 @@ function drawCost(data) {
       new Date(t * 1000).toLocaleTimeString([], short ? {} : { hour: "2-digit", minute: "2-digit" })));
   }
   chart.append(svg("line", { class: "axis", x1: L, x2: W - R, y1: H - B, y2: H - B }));
-  const series = [...data.clusters.map((c, i) => ({ name: c.name, points: c.points, color: LINE_COLORS[i % 6], width: 2 }))];
-  if (data.clusters.length > 1) series.push({ name: "total", points: data.total, color: "#1d2533", width: 3 });
+  // The total goes first, dashed, so that it does not hide a cluster's line it runs along.
+  const series = data.clusters.length > 1
+    ? [{ name: "total", points: data.total, color: "#98a2b3", width: 2, dash: "6 4" }] : [];
+  data.clusters.forEach((c, i) => series.push({ name: c.name, points: c.points, color: LINE_COLORS[i % 6], width: 2 }));
   const legend = svg("g", { class: "legend" });
   series.forEach((s, i) => {
     chart.append(svg("polyline", { fill: "none", stroke: s.color, "stroke-width": s.width,
-      points: s.points.map(([t, v]) => `${x(t).toFixed(1)},${y(v).toFixed(1)}`).join(" ") }));
+      "stroke-dasharray": s.dash || "none", points: s.points.map(([t, v]) => `${x(t).toFixed(1)},${y(v).toFixed(1)}`).join(" ") }));
     legend.append(svg("rect", { x: L + 10, y: T + 4 + i * 16, width: 10, height: 10, fill: s.color }));
     legend.append(svg("text", { x: L + 26, y: T + 13 + i * 16 }, s.name));
   });
