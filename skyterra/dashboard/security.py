@@ -126,6 +126,9 @@ class Guard:
         self.policy = policy
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket":  # no route speaks it; never let one past the checks
+            await send({"type": "websocket.close", "code": 1008})
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -143,33 +146,46 @@ class Guard:
         await self.app(scope, receive, send_with_headers)
 
     def _refusal(self, scope: dict, headers: dict[str, str]) -> tuple | None:
-        """(status, message, extra headers) to refuse the request with, or None."""
+        """(status, message, extra headers) to answer instead of the app, or None."""
         host = headers.get("host", "").lower()
-        policy = self.policy
-        if policy.allowed_hosts is not None and host not in policy.allowed_hosts:
+        if self.policy.allowed_hosts is not None and host not in self.policy.allowed_hosts:
             return 403, (f"unknown Host {host!r}: open the dashboard at the address it "
                          "printed."), []
         public = scope["path"].startswith("/static/") and scope["method"] in SAFE_METHODS
-        if policy.token and not public:
-            query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-            offered = query.get("token", [""])[0]
-            if offered and scope["path"] == "/" and scope["method"] == "GET":
-                if not _same(offered, policy.token):
-                    return 401, "wrong token.", []
-                cookie = (f"{COOKIE}={policy.token}; HttpOnly; SameSite=Strict; Path=/")
-                return 303, "", [(b"location", b"/"), (b"set-cookie", cookie.encode())]
-            if not _same(_supplied_token(headers), policy.token):
-                return 401, ("this dashboard needs its access token: open /?token=TOKEN "
-                             "once, or send `Authorization: Bearer TOKEN`."), []
+        if self.policy.token and not public:
+            refusal = self._token_refusal(scope, headers)
+            if refusal is not None:
+                return refusal
         if scope["method"] not in SAFE_METHODS:
-            origin = headers.get("origin")
-            if origin is not None and origin.lower() != f"http://{host}":
-                return 403, f"cross-origin request from {origin!r} refused.", []
-            if headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
-                return 403, "cross-site request refused.", []
-            if not _same(headers.get(CSRF_HEADER, ""), policy.csrf):
-                return 403, (f"missing or wrong CSRF token: send the page's token in the "
-                             f"{CSRF_HEADER} header (GET /api/session gives it)."), []
+            return self._csrf_refusal(headers, host)
+        return None
+
+    def _token_refusal(self, scope: dict, headers: dict[str, str]) -> tuple | None:
+        """No valid token: 401. `GET /?token=T` logs a browser in: a cookie, then `/`
+        (so that the token leaves the address bar and the history)."""
+        token = self.policy.token or ""
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        offered = query.get("token", [""])[0]
+        if offered and scope["path"] == "/" and scope["method"] == "GET":
+            if not _same(offered, token):
+                return 401, "wrong token.", []
+            cookie = f"{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/"
+            return 303, "", [(b"location", b"/"), (b"set-cookie", cookie.encode())]
+        if not _same(_supplied_token(headers), token):
+            return 401, ("this dashboard needs its access token: open /?token=TOKEN once, "
+                         "or send `Authorization: Bearer TOKEN`."), []
+        return None
+
+    def _csrf_refusal(self, headers: dict[str, str], host: str) -> tuple | None:
+        """An action must come from our own page: same origin, and the page's CSRF token."""
+        origin = headers.get("origin")
+        if origin is not None and origin.lower() != f"http://{host}":
+            return 403, f"cross-origin request from {origin!r} refused.", []
+        if headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+            return 403, "cross-site request refused.", []
+        if not _same(headers.get(CSRF_HEADER, ""), self.policy.csrf):
+            return 403, (f"missing or wrong CSRF token: send the page's token in the "
+                         f"{CSRF_HEADER} header (GET /api/session gives it)."), []
         return None
 
 
