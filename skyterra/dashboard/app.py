@@ -95,7 +95,8 @@ def create_app(policy: Policy, stopping: threading.Event | None = None) -> Guard
         Route("/api/managed-jobs", managed_jobs),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
-    app = Starlette(routes=routes, exception_handlers={SkyterraError: sdk_error})
+    app = Starlette(routes=routes, exception_handlers={SkyterraError: sdk_error,
+                                                       Exception: unexpected_error})
     return Guard(app, policy)
 
 
@@ -108,6 +109,13 @@ def sdk_error(request: Request, error: Exception) -> Response:
     else:  # busy, not UP, no such job: the request is fine, the cluster's state is not
         status = 409
     return JSONResponse({"error": str(error)}, status_code=status)
+
+
+def unexpected_error(request: Request, error: Exception) -> Response:
+    """A bug or an unexpected failure (the traceback goes to the server's log): the page
+    shows one line instead of "Internal Server Error"."""
+    return JSONResponse({"error": f"unexpected {type(error).__name__}: {error}; the "
+                                  "dashboard's terminal shows the details."}, status_code=500)
 
 
 def clusters(request: Request) -> Response:

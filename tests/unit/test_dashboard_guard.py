@@ -211,3 +211,14 @@ def test_without_the_dashboard_extra_the_command_says_what_to_install(skyterra_h
                           env={**os.environ, "SKYTERRA_HOME": str(skyterra_home)})
     assert done.returncode == 2
     assert "pip install 'skyterra[dashboard]'" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_an_unexpected_failure_is_one_json_line_not_a_bare_500(skyterra_home, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(api, "status", broken)
+    with dashboard_in_thread() as (url, _, _):
+        reply = request(url, "/api/clusters")
+        assert reply.status == 500
+        assert "RuntimeError: disk on fire" in reply.json()["error"]
