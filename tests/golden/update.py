@@ -9,8 +9,7 @@ Regenerate after an intended change to a template or to a cloud's tfvars:
 Then review `git diff tests/golden/` like any other change: it is exactly what
 users' rendered modules will look like.
 
-Each case renders a seed YAML (../shared/seed/ next to the checkout, or
-$SKYTERRA_SEED_DIR) with a fixed candidate and a fixed ClusterSpec (fake public
+Each case renders a quickstart YAML (examples/quickstart/) with a fixed candidate and a fixed ClusterSpec (fake public
 key, fixed caller CIDR, fixed project/subscription), so a golden copy depends
 only on the code and the templates, never on the machine or the catalog.
 tests/terraform/test_gcp_azure_modules.py compares fresh renders with these
@@ -23,7 +22,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import filecmp
-import os
 import shutil
 import sys
 import tempfile
@@ -88,7 +86,8 @@ CASES = (
 
 
 def seed_dir() -> Path:
-    return Path(os.environ.get("SKYTERRA_SEED_DIR") or REPO.parent / "shared" / "seed")
+    """SkyPilot's quickstart YAMLs, our copies in examples/quickstart/."""
+    return REPO / "examples" / "quickstart"
 
 
 def render_case(case: Case, out_dir: Path) -> list[Path]:
@@ -148,9 +147,6 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [name for name in args.cases if name not in by_name]
     if unknown:
         parser.error(f"unknown case(s) {', '.join(unknown)}")
-    if not seed_dir().is_dir():
-        print(f"seed directory {seed_dir()} not found; set SKYTERRA_SEED_DIR", file=sys.stderr)
-        return 2
     selected = [by_name[name] for name in args.cases] or list(CASES)
     failed = False
     for case in selected:
