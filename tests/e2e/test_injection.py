@@ -198,7 +198,7 @@ def test_cluster_names_some_cloud_would_refuse_are_rejected(skyterra_home, tmp_p
         p for p in skyterra_home.rglob("*") if p.is_file()), sorted(skyterra_home.rglob("*"))
 
 
-def test_longest_accepted_cluster_name_renders(skyterra_home, tmp_path):
+def test_longest_accepted_cluster_name_renders(skyterra_home, ssh_cidrs, tmp_path):
     task = write_task(tmp_path, "run: 'true'\n")
     name = "a" + "-b" * 17  # 35 characters: the longest name every cloud accepts
     out = tmp_path / "out"
@@ -211,7 +211,7 @@ LABEL = "${var.cluster_name}%{ if true }x%{ endif }$(id);'q'\"d\"`id` ☃"
 
 @pytest.mark.parametrize("cloud,gpus,key", [("aws", "L4:1", "labels"),
                                             ("azure", "T4:1", "tags")])
-def test_labels_reach_only_the_tfvars(skyterra_home, tmp_path, cloud, gpus, key):
+def test_labels_reach_only_the_tfvars(skyterra_home, ssh_cidrs, tmp_path, cloud, gpus, key):
     env_value = "${var.region} %{ for x in y }x%{ endfor }"
     task = write_task(tmp_path, yaml.safe_dump({
         "name": "${var.ssh_user} %{x}",
@@ -231,7 +231,7 @@ def test_labels_reach_only_the_tfvars(skyterra_home, tmp_path, cloud, gpus, key)
     assert env_value not in (out / "terraform.tfvars.json").read_text()
 
 
-def test_gcp_refuses_label_values_it_would_reject(skyterra_home, tmp_path):
+def test_gcp_refuses_label_values_it_would_reject(skyterra_home, ssh_cidrs, tmp_path):
     task = write_task(tmp_path, yaml.safe_dump({
         "resources": {"accelerators": "L4:1", "labels": {"team": LABEL}}, "run": "true"},
         allow_unicode=True))
