@@ -8,6 +8,10 @@ throwaway SKYTERRA_HOME. Target: under 3 minutes on a 2-core machine.
 
 --fresh runs it in a copy of the checkout without .venv, so the time includes creating
 the venv and installing torch (what a new user waits for the first time).
+
+Until local nodes find the venv's torch by themselves, run it with PATH=.venv/bin:$PATH:
+a node's python3 is the first on the caller's PATH, and the example's setup would
+pip-install torch into it.
 """
 
 from __future__ import annotations
