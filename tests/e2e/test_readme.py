@@ -69,6 +69,10 @@ def _system_python(env: dict[str, str]) -> str:
     if probe.returncode == 0:
         pytest.skip(f"{python} (the python3 of PATH={env['PATH']}) has torch; the README "
                     "command must be tried with a system Python without it")
+    venv = subprocess.run([python, "-c", "import venv, ensurepip"], env=env,
+                          capture_output=True, check=False, timeout=60)
+    if venv.returncode != 0:
+        pytest.skip(f".ci/install would apt-get install python3-venv for {python} (network)")
     return python
 
 
