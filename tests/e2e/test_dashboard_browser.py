@@ -16,14 +16,12 @@ import uuid
 from pathlib import Path
 
 import pytest
-import yaml
 
 from skyterra import api
 from tests import moto_server as moto_fixtures
 from tests.dashboard_helpers import dashboard_in_thread, dashboard_process, request, sse_events
 from tests.e2e.helpers import REPO, skyterra, write_task
-from tests.e2e.test_shared_state import AWS_ENV
-from tests.moto_server import s3_state_backend
+from tests.moto_server import s3_state_backend, two_machines_sharing
 
 moto_endpoint = moto_fixtures.moto_endpoint
 
@@ -236,16 +234,8 @@ def test_no_secret_or_env_value_reaches_the_page_or_the_json(skyterra_home, tmp_
 @pytest.mark.moto
 def test_a_teammates_cluster_on_the_shared_backend_appears(tmp_path, moto_endpoint,
                                                            monkeypatch):
-    for key, value in AWS_ENV.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("SKYTERRA_SSH_CIDRS", "127.0.0.1/32")
     _, backend = s3_state_backend(moto_endpoint)
-    homes = {}
-    for machine in ("a", "b"):
-        home = tmp_path / f"machine-{machine}"
-        home.mkdir()
-        (home / "config.yaml").write_text(yaml.safe_dump({"backend": backend}))
-        homes[machine] = home
+    homes = two_machines_sharing(tmp_path, backend, monkeypatch)
     task = write_task(tmp_path, "num_nodes: 2\nrun: echo shared\n")
     skyterra("launch", str(task), "--cloud", "local", "-c", "team", "-y",
              env={"SKYTERRA_HOME": str(homes["a"])})
