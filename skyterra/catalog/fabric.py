@@ -18,6 +18,7 @@ import dataclasses
 import fnmatch
 import functools
 from pathlib import Path
+from typing import Any
 
 DATA_DIR = Path(__file__).with_name("fabrics")
 # How the dry run names each fabric.
@@ -29,6 +30,10 @@ LABELS = {
     "infiniband-ndv4": "InfiniBand",
     "infiniband-ndv5": "InfiniBand",
 }
+
+
+# What the dry run says of a GPU family without a fast fabric, per cloud.
+NONE_LABELS = {"aws": "no EFA", "gcp": "no GPUDirect", "azure": "no InfiniBand"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,7 +89,7 @@ def describe(cloud: str, instance_type: str, network_tier: str | None, num_nodes
     if chosen is not None:
         return chosen.label
     if not row.fabric:
-        return "no EFA" if cloud == "aws" and has_gpu else "-"
+        return NONE_LABELS.get(cloud, "-") if has_gpu else "-"
     return f"{row.label} off" if network_tier == "standard" else "-"
 
 
@@ -93,9 +98,26 @@ def best_is_noop_note(cloud: str, instance_type: str, network_tier: str | None) 
     row = family(cloud, instance_type)
     if network_tier != "best" or row.fabric:
         return None
-    why = f" ({row.note})" if row.note else ""
-    return (f"network_tier: best has no effect on {instance_type}: it has no fast inter-node "
-            f"fabric skyterra configures{why}; nodes talk over the standard network.")
+    why = f"; {row.note}" if row.note else ""
+    none = NONE_LABELS.get(cloud, "no fast fabric")
+    return (f"network_tier: best has no effect on {instance_type} ({none}: the family has no "
+            f"fast inter-node fabric skyterra configures{why}); nodes talk over the standard "
+            "network.")
+
+
+def chosen_fabric(deployment: Any) -> Family | None:
+    """`choose` for a Deployment (skyterra/deployment.py): its candidate, tier and size."""
+    candidate = deployment.candidate
+    return choose(candidate.cloud, candidate.instance_type, deployment.resources.network_tier,
+                  deployment.num_nodes, bool(candidate.accelerator))
+
+
+def fabric_notes(deployment: Any) -> list[str]:
+    """Dry-run notes every cloud shares: `best` that cannot be honoured."""
+    candidate = deployment.candidate
+    note = best_is_noop_note(candidate.cloud, candidate.instance_type,
+                             deployment.resources.network_tier)
+    return [note] if note else []
 
 
 @functools.cache
