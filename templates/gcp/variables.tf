@@ -101,12 +101,12 @@ variable "gpu_nic_count" {
 
 variable "gpu_nic_range" {
   type        = string
-  description = "Address range the GPUDirect subnets are cut from: one /(prefix+8) per GPU NIC, e.g. 10.200.0.0/16 gives 10.200.0.0/24, 10.200.1.0/24, ..."
+  description = "IPv4 range the GPUDirect subnets are cut from: one /(prefix+8) per GPU NIC, e.g. 10.200.0.0/16 gives 10.200.0.0/24, 10.200.1.0/24, ..."
   default     = "10.200.0.0/16"
 
   validation {
-    condition     = can(cidrsubnet(var.gpu_nic_range, 8, 7)) && !startswith(var.gpu_nic_range, "0.")
-    error_message = "The gpu_nic_range must be a private IPv4 range of /16 to /20 such as \"10.200.0.0/16\"."
+    condition     = can(cidrsubnet(var.gpu_nic_range, 8, 7)) && !strcontains(var.gpu_nic_range, ":") && try(tonumber(split("/", var.gpu_nic_range)[1]) <= 20, false)
+    error_message = "The gpu_nic_range must be an IPv4 range of /20 or larger (each GPU NIC gets a /(prefix+8) of it), such as \"10.200.0.0/16\"."
   }
 }
 

@@ -48,8 +48,11 @@ def test_fabric_golden_copy_is_fmt_clean_and_its_variables_validate(name, tmp_pa
 @pytest.mark.parametrize("overrides,message", [
     ({"gpu_nic_count": 3}, "gpu_nic_count must be 0, 4"),
     ({"gpu_nic_range": "not-a-range"}, "gpu_nic_range must be"),
+    ({"gpu_nic_range": "10.200.0.0/24"}, "gpu_nic_range must be"),
 ])
 def test_gcp_gpu_nic_variables_reject_bad_values(overrides, message, tmp_path):
+    if not TERRAFORM:
+        pytest.skip("terraform is not on PATH")
     done = plan_variables(golden.GOLDEN_DIR / "gcp-a3-16nodes", tmp_path / "vars", overrides)
     assert done.returncode != 0
     assert message in " ".join((done.stdout + done.stderr).split())
