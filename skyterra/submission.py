@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from skyterra import executor, jobs, state
+from skyterra import executor, gpucheck, jobs, state
 from skyterra.cluster import Cluster
 from skyterra.errors import SkyterraError
 from skyterra.task import Task
@@ -44,6 +44,10 @@ def submit(cluster: Cluster, cluster_dir: state.ClusterDir, task: Task, out: Out
             store.save(job)
             progress("running setup on all nodes")
             jobs.run_setup(cluster, task.setup, envs, job, out)
+        if run_setup and cluster.num_gpus_per_node > 0:  # a launch: GPUs first, then run
+            job.status = jobs.SETTING_UP
+            store.save(job)
+            gpucheck.check(cluster, progress)
         job.status, job.started_at = jobs.RUNNING, time.time()
         store.save(job)
         if task.run:

@@ -89,6 +89,26 @@ CASES = (
 )
 
 
+# Fabric cases (tests/fixtures/fabric/, in the repo: no seed needed): GCP compact
+# placement past 10 nodes with and without GPUs, an Azure InfiniBand scale set.
+FABRIC_DIR = REPO / "tests" / "fixtures" / "fabric"
+GCP_A3_H100X8 = Candidate(cloud="gcp", region="us-central1", zone="us-central1-a",
+                          instance_type="a3-highgpu-8g", accelerator="H100", accelerator_count=8,
+                          vcpus=208, memory_gib=1872, price=88.0)
+GCP_C2_16 = Candidate(cloud="gcp", region="us-central1", zone="us-central1-a",
+                      instance_type="c2-standard-16", accelerator=None, accelerator_count=0,
+                      vcpus=16, memory_gib=64, price=0.84)
+AZURE_ND_H100X8 = Candidate(cloud="azure", region="eastus", zone=None,
+                            instance_type="Standard_ND96isr_H100_v5", accelerator="H100",
+                            accelerator_count=8, vcpus=96, memory_gib=1900, price=98.32)
+FABRIC_CASES = (
+    Case("gcp-a3-16nodes", str(FABRIC_DIR / "a3-16.yaml"), "a3-16", GCP_A3_H100X8),
+    Case("gcp-c2-16nodes", str(FABRIC_DIR / "c2-16.yaml"), "c2-16", GCP_C2_16),
+    Case("azure-nd-h100-ib", str(FABRIC_DIR / "nd-h100-2.yaml"), "nd-h100", AZURE_ND_H100X8),
+)
+ALL_CASES = CASES + FABRIC_CASES
+
+
 def seed_dir() -> Path:
     """SkyPilot's quickstart YAMLs, our copies in examples/quickstart/."""
     return REPO / "examples" / "quickstart"
@@ -140,15 +160,15 @@ def stale(case: Case) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("cases", nargs="*", help="case names (default: all): "
-                        + ", ".join(c.name for c in CASES))
+                        + ", ".join(c.name for c in ALL_CASES))
     parser.add_argument("--check", action="store_true",
                         help="only report stale golden copies; exit 1 if any")
     args = parser.parse_args(argv)
-    by_name = {case.name: case for case in CASES}
+    by_name = {case.name: case for case in ALL_CASES}
     unknown = [name for name in args.cases if name not in by_name]
     if unknown:
         parser.error(f"unknown case(s) {', '.join(unknown)}")
-    selected = [by_name[name] for name in args.cases] or list(CASES)
+    selected = [by_name[name] for name in args.cases] or list(ALL_CASES)
     failed = False
     for case in selected:
         if args.check:

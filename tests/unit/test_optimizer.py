@@ -303,9 +303,9 @@ class TestTables:
         assert columns == optimizer.CANDIDATE_COLUMNS
         assert rows == [
             ["gcp", "us-central1-a", "g2-standard-48", "L4:4", "48", "192 GiB", "4.00",
-             "2 x 4.00 = 8.00"],
+             "2 x 4.00 = 8.00", "no GPUDirect"],
             ["gcp", "us-central1-b", "g2-standard-48", "L4:4", "48", "192 GiB", "4.00",
-             "2 x 4.00 = 8.00"]]
+             "2 x 4.00 = 8.00", "no GPUDirect"]]
 
     def test_candidates_table_marks_spot_and_spells_numbered_zones(self):
         ranked = optimize(task({"accelerators": "A100:8", "zone": "1",
