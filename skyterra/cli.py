@@ -154,6 +154,11 @@ def _load_task(path: str, envs: tuple[str, ...], env_file: str | None,
         task.num_nodes = num_nodes
     if cloud is not None:  # `--cloud ''` is an error, not "any cloud"
         name, region, zone = parse_infra(cloud, "--cloud")
+        if name is None:
+            from skyterra.errors import TaskError
+
+            raise TaskError("--cloud needs a cloud name (e.g. aws, aws/us-east-1); leave the "
+                            "flag out to consider every cloud.", field="--cloud")
         changes = {"cloud": name}
         if region:
             changes["region"] = region
