@@ -78,9 +78,9 @@ def _header(documents: list[Any], source: str) -> tuple[str | None, list[Any]]:
         raise TaskError("the file is empty; a task needs at least a `run:` command.",
                         source=source)
     first = documents[0]
-    if len(documents) == 1 or not isinstance(first, dict) or \
-            not set(first) <= set(spec.HEADER_KEYS):
-        return None, documents
+    if not isinstance(first, dict) or not set(first) <= set(spec.HEADER_KEYS) or (
+            len(documents) == 1 and set(first) <= {"name"}):
+        return None, documents  # a one-document file with only `name:` is a task
     execution = first.get("execution", "serial")
     if execution == "parallel":
         raise NotSupportedError(
