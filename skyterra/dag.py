@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from skyterra import spec
+from skyterra import paths, spec
 from skyterra.errors import NotSupportedError, PipelineError, SkyterraError, TaskError
 from skyterra.task import Task, load_yaml_documents, read_task_text
 
@@ -118,16 +118,16 @@ def _pipeline_name(dag: Dag, cluster_name: str | None) -> str:
 
 def dryrun(dag: Dag, cluster_name: str | None = None, clouds: list[str] | None = None,
            out_dir: Path | None = None) -> list[Any]:
-    """Every task's dry run (its own rendered module under out_dir/<n>-<task>)."""
+    """Every task's dry run; each task of a pipeline renders into its own folder
+    (<out_dir or ~/.skyterra/dryrun/NAME>/<n>-<task name>)."""
     from skyterra.launcher import dryrun as dryrun_task
 
     base = _pipeline_name(dag, cluster_name)
-    results = []
-    for index, (task, name) in enumerate(zip(dag.tasks, dag.cluster_names(base))):
-        target = None if out_dir is None or len(dag) == 1 else \
-            Path(out_dir) / f"{index + 1}-{task.name or 'task'}"
-        results.append(dryrun_task(task, name, clouds, target if target else out_dir))
-    return results
+    if len(dag) == 1:
+        return [dryrun_task(dag.tasks[0], base, clouds, out_dir)]
+    root = Path(out_dir) if out_dir else paths.home() / "dryrun" / base
+    return [dryrun_task(task, name, clouds, root / f"{index + 1}-{task.name or 'task'}")
+            for index, (task, name) in enumerate(zip(dag.tasks, dag.cluster_names(base)))]
 
 
 def launch(dag: Dag, launch_one: Callable[[Task, str], Any], cluster_name: str | None = None,

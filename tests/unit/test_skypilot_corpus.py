@@ -82,6 +82,7 @@ def test_dryrun_of_each_corpus_file(entry, tmp_path):
     results = dryrun(entry, tmp_path / "out")
     expected = picks(entry)
     assert len(results) == len(expected)
+    assert len({r.rendered_dir for r in results}) == len(results)  # one module per task
     for result, one in zip(results, expected):
         check_pick(result, one)
     notes = " ".join(results[0].notes)
