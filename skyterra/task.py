@@ -254,7 +254,7 @@ class Task:
 
     def __init__(self, name: str | None = None, setup: str | list[str] | None = None,
                  run: str | list[str] | None = None, envs: dict | None = None,
-                 secrets: dict | None = None, workdir: str | None = None,
+                 secrets: dict | None = None, workdir: str | dict | GitSource | None = None,
                  num_nodes: int | None = None, resources: Any = None,
                  file_mounts: dict | None = None, *, source: str | None = None,
                  base_dir: str | Path | None = None):
