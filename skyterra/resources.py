@@ -161,6 +161,9 @@ def parse_memory(value: Any, field: str = "resources.memory") -> str | None:
         match = _SIZE.match(value)
         if match and match.group(2):
             gigabytes = float(match.group(1)) * _UNIT_GB[match.group(2)[0].lower()]
+            if not 0 < gigabytes <= 100000:
+                raise TaskError(f"memory is a size like 32, '32+' or '64GB' (at most 100000 "
+                                f"GB); got {value!r}.", field=field)
             value = f"{gigabytes:g}{match.group(3)}"
     return parse_cpus_memory(value, field)
 
@@ -175,7 +178,8 @@ def parse_disk_size(value: Any, field: str = "resources.disk_size") -> int | Non
         raise TaskError(f"disk_size is a size like 256 (GB), '256GB' or '1TB'; got "
                         f"{value!r}.", field=field)
     unit = (match.group(2) or "g")[0].lower()
-    gigabytes = int(float(match.group(1)) * _UNIT_GB[unit])
+    size = float(match.group(1)) * _UNIT_GB[unit]
+    gigabytes = int(size) if math.isfinite(size) else 0
     if not 10 <= gigabytes <= 65536:
         raise TaskError(f"disk_size must be from 10 to 65536 GB (64 TB); got {value!r}.", field=field)
     return gigabytes

@@ -31,7 +31,7 @@ def test_disk_size_units_floor_to_whole_gigabytes(value, gigabytes):
         assert parse_disk_size(value) == gigabytes
 
 
-@pytest.mark.parametrize("value", ["big", "256+", True, "-5GB", 1.5e9, "1PB"])
+@pytest.mark.parametrize("value", ["big", "256+", True, "-5GB", 1.5e9, "1PB", "1" + "0" * 400])
 def test_disk_size_that_is_not_a_size_is_refused(value):
     with pytest.raises(TaskError, match="disk_size"):
         parse_disk_size(value)
