@@ -14,6 +14,9 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "Task": "skyterra.task",
+    "Dag": "skyterra.dag",
+    "launch_dag": "skyterra.api",
+    "dryrun_dag": "skyterra.api",
     "Resources": "skyterra.resources",
     "Cluster": "skyterra.cluster",
     "launch": "skyterra.api",
@@ -34,7 +37,7 @@ _EXPORTS = {
 }
 _ERRORS = ("SkyterraError", "TaskError", "NotSupportedError", "ConfigError", "MissingToolError",
            "ClusterNotFoundError", "ClusterBusyError", "TerraformError", "ProvisionError",
-           "NodeUnreachableError", "HostKeyMismatchError", "CommandFailedError")
+           "NodeUnreachableError", "HostKeyMismatchError", "CommandFailedError", "PipelineError")
 
 __all__ = [*_EXPORTS, *_ERRORS]  # noqa: PLE0604 - both tables hold names (str)
 

@@ -12,18 +12,20 @@ from pathlib import Path
 from typing import Any
 
 from skyterra import backend, config, executor, jobs, launcher, pipeline, provision, state
+from skyterra import dag as _dag
 from skyterra.cluster import Cluster
-from skyterra.errors import ClusterNotFoundError, SkyterraError, TaskError
+from skyterra.dag import Dag
+from skyterra.errors import ClusterNotFoundError, PipelineError, SkyterraError, TaskError
 from skyterra.launcher import LaunchResult, dryrun, plan_candidates
 from skyterra.request import Request, get, print_line, stream_and_get
 from skyterra.sharing import fetch_shared, forget_destroyed_elsewhere
 from skyterra.submission import DetachedInterrupt, follow_job, submit
 from skyterra.task import Task
 
-__all__ = ["DetachedInterrupt", "LaunchResult", "Request", "attach", "cancel", "down",
-           "dryrun", "exec", "get", "get_cluster", "job_exit_code", "job_status", "launch",
-           "launch_cluster", "plan_candidates", "queue", "render", "status", "stream_and_get",
-           "tail_logs"]
+__all__ = ["Dag", "DetachedInterrupt", "LaunchResult", "PipelineError", "Request", "attach",
+           "cancel", "down", "dryrun", "dryrun_dag", "exec", "get", "get_cluster",
+           "job_exit_code", "job_status", "launch", "launch_cluster", "launch_dag",
+           "plan_candidates", "queue", "render", "status", "stream_and_get", "tail_logs"]
 
 Output = Callable[[str], None]
 
@@ -67,6 +69,24 @@ def launch_cluster(task: Task, cluster_name: str | None = None, *,
     if not detach_run:
         result.exit_code = follow_job(up.cluster, up.cluster_dir, job, out)
     return result
+
+
+def launch_dag(dag: Dag, cluster_name: str | None = None, *, clouds: list[str] | None = None,
+               out: Output = print_line, progress: Output = print_line) -> list[LaunchResult]:
+    """Run a pipeline's tasks one after another, each waiting for the previous one.
+
+    Tasks with the same resources share a cluster; a failed task raises PipelineError
+    (the tasks after it do not run). Returns one LaunchResult per task.
+    """
+    return _dag.launch(dag, lambda task, name: launch_cluster(
+        task, name, clouds=clouds, out=out, progress=progress), cluster_name,
+        progress=progress)
+
+
+def dryrun_dag(dag: Dag, cluster_name: str | None = None, clouds: list[str] | None = None,
+               out_dir: Path | None = None) -> list[LaunchResult]:
+    """Every task's dry run: candidates and rendered module, nothing created."""
+    return _dag.dryrun(dag, cluster_name, clouds, out_dir)
 
 
 def get_cluster(name: str) -> tuple[state.ClusterDir, state.ClusterRecord, Cluster]:

@@ -136,10 +136,27 @@ def _load_task(path: str, envs: tuple[str, ...], env_file: str | None,
                secrets: tuple[str, ...] = (), num_nodes: int | None = None,
                cloud: str | None = None, gpus: str | None = None):
     """YAML + overrides: --env beats --env-file beats the YAML."""
-    from skyterra.resources import parse_infra
     from skyterra.task import Task
 
-    task = Task.from_yaml(path)
+    return _override(Task.from_yaml(path), envs, env_file, secrets, num_nodes, cloud, gpus)
+
+
+def _load_dag(path: str, envs: tuple[str, ...], env_file: str | None,
+              secrets: tuple[str, ...] = (), num_nodes: int | None = None,
+              cloud: str | None = None, gpus: str | None = None):
+    """A task file of one or more tasks (a pipeline), each with the command-line overrides."""
+    from skyterra.dag import Dag
+
+    dag = Dag.from_yaml(path)
+    for task in dag.tasks:
+        _override(task, envs, env_file, secrets, num_nodes, cloud, gpus)
+    return dag
+
+
+def _override(task, envs: tuple[str, ...], env_file: str | None, secrets: tuple[str, ...],
+              num_nodes: int | None, cloud: str | None, gpus: str | None):
+    from skyterra.resources import parse_infra
+
     overrides = {**_env_file(env_file), **_parse_env(envs, "--env")}
     if overrides:
         task.update_envs(overrides)
@@ -154,6 +171,11 @@ def _load_task(path: str, envs: tuple[str, ...], env_file: str | None,
         task.num_nodes = num_nodes
     if cloud is not None:  # `--cloud ''` is an error, not "any cloud"
         name, region, zone = parse_infra(cloud, "--cloud")
+        if name is None:
+            from skyterra.errors import TaskError
+
+            raise TaskError("--cloud needs a cloud name (e.g. aws, aws/us-east-1); leave the "
+                            "flag out to consider every cloud.", field="--cloud")
         changes = {"cloud": name}
         if region:
             changes["region"] = region
@@ -214,17 +236,16 @@ def launch(task_yaml, cluster_name, cloud, num_nodes, gpus, envs, env_file, secr
     """Launch TASK_YAML on a new cluster (or reuse the cluster -c NAME)."""
     from skyterra import api
 
-    task = _load_task(task_yaml, envs, env_file, secrets, num_nodes, cloud, gpus)
-    clouds = [task.resources[0].cloud] if cloud else None
+    dag = _load_dag(task_yaml, envs, env_file, secrets, num_nodes, cloud, gpus)
+    clouds = [dag.tasks[0].resources[0].cloud] if cloud else None
+    if len(dag) > 1:
+        _launch_pipeline(dag, cluster_name, clouds, dryrun, out_dir, as_json)
+        return
+    task = dag.tasks[0]
     if dryrun:
         result = api.dryrun(task, cluster_name, clouds, Path(out_dir) if out_dir else None)
         if as_json:
-            click.echo(json.dumps({"cluster_name": result.cluster_name,
-                                   "rendered_dir": str(result.rendered_dir),
-                                   "notes": result.notes,
-                                   "candidates": [_candidate_json(c)
-                                                  for c in result.candidates[:10]]},
-                                  indent=2))
+            click.echo(json.dumps(_dryrun_json(result), indent=2))
             return
         _console().print(_candidates_table(result.candidates))
         for note in result.notes:
@@ -248,6 +269,37 @@ def launch(task_yaml, cluster_name, cloud, num_nodes, gpus, envs, env_file, secr
         click.echo(f"Job {result.job_id} failed (exit code {result.exit_code}). The cluster "
                    f"is kept: skyterra destroy {result.cluster_name}", err=True)
         sys.exit(result.exit_code if result.exit_code < 256 else 1)
+
+
+def _dryrun_json(result) -> dict:
+    return {"cluster_name": result.cluster_name, "rendered_dir": str(result.rendered_dir),
+            "notes": result.notes,
+            "candidates": [_candidate_json(c) for c in result.candidates[:10]]}
+
+
+def _launch_pipeline(dag, cluster_name, clouds, dryrun: bool, out_dir, as_json: bool) -> None:
+    """A multi-task file: dry-run every task, or run them one after another."""
+    from skyterra import api
+
+    if dryrun:
+        results = api.dryrun_dag(dag, cluster_name, clouds, Path(out_dir) if out_dir else None)
+        if as_json:
+            click.echo(json.dumps({"pipeline": dag.name, "tasks": [
+                {"name": t.name, **_dryrun_json(r)} for t, r in zip(dag.tasks, results)]},
+                indent=2))
+            return
+        for number, (task, result) in enumerate(zip(dag.tasks, results), 1):
+            click.echo(f"task {number}/{len(dag)} {task.name or ''}: cluster "
+                       f"'{result.cluster_name}', {result.candidate.describe()}")
+            for note in result.notes:
+                click.echo(f"  note: {note}")
+            click.echo(f"  rendered into {result.rendered_dir}")
+        click.echo("Dry run: nothing was created.")
+        return
+    results = api.launch_dag(dag, cluster_name, clouds=clouds, out=_echo, progress=_progress)
+    names = sorted({r.cluster_name for r in results})
+    click.echo(f"Pipeline {dag.name or ''} finished: {len(results)} task(s) succeeded. "
+               f"Cluster(s) kept: {', '.join(names)} (skyterra destroy {' '.join(names)}).")
 
 
 @main.command(name="exec")

@@ -42,6 +42,10 @@ class NotSupportedError(TaskError):
     """A SkyPilot feature that skyterra does not implement (yet): never ignored silently."""
 
 
+class PipelineError(SkyterraError):
+    """A task of a multi-task file failed or could not start: the chain stopped there."""
+
+
 class ConfigError(SkyterraError):
     """Bad skyterra configuration, environment or missing tool."""
 

@@ -113,7 +113,7 @@ def dryrun(task: Task, cluster_name: str | None = None, clouds: list[str] | None
                               public_key=f"{DRYRUN_PUBLIC_KEY}-{name}",
                               private_key_path=directory / "ssh" / "id_ed25519")
     render(chosen)
-    notes = chosen.cloud.warnings(chosen)
+    notes = [*task.warnings, *chosen.cloud.warnings(chosen)]
     if chosen.cloud.needs_ssh_cidrs and chosen.ssh_cidrs is None:
         notes.append("SSH ingress: your address, detected at launch (set ssh_cidrs in the "
                      "skyterra config to choose).")
@@ -135,6 +135,8 @@ def bring_up(task: Task, cluster_name: str | None = None, *, clouds: list[str] |
     name = state.check_cluster_name(default_cluster_name() if cluster_name is None else
                                     cluster_name)
     check_tools()
+    for warning in task.warnings:
+        progress(f"warning: {warning}")
     cluster_dir = state.ClusterDir(name)
     fetch_shared(name, progress)
     existing = cluster_dir.load() if cluster_dir.exists() else None

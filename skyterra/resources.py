@@ -19,20 +19,50 @@ from skyterra.errors import NotSupportedError, TaskError, did_you_mean
 # Canonical accelerator names (SkyPilot's spelling). Input is matched
 # case-insensitively; the catalog only ever holds these spellings.
 ACCELERATORS = (
-    "T4", "A10G", "A10", "L4", "L40S", "V100", "V100-32GB", "A100", "A100-80GB",
-    "H100", "H100-MEGA", "H200", "B200", "P100", "K80",
+    "T4", "T4g", "A10G", "A10", "L4", "L40", "L40S", "V100", "V100-32GB", "A100", "A100-80GB",
+    "H100", "H100-MEGA", "H200", "B200", "GB200", "GH200", "P100", "P4", "K80", "M60",
+    "MI300X", "Inferentia", "Inferentia2", "Trainium", "Trainium2",
 )
 _CANONICAL = {name.lower(): name for name in ACCELERATORS}
+# Other spellings seen in task files → the canonical name.
+_CANONICAL.update({"a100-40gb": "A100", "h100-80gb": "H100", "a100-80g": "A100-80GB",
+                   "inferentia1": "Inferentia", "trainium1": "Trainium",
+                   "v100-16gb": "V100", "h200-141gb": "H200"})
+_TPU = re.compile(r"^tpu-", re.IGNORECASE)
 
 RESOURCE_KEYS = (
     "cloud", "infra", "region", "zone", "accelerators", "cpus", "memory", "instance_type",
     "use_spot", "disk_size", "disk_tier", "image_id", "ports", "labels", "any_of", "ordered",
     "autostop", "accelerator_args", "job_recovery", "network_tier", "spot_recovery",
+    "ephemeral_storage", "max_hourly_cost", "container_image", "priority",
 )
-# Keys SkyPilot accepts that we reject loudly rather than ignore.
-UNSUPPORTED_RESOURCE_KEYS = ("autostop", "accelerator_args", "job_recovery", "spot_recovery")
+# Keys SkyPilot accepts that we reject loudly rather than ignore (each names the issue
+# that will implement it, so the message can say so).
+UNSUPPORTED_RESOURCE_KEYS = {
+    "autostop": "autostop is not supported by skyterra yet (issue 17); remove it and "
+                "run `skyterra destroy` when the job is done.",
+    "max_hourly_cost": "max_hourly_cost is not supported by skyterra yet (issue 17); remove "
+                       "it (`skyterra launch --dryrun` shows every candidate's price).",
+    "job_recovery": "job_recovery is not supported by skyterra yet (issue 16): skyterra runs "
+                    "the job once on the cluster; remove it.",
+    "spot_recovery": "spot_recovery (the old name of job_recovery) is not supported by "
+                     "skyterra yet (issue 16); remove it.",
+    "container_image": "container_image (a container as the task runtime) is not supported "
+                       "by skyterra yet (issue 14); remove it and install what the task "
+                       "needs in setup.",
+}
+# Keys that only mean something on backends skyterra does not use: accepted with a
+# warning that names them (see `ignored_resource_keys`).
+IGNORED_RESOURCE_KEYS = {
+    "ephemeral_storage": "only has an effect on Kubernetes pods",
+    "accelerator_args": "only has an effect on TPUs",
+    "priority": "only has an effect on SkyPilot's managed-jobs controller",
+}
 
 _CPU_MEM = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(\+?)\s*$")
+# memory / disk_size with SkyPilot's units (powers of 1024; GB is the default)
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]i?b?)?\s*(\+?)\s*$", re.IGNORECASE)
+_UNIT_GB = {"k": 1 / 1024 ** 2, "m": 1 / 1024, "g": 1.0, "t": 1024.0, "p": 1024.0 ** 2}
 _LABEL_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")  # used with fullmatch (no '\n' at end)
 _PORT = re.compile(r"^(\d{1,5})(?:-(\d{1,5}))?$")
 DISK_TIERS = ("low", "medium", "high", "ultra", "best")
@@ -44,6 +74,11 @@ NETWORK_TIERS = ("standard", "best")
 def canonical_accelerator(name: str, field: str = "resources.accelerators") -> str:
     """Map 'l4', 'a100-80gb' to the catalog's spelling, or raise with a hint."""
     canonical = _CANONICAL.get(str(name).strip().lower())
+    if canonical is None and _TPU.match(str(name).strip()):
+        raise NotSupportedError(
+            f"TPUs ('{name}') are not supported: skyterra launches GPU and CPU virtual "
+            "machines. Ask for a GPU instead, e.g. accelerators: A100:8 or H100:8.",
+            field=field)
     if canonical is None:
         raise TaskError(
             f"unknown accelerator '{name}'.{did_you_mean(name, ACCELERATORS)} "
@@ -121,6 +156,36 @@ def parse_cpus_memory(value: Any, field: str) -> str | None:
     return text + match.group(2)
 
 
+def parse_memory(value: Any, field: str = "resources.memory") -> str | None:
+    """Memory: 32, '32+', '64GB', '1TB+', '1024MB' → GB as '32', '32+', '64', '1024+'."""
+    if isinstance(value, str):
+        match = _SIZE.match(value)
+        if match and match.group(2):
+            gigabytes = float(match.group(1)) * _UNIT_GB[match.group(2)[0].lower()]
+            if not 0 < gigabytes <= 100000:
+                raise TaskError(f"memory is a size like 32, '32+' or '64GB' (at most 100000 "
+                                f"GB); got {value!r}.", field=field)
+            value = f"{gigabytes:g}{match.group(3)}"
+    return parse_cpus_memory(value, field)
+
+
+def parse_disk_size(value: Any, field: str = "resources.disk_size") -> int | None:
+    """disk_size: 256, '256', '256GB', '1TB', '2048MB' → whole GB (floored, like SkyPilot)."""
+    if value is None:
+        return None
+    match = _SIZE.match(str(value)) if isinstance(value, (str, int)) and \
+        not isinstance(value, bool) else None
+    if match is None or match.group(3):
+        raise TaskError(f"disk_size is a size like 256 (GB), '256GB' or '1TB'; got "
+                        f"{value!r}.", field=field)
+    unit = (match.group(2) or "g")[0].lower()
+    size = float(match.group(1)) * _UNIT_GB[unit]
+    gigabytes = int(size) if math.isfinite(size) else 0
+    if not 10 <= gigabytes <= 65536:
+        raise TaskError(f"disk_size must be from 10 to 65536 GB (64 TB); got {value!r}.", field=field)
+    return gigabytes
+
+
 def cpus_memory_bounds(spec: str | None) -> tuple[float, bool]:
     """'4+' → (4.0, True) meaning "at least 4"; '4' → (4.0, False) meaning "exactly 4"."""
     if spec is None:
@@ -128,15 +193,17 @@ def cpus_memory_bounds(spec: str | None) -> tuple[float, bool]:
     return float(spec.rstrip("+")), spec.endswith("+")
 
 
-def parse_infra(value: str, field: str = "resources.infra") -> tuple[str, str | None, str | None]:
-    """'aws/us-east-1/us-east-1a' → ('aws', 'us-east-1', 'us-east-1a')."""
+def parse_infra(value: str, field: str = "resources.infra"
+                ) -> tuple[str | None, str | None, str | None]:
+    """'aws/us-east-1/us-east-1a' → ('aws', 'us-east-1', 'us-east-1a'); '*' is any."""
     if not isinstance(value, str) or not value.strip():
         raise TaskError(f"expected 'cloud[/region[/zone]]', got {value!r}.", field=field)
     parts = value.strip().split("/")
     if len(parts) > 3 or any(not p for p in parts):
         raise TaskError(f"expected 'cloud[/region[/zone]]', got {value!r}.", field=field)
-    cloud = check_cloud(parts[0], field)
-    return cloud, (parts[1] if len(parts) > 1 else None), (parts[2] if len(parts) > 2 else None)
+    parts = [None if p == "*" else p for p in parts] + [None, None]  # '*' = any (SkyPilot)
+    cloud = check_cloud(parts[0], field) if parts[0] else None
+    return cloud, parts[1], parts[2]
 
 
 def check_cloud(value: Any, field: str = "resources.cloud") -> str:
@@ -175,6 +242,48 @@ def parse_labels(value: Any, field: str = "resources.labels") -> dict[str, str]:
     return labels
 
 
+# SkyPilot's image tags (skypilot:gpu-ubuntu-2204, …): skyterra's default images are
+# the same kind of machine (Ubuntu with NVIDIA drivers on GPU nodes), so a tag maps to them.
+SKYPILOT_IMAGE_TAG = re.compile(r"^skypilot:[a-z0-9][a-z0-9.-]*$", re.IGNORECASE)
+
+
+def parse_image_id(value: Any, region: str | None = None, field: str = "resources.image_id"
+                   ) -> str | dict[str, str] | None:
+    """image_id: an image string, a {region: image} map, or a skypilot: tag (→ None: the
+    cloud's default image). docker: images are refused until containers land (issue 14)."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        if not value:
+            raise TaskError("expected a non-empty string, or a mapping of region: image; got "
+                            "an empty mapping.", field=field)
+        images = {}
+        for key, image in value.items():
+            if not isinstance(key, str) or not key.strip():
+                raise TaskError(f"region {key!r} must be a non-empty string.", field=field)
+            if isinstance(image, dict):
+                raise TaskError("expected an image string per region.", field=f"{field}.{key}")
+            images[key.strip()] = parse_image_id(image, None, f"{field}.{key}")
+        if region is not None:
+            if region not in images:
+                raise TaskError(f"region is {region} but image_id names images only for "
+                                f"{', '.join(images)}; add {region} to the map or drop "
+                                "region.", field=field)
+            return images[region]
+        return images  # expanded by Resources.choices(): each key pins its region
+    if not isinstance(value, str) or not value.strip():
+        raise TaskError(f"expected a non-empty string, got {value!r}.", field=field)
+    value = value.strip()
+    if value.lower().startswith("docker:"):
+        raise NotSupportedError(f"image_id {value!r}: docker images are not supported by "
+                                "skyterra yet (issue 14); remove image_id to use the default "
+                                "GPU image and install what the task needs in setup.",
+                                field=field)
+    if SKYPILOT_IMAGE_TAG.match(value):
+        return None
+    return value
+
+
 @dataclasses.dataclass(frozen=True)
 class Resources:
     """One node's requirements. Construct from Python like `sky.Resources(...)`.
@@ -194,7 +303,7 @@ class Resources:
     disk_size: int | None = None
     disk_tier: str | None = None
     network_tier: str | None = None
-    image_id: str | None = None
+    image_id: str | dict[str, str | None] | None = None
     ports: Any = None
     labels: Any = None
     infra: str | None = None
@@ -212,25 +321,22 @@ class Resources:
             set_("infra", None)
         if self.cloud is not None:
             set_("cloud", check_cloud(self.cloud))
-        for key in ("region", "zone", "instance_type", "image_id"):
+        for key in ("region", "zone", "instance_type"):
             value = getattr(self, key)
             if value is not None and (not isinstance(value, str) or not value.strip()):
                 raise TaskError(f"expected a non-empty string, got {value!r}.",
                                 field=f"resources.{key}")
+        set_("image_id", parse_image_id(self.image_id, self.region))
         if self.accelerators is not None:
             choices, _ = parse_accelerator_choices(self.accelerators)
             if len(choices) == 1:
                 set_("accelerators", {choices[0][0]: choices[0][1]})
         set_("cpus", parse_cpus_memory(self.cpus, "resources.cpus"))
-        set_("memory", parse_cpus_memory(self.memory, "resources.memory"))
+        set_("memory", parse_memory(self.memory, "resources.memory"))
         if not isinstance(self.use_spot, bool):
             raise TaskError(f"expected true or false, got {self.use_spot!r}.",
                             field="resources.use_spot")
-        if self.disk_size is not None and (
-                isinstance(self.disk_size, bool) or not isinstance(self.disk_size, int)
-                or not 10 <= self.disk_size <= 65536):
-            raise TaskError(f"disk_size is in GB, a whole number from 10 to 65536; got "
-                            f"{self.disk_size!r}.", field="resources.disk_size")
+        set_("disk_size", parse_disk_size(self.disk_size))
         if self.disk_tier is not None and self.disk_tier not in DISK_TIERS:
             raise TaskError(f"unknown disk_tier {self.disk_tier!r}."
                             f"{did_you_mean(str(self.disk_tier), DISK_TIERS)} Choose one of "
@@ -256,7 +362,15 @@ class Resources:
         return choices[0]
 
     def choices(self) -> tuple[list[Resources], bool]:
-        """Expand an accelerator list/set into one Resources each: (list, ordered)."""
+        """Expand an accelerator list/set, and a per-region image_id map, into one Resources
+        each: (list, ordered). A region's image pins that choice to the region (SkyPilot:
+        "failover only goes through the regions given as keys")."""
+        if isinstance(self.image_id, dict):
+            expanded: list[Resources] = []
+            for region, image in self.image_id.items():
+                one, ordered = dataclasses.replace(self, image_id=image, region=region).choices()
+                expanded.extend(one)
+            return expanded, False
         if self.accelerators is None:
             return [self], False
         choices, ordered = parse_accelerator_choices(self.accelerators)
@@ -297,6 +411,14 @@ class Resources:
         return " ".join(parts) or "any"
 
 
+def ignored_resource_keys(config: Any, field: str = "resources") -> list[str]:
+    """Warnings for keys that only matter on backends skyterra does not use."""
+    if not isinstance(config, dict):
+        return []
+    return [f"{field}.{key} is ignored: it {IGNORED_RESOURCE_KEYS[key]}."
+            for key in config if key in IGNORED_RESOURCE_KEYS and config[key] is not None]
+
+
 def resources_from_config(config: Any, field: str = "resources") -> Resources:
     """A YAML `resources:` mapping (without any_of/ordered) → Resources, with field paths."""
     if config is None:
@@ -309,8 +431,7 @@ def resources_from_config(config: Any, field: str = "resources") -> Resources:
             raise TaskError(f"unknown key '{key}'.{did_you_mean(str(key), RESOURCE_KEYS)}",
                             field=f"{field}.{key}")
         if key in UNSUPPORTED_RESOURCE_KEYS:
-            raise NotSupportedError(f"'{key}' is not supported by skyterra yet; remove it.",
-                                    field=f"{field}.{key}")
+            raise NotSupportedError(UNSUPPORTED_RESOURCE_KEYS[key], field=f"{field}.{key}")
     known = {f.name for f in dataclasses.fields(Resources)}
     kwargs = {k: v for k, v in config.items() if k in known}
     try:

@@ -21,8 +21,27 @@ Output = Callable[[str], None]
 def _sync(cluster: Cluster, task: Task) -> None:
     if task.workdir is not None:
         executor.rsync_to_nodes(cluster, task.workdir, executor.WORKDIR)
+    elif task.workdir_git is not None:
+        _clone(cluster, task)
     for remote, local in task.resolved_file_mounts().items():
         executor.rsync_to_nodes(cluster, local, remote)
+
+
+def _clone(cluster: Cluster, task: Task) -> None:
+    """workdir as git {url, ref}: every node clones it into ~/sky_workdir (fresh each time,
+    like a synced workdir); a failed clone names the node and git's own words."""
+    script = task.workdir_git.clone_script(executor.WORKDIR)
+
+    def clone(node):
+        shell = executor.NodeShell(cluster, node)
+        try:
+            result = shell.run(f"cd && {{ {script}; }} 2>&1")
+        finally:
+            shell.close()
+        if result.exited != 0:
+            last = (result.stdout.strip().splitlines() or ["git failed"])[-1]
+            raise RuntimeError(f"git clone of {task.workdir_git.url} failed ({last})")
+    executor.for_each_node(cluster, clone).raise_first("clone the workdir")
 
 
 def _task_env(task: Task) -> dict[str, str]:

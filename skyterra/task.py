@@ -7,21 +7,20 @@ path, so a user can find the line without reading a traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
+import shlex
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from skyterra.errors import NotSupportedError, TaskError, did_you_mean
-from skyterra.resources import Resources, resources_from_config
+from skyterra import spec
+from skyterra.errors import NotSupportedError, TaskError
+from skyterra.resources import Resources, ignored_resource_keys, resources_from_config
 
-TASK_KEYS = ("name", "workdir", "num_nodes", "resources", "envs", "secrets", "file_mounts",
-             "setup", "run", "config", "volumes", "service", "inputs", "outputs",
-             "event_callback", "experimental")
-UNSUPPORTED_TASK_KEYS = ("config", "volumes", "service", "inputs", "outputs",
-                         "event_callback", "experimental")
+TASK_KEYS = spec.TASK_KEYS
 MAX_NODES = 64
 MAX_YAML_BYTES = 1 << 20          # a task file is a page of text, not a data set
 MAX_YAML_NODES = 20_000           # guards against alias bombs ("billion laughs")
@@ -110,12 +109,32 @@ def _bounded_size(value: Any, limit: int) -> int:
 
 
 def load_yaml_text(text: str, source: str) -> Any:
-    """Parse task YAML safely: no duplicate keys, no alias bombs, clear syntax errors."""
+    """Parse a one-document task YAML safely (see load_yaml_documents)."""
+    documents = load_yaml_documents(text, source)
+    if len(documents) > 1:
+        raise TaskError(f"the file holds {len(documents)} YAML documents (a pipeline); run it "
+                        "with `skyterra launch FILE` or load it with skyterra.Dag.from_yaml.",
+                        source=source)
+    return documents[0] if documents else None
+
+
+def load_yaml_documents(text: str, source: str) -> list[Any]:
+    """Parse task YAML safely: no duplicate keys, no alias bombs, clear syntax errors.
+
+    Every `---`-separated document is returned (empty ones dropped); one budget of
+    values covers the whole file.
+    """
     if len(text.encode("utf-8", "surrogatepass")) > MAX_YAML_BYTES:
         raise TaskError(f"the file is larger than {MAX_YAML_BYTES // 1024} KiB; a task YAML "
                         "should be small (put data in file_mounts).", source=source)
     try:
-        config = yaml.load(text, Loader=_StrictLoader)
+        loader = _StrictLoader(text)
+        try:
+            config = []
+            while loader.check_data():
+                config.append(loader.get_data())
+        finally:
+            loader.dispose()
     except TaskError as error:
         raise TaskError(str(error), source=source) from None
     except yaml.YAMLError as error:
@@ -135,7 +154,7 @@ def load_yaml_text(text: str, source: str) -> Any:
     if _bounded_size(config, MAX_YAML_NODES) > MAX_YAML_NODES:
         raise TaskError(f"the YAML expands to more than {MAX_YAML_NODES} values (anchors and "
                         "aliases?); a task file should be small.", source=source)
-    return config
+    return [document for document in config if document is not None]
 
 
 def _commands(value: Any, field: str) -> str | None:
@@ -187,6 +206,43 @@ def substitute_env(text: str, envs: dict[str, str | None]) -> str:
     return _VAR_REF.sub(replace, text)
 
 
+@dataclasses.dataclass(frozen=True)
+class GitSource:
+    """workdir as a git repository: cloned into ~/sky_workdir on every node."""
+
+    url: str
+    ref: str | None = None
+
+    def clone_script(self, destination: str) -> str:
+        """Shell commands (every value quoted) that leave a fresh clone at `destination`."""
+        tmp = f"{destination}.clone"
+        lines = [f"rm -rf {tmp}", f"git clone --quiet -- {shlex.quote(self.url)} {tmp}"]
+        if self.ref:
+            lines.append(f"git -C {tmp} -c advice.detachedHead=false checkout --quiet "
+                         f"{shlex.quote(self.ref)}")
+        lines += [f"rm -rf {destination}", f"mv {tmp} {destination}"]
+        return " && ".join(lines)
+
+
+def _git_source(value: dict) -> GitSource:
+    unknown = set(value) - {"url", "ref"}
+    if unknown:
+        raise TaskError(f"unknown key '{min(unknown)}'; a git workdir has url and ref.",
+                        field=f"workdir.{min(unknown)}")
+    url, ref = value.get("url"), value.get("ref")
+    if not isinstance(url, str) or not url.strip() or url.strip().startswith("-") \
+            or any(c in url for c in "\n\r\x00"):
+        raise TaskError(f"expected a git URL (https://…, ssh://…, git@host:repo, file://…), "
+                        f"got {url!r}.", field="workdir.url")
+    if ref is not None:
+        ref = str(ref).strip() if isinstance(ref, (str, int)) and not isinstance(ref, bool) \
+            else None
+        if not ref or ref.startswith("-") or any(c in ref for c in " \t\n\r\x00~^:?*[\\"):
+            raise TaskError(f"expected a branch, tag or commit, got {value.get('ref')!r}.",
+                            field="workdir.ref")
+    return GitSource(url.strip(), ref)
+
+
 # Resources fields whose values only mean something on one cloud.
 CLOUD_SPECIFIC_FIELDS = ("region", "zone", "instance_type", "image_id")
 # SkyPilot's task name rule: alphanumeric runs joined by one or two of . _ -
@@ -198,12 +254,14 @@ class Task:
 
     def __init__(self, name: str | None = None, setup: str | list[str] | None = None,
                  run: str | list[str] | None = None, envs: dict | None = None,
-                 secrets: dict | None = None, workdir: str | None = None,
+                 secrets: dict | None = None, workdir: str | dict | GitSource | None = None,
                  num_nodes: int | None = None, resources: Any = None,
                  file_mounts: dict | None = None, *, source: str | None = None,
                  base_dir: str | Path | None = None):
         self.source = source
         self.base_dir = Path(base_dir) if base_dir else Path.cwd()
+        # Fields accepted but not used (they only matter on other backends): told, not hidden.
+        self.warnings: list[str] = []
         try:
             self._init(name, setup, run, envs, secrets, workdir, num_nodes, file_mounts)
             self.set_resources(resources)
@@ -236,12 +294,18 @@ class Task:
             raise TaskError(f"num_nodes must be a whole number from 1 to {MAX_NODES}, got "
                             f"{num_nodes!r}.", field="num_nodes")
         self.num_nodes = num_nodes
+        self.workdir_git: GitSource | None = None
+        if isinstance(workdir, GitSource):
+            self.workdir_git, workdir = workdir, None
+        elif isinstance(workdir, dict):
+            self.workdir_git, workdir = _git_source(workdir), None
         if workdir is not None and (not isinstance(workdir, str) or not workdir.strip()):
             raise TaskError(f"expected a local directory path, got {workdir!r}.",
                             field="workdir")
         if isinstance(workdir, str) and "://" in workdir:
-            raise NotSupportedError("a git or bucket URL as workdir is not supported yet; "
-                                    "give a local directory.", field="workdir")
+            raise NotSupportedError("a URL as workdir is not supported; for a git repository "
+                                    "write `workdir: {url: URL, ref: BRANCH}`, otherwise give "
+                                    "a local directory.", field="workdir")
         self._workdir = workdir
         self.file_mounts = self._check_file_mounts(file_mounts)
 
@@ -373,26 +437,8 @@ class Task:
     @classmethod
     def from_yaml(cls, path: str | Path, env_overrides: dict[str, str] | None = None) -> Task:
         path = Path(path)
-        source = str(path)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise TaskError("file not found; check the path.", source=source) from None
-        except IsADirectoryError:
-            raise TaskError("is a directory; give the task YAML file.", source=source) from None
-        except OSError as error:
-            raise TaskError(f"cannot read the file ({error.strerror}).", source=source) from None
-        except ValueError:  # from Python: a NUL byte in the path
-            raise TaskError(f"{source!r} is not a valid file path (NUL byte).") from None
-        if b"\x00" in data:
-            raise TaskError("is a binary file, not a task YAML.", source=source)
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            raise TaskError("is not UTF-8 text; save the task YAML as UTF-8.",
-                            source=source) from None
-        config = load_yaml_text(text, source)
-        return cls.from_yaml_config(config, source=source, base_dir=path.resolve().parent,
+        config = load_yaml_text(read_task_text(path), str(path))
+        return cls.from_yaml_config(config, source=str(path), base_dir=path.resolve().parent,
                                     env_overrides=env_overrides)
 
     @classmethod
@@ -405,15 +451,10 @@ class Task:
         if not isinstance(config, dict):
             raise TaskError(f"a task YAML is a mapping (name:, resources:, run: …), not a "
                             f"{type(config).__name__}.", source=source)
-        for key in config:
-            if key not in TASK_KEYS:
-                raise TaskError(f"unknown key '{key}'.{did_you_mean(str(key), TASK_KEYS)}",
-                                source=source, field=str(key))
-            if key in UNSUPPORTED_TASK_KEYS:
-                raise NotSupportedError(f"'{key}' is not supported by skyterra yet; remove it.",
-                                        source=source, field=str(key))
+        spec.check_task_keys(config, source)
+        warnings = spec.ignored_task_keys(config) + spec.config_warnings(config, source)
         try:
-            resources = parse_resources_section(config.get("resources"))
+            resources = parse_resources_section(config.get("resources"), warnings)
         except TaskError as error:
             raise type(error)(str(error), source=source) from None
         task = cls(name=config.get("name"), setup=config.get("setup"), run=config.get("run"),
@@ -421,6 +462,7 @@ class Task:
                    workdir=config.get("workdir"), num_nodes=config.get("num_nodes"),
                    resources=resources, file_mounts=config.get("file_mounts"),
                    source=source, base_dir=base_dir)
+        task.warnings = warnings
         if env_overrides:
             task.update_envs(env_overrides)
         return task
@@ -431,6 +473,9 @@ class Task:
             out["name"] = self.name
         if self._workdir:
             out["workdir"] = self._workdir
+        elif self.workdir_git:
+            out["workdir"] = {k: v for k, v in dataclasses.asdict(self.workdir_git).items()
+                              if v is not None}
         if self.num_nodes != 1:
             out["num_nodes"] = self.num_nodes
         resources = [r.to_yaml_config() for r in self.resources]
@@ -452,8 +497,28 @@ class Task:
         return f"Task(name={self.name!r}, num_nodes={self.num_nodes}, resources={self.resources})"
 
 
-def parse_resources_section(config: Any) -> list[Resources] | set | Resources:
-    """`resources:` with optional any_of / ordered → what Task.set_resources takes."""
+# Where a resources choice runs: a choice that names any of these replaces all of the
+# base's (SkyPilot: "any duplicate fields inside any_of override the defaults"; a choice
+# with `infra: gcp` must not inherit the base's `cloud: aws` or `region: us-east-1`).
+_LOCATION_KEYS = ("cloud", "infra", "region", "zone")
+
+
+def _merge_choice(base: dict, item: dict) -> dict:
+    if set(_LOCATION_KEYS) & set(item):
+        base = {k: v for k, v in base.items() if k not in _LOCATION_KEYS}
+    if "instance_type" in item and "accelerators" not in item:
+        base = {k: v for k, v in base.items() if k != "accelerators"}
+    return {**base, **item}
+
+
+def parse_resources_section(config: Any, warnings: list[str] | None = None
+                            ) -> list[Resources] | set | Resources:
+    """`resources:` with optional any_of / ordered → what Task.set_resources takes.
+
+    Keys that only matter on other backends add a line to `warnings`.
+    """
+    warnings = [] if warnings is None else warnings
+    warnings.extend(ignored_resource_keys(config))
     if not isinstance(config, dict) or not ({"any_of", "ordered"} & set(config)):
         return resources_from_config(config)
     if "any_of" in config and "ordered" in config:
@@ -473,10 +538,35 @@ def parse_resources_section(config: Any) -> list[Resources] | set | Resources:
             raise NotSupportedError(f"'{min(nested)}' inside {key} is not supported; "
                                     "list every choice at one level.",
                                     field=f"resources.{key}[{index}].{min(nested)}")
-        parsed.append(resources_from_config({**base, **item}, f"resources.{key}[{index}]"))
+        warnings.extend(ignored_resource_keys(item, f"resources.{key}[{index}]"))
+        parsed.append(resources_from_config(_merge_choice(base, item),
+                                            f"resources.{key}[{index}]"))
     return parsed if key == "ordered" else _ListAsSet(parsed)
 
 
 class _ListAsSet(list):
     """any_of: a choice set that keeps YAML order for stable output (Resources is unhashable)."""
+
+
+def read_task_text(path: Path) -> str:
+    """A task file's text, or a TaskError that says why it cannot be read."""
+    source = str(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise TaskError("file not found; check the path.", source=source) from None
+    except IsADirectoryError:
+        raise TaskError("is a directory; give the task YAML file.", source=source) from None
+    except OSError as error:
+        raise TaskError(f"cannot read the file ({error.strerror}).", source=source) from None
+    except ValueError:  # from Python: a NUL byte in the path
+        raise TaskError(f"{source!r} is not a valid file path (NUL byte).") from None
+    if b"\x00" in data:
+        raise TaskError("is a binary file, not a task YAML.", source=source)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise TaskError("is not UTF-8 text; save the task YAML as UTF-8.",
+                        source=source) from None
+    return text
 

@@ -119,12 +119,13 @@ def aws_prices(rows: list[CatalogRow]) -> Prices:
 GCP_COMPUTE_SERVICE = "services/6F81-5844-456A"
 # machine series → SKU description prefix of its cores and RAM
 GCP_FAMILY_SKUS = {"n1": "N1 Predefined Instance", "n2": "N2 Instance", "e2": "E2 Instance",
-                   "c2": "Compute optimized", "g2": "G2 Instance", "a2": "A2 Instance",
+                   "c2": "Compute optimized", "c3": "C3 Instance", "n2d": "N2D AMD Instance",
+                   "c2d": "C2D AMD Instance", "g2": "G2 Instance", "a2": "A2 Instance",
                    "a3": "A3 Instance"}
 GCP_GPU_SKUS = {"T4": "Nvidia Tesla T4 GPU", "V100": "Nvidia Tesla V100 GPU",
-                "L4": "Nvidia L4 GPU", "A100": "Nvidia Tesla A100 GPU",
-                "A100-80GB": "Nvidia Tesla A100 80GB GPU", "H100": "Nvidia H100 80GB GPU",
-                "H200": "Nvidia H200 141GB GPU"}
+                "P100": "Nvidia Tesla P100 GPU", "L4": "Nvidia L4 GPU",
+                "A100": "Nvidia Tesla A100 GPU", "A100-80GB": "Nvidia Tesla A100 80GB GPU",
+                "H100": "Nvidia H100 80GB GPU", "H200": "Nvidia H200 141GB GPU"}
 _SPOT_PREFIX = "Spot Preemptible "
 
 

@@ -31,6 +31,10 @@ DLAMI_SSM_PARAMETERS = {
     "arm64": "/aws/service/deeplearning/ami/arm64/"
              "base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id",
 }
+# Inferentia and Trainium nodes need the Neuron SDK and driver, not NVIDIA's: AWS's
+# Neuron Deep Learning AMI (Ubuntu 22.04, x86_64 only).
+NEURON_SSM_PARAMETER = "/aws/service/neuron/dlami/multi-framework/ubuntu-22.04/latest/image_id"
+NEURON_ACCELERATORS = ("Inferentia", "Inferentia2", "Trainium", "Trainium2")
 # Nodes without a GPU get plain Ubuntu 22.04 (same user, same distribution).
 UBUNTU_SSM_PARAMETERS = {
     "x86_64": "/aws/service/canonical/ubuntu/server/22.04/stable/current/"
@@ -331,6 +335,8 @@ class AWS(Cloud):
         candidate = deployment.candidate
         arch = architecture(candidate.instance_type)
         default = (DLAMI_SSM_PARAMETERS if candidate.accelerator else UBUNTU_SSM_PARAMETERS)[arch]
+        if candidate.accelerator in NEURON_ACCELERATORS:
+            default = NEURON_SSM_PARAMETER
         image = deployment.resources.image_id
         if image is None:
             return None, default

@@ -1,0 +1,166 @@
+"""A pipeline: several tasks in one YAML file, run one after another.
+
+SkyPilot's multi-document task files: the documents are separated by `---`;
+the first may be a header with only `name:` (the pipeline's name) and the rest
+are tasks, run in order, each after the previous one succeeded. A header with
+`execution: parallel` makes a SkyPilot job group (tasks that run at the same
+time and talk to each other); skyterra refuses that clearly.
+
+Where each task runs: consecutive tasks that ask for the same resources and
+node count share one cluster (the setup of the next task runs there too);
+a task that asks for something else gets its own cluster, named after the
+pipeline's with `-2`, `-3`… Clusters are kept, like after `skyterra launch`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from skyterra import paths, spec
+from skyterra.errors import NotSupportedError, PipelineError, SkyterraError, TaskError
+from skyterra.task import Task, load_yaml_documents, read_task_text
+
+Output = Callable[[str], None]
+
+
+@dataclasses.dataclass
+class Dag:
+    """Tasks run in order (SkyPilot's chain DAG)."""
+
+    tasks: list[Task]
+    name: str | None = None
+    source: str | None = None
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, env_overrides: dict[str, str] | None = None) -> Dag:
+        """Any task file: one document is a pipeline of one task."""
+        path = Path(path)
+        source = str(path)
+        documents = load_yaml_documents(read_task_text(path), source)
+        name, documents = _header(documents, source)
+        tasks = []
+        for index, document in enumerate(documents):
+            where = f"{source} (task {index + 1} of {len(documents)})" if len(documents) > 1 \
+                else source
+            tasks.append(Task.from_yaml_config(document, source=where,
+                                               base_dir=path.resolve().parent,
+                                               env_overrides=env_overrides))
+        return cls(tasks, name, source)
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    def groups(self) -> list[list[int]]:
+        """Indexes of tasks that share a cluster: runs of equal resources and node count."""
+        groups: list[list[int]] = []
+        for index, task in enumerate(self.tasks):
+            if groups and _same_shape(self.tasks[groups[-1][0]], task):
+                groups[-1].append(index)
+            else:
+                groups.append([index])
+        return groups
+
+    def cluster_names(self, base: str) -> list[str]:
+        """The cluster each task runs on: `base` for the first group, `base-2`… after."""
+        names = [""] * len(self.tasks)
+        for number, group in enumerate(self.groups(), 1):
+            for index in group:
+                names[index] = base if number == 1 else f"{base}-{number}"
+        return names
+
+
+def _header(documents: list[Any], source: str) -> tuple[str | None, list[Any]]:
+    """Split off a pipeline header (a first document with only header keys)."""
+    if not documents:
+        raise TaskError("the file is empty; a task needs at least a `run:` command.",
+                        source=source)
+    first = documents[0]
+    if not isinstance(first, dict) or not set(first) <= set(spec.HEADER_KEYS) or (
+            len(documents) == 1 and set(first) <= {"name"}):
+        return None, documents  # a one-document file with only `name:` is a task
+    execution = first.get("execution", "serial")
+    if execution == "parallel":
+        raise NotSupportedError(
+            "execution: parallel (a SkyPilot job group: tasks that run at the same time and "
+            "reach each other by hostname) is not supported by skyterra. Launch each task "
+            "on its own cluster with `skyterra launch`, or drop `execution: parallel` to run "
+            "the tasks one after another.", source=source, field="execution")
+    if execution != "serial":
+        raise TaskError(f"execution must be serial or parallel, got {execution!r}.",
+                        source=source, field="execution")
+    for key in ("primary_tasks", "termination_delay"):
+        if key in first:
+            raise TaskError(f"{key} belongs to a job group (execution: parallel); remove it.",
+                            source=source, field=key)
+    name = first.get("name")
+    if name is not None and not isinstance(name, str):
+        raise TaskError(f"expected a string, got {name!r}.", source=source, field="name")
+    if len(documents) == 1:
+        raise TaskError("the file has a pipeline header but no task after it.", source=source)
+    return name, documents[1:]
+
+
+def _same_shape(a: Task, b: Task) -> bool:
+    return a.num_nodes == b.num_nodes and a.resources == b.resources and \
+        a.resources_ordered == b.resources_ordered
+
+
+def _pipeline_name(dag: Dag, cluster_name: str | None) -> str:
+    if cluster_name:
+        return cluster_name
+    from skyterra.launcher import default_cluster_name
+
+    return default_cluster_name()
+
+
+def dryrun(dag: Dag, cluster_name: str | None = None, clouds: list[str] | None = None,
+           out_dir: Path | None = None) -> list[Any]:
+    """Every task's dry run; each task of a pipeline renders into its own folder
+    (<out_dir or ~/.skyterra/dryrun/NAME>/<n>-<task name>)."""
+    from skyterra.launcher import dryrun as dryrun_task
+
+    base = _pipeline_name(dag, cluster_name)
+    if len(dag) == 1:
+        return [dryrun_task(dag.tasks[0], base, clouds, out_dir)]
+    root = Path(out_dir) if out_dir else paths.home() / "dryrun" / base
+    return [dryrun_task(task, name, clouds, root / f"{index + 1}-{task.name or 'task'}")
+            for index, (task, name) in enumerate(zip(dag.tasks, dag.cluster_names(base)))]
+
+
+def launch(dag: Dag, launch_one: Callable[[Task, str], Any], cluster_name: str | None = None,
+           *, progress: Output) -> list[Any]:
+    """Run the tasks in order; a failed task stops the chain with a PipelineError.
+
+    `launch_one(task, cluster_name)` launches one task and waits for its job (the SDK's
+    launch_cluster); it returns a LaunchResult whose exit_code says how the job ended.
+    """
+    base = _pipeline_name(dag, cluster_name)
+    names = dag.cluster_names(base)
+    results = []
+    for index, task in enumerate(dag.tasks):
+        label = f"task {index + 1}/{len(dag)}" + (f" '{task.name}'" if task.name else "")
+        progress(f"pipeline {dag.name or base}: {label} on cluster '{names[index]}'")
+        try:
+            result = launch_one(task, names[index])
+        except SkyterraError as error:
+            raise PipelineError(f"{label} could not start: {error} {_rest(dag, index)}") \
+                from None
+        results.append(result)
+        if result.exit_code:
+            raise PipelineError(
+                f"{label} failed (exit code {result.exit_code}) on cluster "
+                f"'{names[index]}'. {_rest(dag, index)} The cluster(s) are kept: see the "
+                f"logs with `skyterra logs {names[index]} {result.job_id}`; destroy with "
+                f"`skyterra destroy {' '.join(sorted(set(names[:index + 1])))}`.")
+    return results
+
+
+def _rest(dag: Dag, index: int) -> str:
+    left = dag.tasks[index + 1:]
+    if not left:
+        return "It was the last task."
+    shown = ", ".join(t.name or f"task {index + 2 + i}" for i, t in enumerate(left))
+    return f"The pipeline stopped; not run: {shown}."

@@ -1,0 +1,160 @@
+"""The SkyPilot fields added for issue 18, one behaviour per test (the corpus covers
+whole files; these pin the edges)."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+
+import pytest
+
+from skyterra.dag import Dag
+from skyterra.errors import NotSupportedError, TaskError
+from skyterra.resources import (
+    Resources,
+    parse_disk_size,
+    parse_infra,
+    parse_memory,
+    resources_from_config,
+)
+from skyterra.task import GitSource, Task, load_yaml_text, parse_resources_section
+
+
+@pytest.mark.parametrize("value, gigabytes", [
+    (256, 256), ("256", 256), ("256GB", 256), ("256 gb", 256), ("1TB", 1024),
+    ("1.5TB", 1536), ("20480MB", 20), ("2000MB", 10 - 8), ("64GiB", 64)])
+def test_disk_size_units_floor_to_whole_gigabytes(value, gigabytes):
+    if gigabytes < 10:
+        with pytest.raises(TaskError, match="10 to 65536"):
+            parse_disk_size(value)
+    else:
+        assert parse_disk_size(value) == gigabytes
+
+
+@pytest.mark.parametrize("value", ["big", "256+", True, "-5GB", 1.5e9, "1PB", "1" + "0" * 400])
+def test_disk_size_that_is_not_a_size_is_refused(value):
+    with pytest.raises(TaskError, match="disk_size"):
+        parse_disk_size(value)
+
+
+@pytest.mark.parametrize("value, spec", [
+    ("64GB", "64"), ("1TB+", "1024+"), ("1024MB", "1"), (32, "32"), ("32+", "32+")])
+def test_memory_units_are_gigabytes(value, spec):
+    assert parse_memory(value) == spec
+
+
+def test_infra_wildcards_mean_any():
+    assert parse_infra("aws/*/us-east-1a") == ("aws", None, "us-east-1a")
+    assert parse_infra("*/us-east-1") == (None, "us-east-1", None)
+    assert Resources(infra="gcp/*").cloud == "gcp"
+
+
+def test_image_id_map_pins_each_choice_to_its_region():
+    resources = resources_from_config({"accelerators": "A10G", "image_id": {
+        "us-west-2": "ami-2", "eu-west-1": "ami-1"}})
+    choices, ordered = resources.choices()
+    assert [(r.region, r.image_id) for r in choices] == [("us-west-2", "ami-2"),
+                                                         ("eu-west-1", "ami-1")]
+    assert not ordered
+    assert resources_from_config({"region": "eu-west-1", "image_id": {
+        "eu-west-1": "ami-1"}}).image_id == "ami-1"
+    with pytest.raises(TaskError, match="names images only for us-west-2"):
+        resources_from_config({"region": "eu-west-1", "image_id": {"us-west-2": "ami-2"}})
+
+
+def test_skypilot_image_tags_mean_the_default_image_and_docker_waits_for_issue_14():
+    assert Resources(image_id="skypilot:gpu-ubuntu-2204").image_id is None
+    with pytest.raises(NotSupportedError, match="issue 14"):
+        Resources(image_id="docker:ubuntu:22.04")
+
+
+def test_tpus_are_refused_by_name():
+    with pytest.raises(NotSupportedError, match="TPUs"):
+        Resources(accelerators="tpu-v4-8")
+
+
+def test_a_choice_that_names_a_place_replaces_the_base_place():
+    choices = parse_resources_section({"cloud": "aws", "region": "us-east-1",
+                                       "accelerators": "L4", "any_of": [
+                                           {"infra": "gcp/us-central1"}, {"zone": "us-east-1b"}]})
+    assert [(r.cloud, r.region, r.zone, r.accelerator) for r in choices] == [
+        ("gcp", "us-central1", None, ("L4", 1)), (None, None, "us-east-1b", ("L4", 1))]
+
+
+def test_ignored_fields_become_warnings_that_name_them():
+    task = Task.from_yaml_config({"api_server_access": True, "run": "x",
+                                  "resources": {"ephemeral_storage": 50},
+                                  "config": {"kubernetes": {"provision_timeout": 9}}})
+    assert task.warnings == [
+        "'api_server_access' is ignored: it only matters to a SkyPilot API server.",
+        ("config.kubernetes is ignored: it only configures Kubernetes, which skyterra does "
+         "not use."),
+        "resources.ephemeral_storage is ignored: it only has an effect on Kubernetes pods."]
+
+
+@pytest.mark.parametrize("config, field", [
+    ({"config": {"nvidia_gpus": {"disable_ecc": True}}}, "config.nvidia_gpus"),
+    ({"config": {"kubernets": {}}}, "config.kubernets"),
+    ({"config": "text"}, "config"),
+    ({"experimental": {"other": 1}}, "experimental.other"),
+    ({"volumes": {"/mnt": "v"}}, "volumes"),
+    ({"pool": {"workers": 2}}, "pool")])
+def test_config_and_refused_sections_name_the_field(config, field):
+    with pytest.raises(TaskError) as info:
+        Task.from_yaml_config({"run": "x", **config})
+    assert f"field '{field}'" in str(info.value)
+
+
+def test_git_workdir_clone_script_quotes_every_value(tmp_path):
+    hostile = f"file://{tmp_path}/a b;$(touch {tmp_path}/pwned).git"
+    source = GitSource(hostile, "main")
+    script = source.clone_script("sky_workdir")
+    assert shlex.quote(hostile) in script
+    subprocess.run(["bash", "-c", script], cwd=tmp_path, capture_output=True, check=False)
+    assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize("workdir, field", [
+    ({"url": "--upload-pack=evil"}, "workdir.url"), ({"ref": "main"}, "workdir.url"),
+    ({"url": "https://x/y.git", "ref": "-b"}, "workdir.ref"),
+    ({"url": "https://x/y.git", "branch": "main"}, "workdir.branch")])
+def test_bad_git_workdirs_are_refused(workdir, field):
+    with pytest.raises(TaskError, match=f"field '{field}'"):
+        Task(run="x", workdir=workdir)
+
+
+def test_a_git_workdir_round_trips_through_the_record():
+    task = Task(run="x", workdir={"url": "https://x/y.git", "ref": "v1"})
+    assert task.workdir is None and task.workdir_git == GitSource("https://x/y.git", "v1")
+    again = Task.from_yaml_config(task.to_yaml_config())
+    assert again.workdir_git == task.workdir_git
+
+
+def test_a_multi_document_file_is_a_dag_and_task_from_yaml_says_so(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("name: p\n---\nrun: one\n---\n---\nrun: two\n")
+    dag = Dag.from_yaml(path)
+    assert dag.name == "p" and [t.run for t in dag.tasks] == ["one", "two"]
+    with pytest.raises(TaskError, match="3 YAML documents"):
+        Task.from_yaml(path)  # header + two tasks (the empty document is dropped)
+    assert load_yaml_text("run: x\n", "t") == {"run": "x"}
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", "empty"),
+    ("name: p\nexecution: serial\n---\n", "no task after it"),
+    ("name: p\nexecution: sideways\n---\nrun: x\n", "serial or parallel"),
+    ("name: p\nprimary_tasks: [a]\n---\nrun: x\n", "job group")])
+def test_bad_pipeline_headers(tmp_path, text, message):
+    path = tmp_path / "p.yaml"
+    path.write_text(text)
+    with pytest.raises(TaskError, match=message):
+        Dag.from_yaml(path)
+
+
+def test_tasks_with_equal_resources_share_a_cluster():
+    one = Task(run="a", resources=Resources(cloud="aws", accelerators="L4"))
+    two = Task(run="b", resources=Resources(cloud="aws", accelerators="L4"))
+    big = Task(run="c", num_nodes=2, resources=Resources(cloud="aws", accelerators="L4"))
+    dag = Dag([one, two, big, one])
+    assert dag.cluster_names("c") == ["c", "c", "c-2", "c-3"]
