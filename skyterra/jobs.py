@@ -218,7 +218,13 @@ def refresh(cluster: Cluster, store: JobStore, job: Job) -> Job:
     def look(node: Node) -> tuple[int | None, bool]:
         shell = executor.NodeShell(cluster, node)
         try:
-            return executor.read_exit_code(shell, job.key), executor.is_running(shell, job.key)
+            code, running = (executor.read_exit_code(shell, job.key),
+                             executor.is_running(shell, job.key))
+            if code is None and not running:
+                # It may have ended between the two questions: the rc file is written
+                # last, so ask again before calling it killed.
+                code = executor.read_exit_code(shell, job.key)
+            return code, running
         finally:
             shell.close()
 

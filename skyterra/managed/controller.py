@@ -214,18 +214,7 @@ class Controller:
 
     def teardown(self) -> None:
         """Destroy the job's cluster and forget it (managed jobs own their cluster)."""
-        name = self.dir.load().cluster_name
-        cluster_dir = state.ClusterDir(name)
-        if not cluster_dir.path.exists():
-            return
-        with cluster_dir.lock("managed job teardown"):
-            try:
-                record = cluster_dir.load()
-            except ClusterNotFoundError:
-                record = state.ClusterRecord(name=name, cloud=provision.guess_cloud(cluster_dir))
-            if record.cloud:
-                provision.destroy_cluster(cluster_dir, record, self.say)
-            state.forget(cluster_dir)
+        teardown_cluster(self.dir.load().cluster_name, self.say)
 
     # --- watching -----------------------------------------------------------------------
     def _watch(self) -> None:
@@ -422,6 +411,21 @@ class Controller:
         self.dir.event(status, failure or f"the run succeeded after {job.recovery_count} "
                        f"recovery(ies); total down time {job.down_time:.1f} s",
                        recovery_count=job.recovery_count, down_time=job.down_time)
+
+
+def teardown_cluster(name: str, progress: Callable[[str], None]) -> None:
+    """terraform destroy + forget, as `skyterra destroy` does (no-op when it is gone)."""
+    cluster_dir = state.ClusterDir(name)
+    if not cluster_dir.path.exists():
+        return
+    with cluster_dir.lock("managed job teardown"):
+        try:
+            record = cluster_dir.load()
+        except ClusterNotFoundError:
+            record = state.ClusterRecord(name=name, cloud=provision.guess_cloud(cluster_dir))
+        if record.cloud:
+            provision.destroy_cluster(cluster_dir, record, progress)
+        state.forget(cluster_dir)
 
 
 def _say(line: str) -> None:

@@ -78,7 +78,11 @@ def _alive(pid: int | None) -> bool:
 
 
 def _launch(path: Path) -> int:
-    out = skyterra("jobs", "launch", str(path), "-d", "-y", env=FAST).stdout
+    return _launch_with(path)
+
+
+def _launch_with(path: Path, *flags: str) -> int:
+    out = skyterra("jobs", "launch", str(path), "-d", "-y", *flags, env=FAST).stdout
     return int(out.split("Managed job ", 1)[1].split()[0])
 
 
@@ -198,3 +202,34 @@ def test_cancel_stops_the_run_and_destroys_the_cluster(managed, tmp_path):
     assert done["status"] == "CANCELLED"
     assert skyterra("jobs", "logs", str(job_id), env=FAST, check=False).returncode == 103
     _nothing_left(managed, done)
+
+
+def test_a_controller_on_its_own_local_node_recovers_a_preemption(managed, tmp_path):
+    """--controller local: the controller runs on a 1-node cluster of its own and launches
+    the job's cluster from there; the launching process is gone; queue mirrors its state."""
+    job_id = _launch_with(write_task(tmp_path, COUNTER.replace("-lt 60", "-lt 90")),
+                          "--controller", "local")
+    job = _wait(job_id, lambda j: j["status"] == "RUNNING", timeout=180)
+    assert job["controller"].startswith("sky-jobs-controller-")
+    deadline = time.monotonic() + 60
+    while "(head, rank=0) step 8\n" not in _log(managed, job_id) and \
+            time.monotonic() < deadline:
+        _job(job_id)   # each queue copies the new log lines from the controller node
+        time.sleep(0.3)
+    [controller_home] = (managed / "clusters" / job["controller"] / "nodes").glob(
+        "*/home/.skyterra")
+    assert (controller_home / "clusters" / job["cluster_name"]).is_dir()
+    assert not (managed / "clusters" / job["cluster_name"]).exists()
+    subprocess.run([sys.executable, "-m", "skyterra.clouds.local", "preempt",
+                    job["cluster_name"], "1"], check=True, capture_output=True, timeout=60,
+                   env={**os.environ, "SKYTERRA_HOME": str(controller_home)})
+    done = _wait(job_id, lambda j: j["status"] in ("SUCCEEDED", "FAILED", "CANCELLED"),
+                 timeout=180)
+    log = _log(managed, job_id)
+    assert done["status"] == "SUCCEEDED" and done["recovery_count"] == 1, (done, log)
+    resumed = [int(line.rsplit(" ", 1)[1]) for line in log.splitlines()
+               if "(head, rank=0) resuming from step" in line]
+    assert resumed and resumed[0] > 0, log
+    _job(job_id)   # the next queue after the end destroys the controller's cluster
+    assert not (managed / "clusters" / job["controller"]).exists()
+    assert leftovers(str(managed)) == []
