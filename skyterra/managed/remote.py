@@ -29,7 +29,15 @@ from pathlib import Path
 from skyterra import executor, launcher, state
 from skyterra.cluster import Cluster
 from skyterra.errors import SkyterraError
-from skyterra.managed.store import STARTING, TERMINAL, JobDir, ManagedJob, new_job_dir
+from skyterra.managed.daemon import ensure_controller
+from skyterra.managed.store import (
+    STARTING,
+    TERMINAL,
+    JobDir,
+    ManagedJob,
+    cluster_name_for,
+    new_job_dir,
+)
 from skyterra.resources import Resources
 from skyterra.submission import submit
 from skyterra.task import Task
@@ -68,8 +76,6 @@ def _stage(task: Task, job: ManagedJob, secrets: dict[str, str], directory: Path
 def launch(task: Task, *, name: str | None, clouds: list[str] | None, cloud: str,
            progress: Output = print) -> int:
     """Record the job here, bring its controller node up on `cloud`, start it there."""
-    from skyterra.managed import client
-
     task.check_required_envs()
     task.check_local_paths()
     if name is not None:
@@ -77,7 +83,7 @@ def launch(task: Task, *, name: str | None, clouds: list[str] | None, cloud: str
     job_dir = new_job_dir()
     job = ManagedJob(job_id=job_dir.job_id, name=task.name or "", task=task.to_yaml_config(),
                      base_dir="", clouds=clouds,
-                     cluster_name=client.cluster_name_for(task, job_dir.job_id))
+                     cluster_name=cluster_name_for(task.name, job_dir.job_id))
     job.task_id = (f"sky-managed-{time.strftime('%Y-%m-%d-%H-%M-%S')}_{job.cluster_name}_"
                    f"{job.job_id}")
     job.controller = f"sky-jobs-controller-{job.job_id}-{job.cluster_name.rsplit('-', 1)[1]}"
@@ -125,13 +131,11 @@ def serve(job_id: int) -> int:
 
 def show(job_id: int, log_offset: int) -> int:
     """Print {record, events, log} for the client; restart a controller that died here."""
-    from skyterra.managed import client
-
     job_dir = JobDir(job_id)
     if not job_dir.exists():
         print(json.dumps({"record": None}))
         return 0
-    client.ensure_controller(job_dir)
+    ensure_controller(job_dir)
     log = b""
     if job_dir.run_log.exists():
         with open(job_dir.run_log, "rb") as handle:

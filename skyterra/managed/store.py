@@ -15,6 +15,8 @@ import errno
 import fcntl
 import json
 import os
+import re
+import secrets as _secrets
 import time
 from pathlib import Path
 from typing import Any
@@ -65,6 +67,16 @@ class ManagedJob:
         """Down time so far, including a recovery that is still going on."""
         ongoing = ((now or time.time()) - self.down_since) if self.down_since else 0.0
         return self.down_time + ongoing
+
+
+def cluster_name_for(task_name: str | None, job_id: int) -> str:
+    """<task name>-<job id>-<4 hex>: a valid cluster name on every cloud, unique enough that
+    two machines sharing a backend do not collide."""
+    base = re.sub(r"[^a-z0-9-]", "-", (task_name or "managed").lower()).strip("-")
+    base = re.sub(r"-+", "-", base)[:20].strip("-") or "managed"
+    if not base[0].isalpha():
+        base = f"m-{base}"[:20]
+    return f"{base}-{job_id}-{_secrets.token_hex(2)}"
 
 
 def managed_root() -> Path:

@@ -10,8 +10,13 @@ from skyterra.catalog import Candidate
 from skyterra.clouds.aws import parse_aws_instance_action
 from skyterra.clouds.gcp import parse_gcp_preempted
 from skyterra.managed import recovery
-from skyterra.managed.client import cluster_name_for
-from skyterra.managed.store import ControllerLock, JobDir, ManagedJob, new_job_dir
+from skyterra.managed.store import (
+    ControllerLock,
+    JobDir,
+    ManagedJob,
+    cluster_name_for,
+    new_job_dir,
+)
 from skyterra.state import check_cluster_name
 from skyterra.task import Task
 
@@ -82,7 +87,7 @@ def test_watcher_scripts_are_valid_bash():
 
 def test_cluster_names_of_managed_jobs_are_valid_everywhere():
     for name in (None, "minGPT-ddp", "9lives", "A" * 80, "x.y_z"):
-        check_cluster_name(cluster_name_for(Task(name=name, run="true"), 12345))
+        check_cluster_name(cluster_name_for(name, 12345))
 
 
 def test_job_ids_are_unique_and_records_round_trip(tmp_path):
