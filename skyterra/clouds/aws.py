@@ -243,6 +243,36 @@ class AWS(Cloud):
         return notes
 
     # --- credentials -----------------------------------------------------------
+    def instances_gone(self, cluster_dir: Any, record: Any) -> list[int] | None:
+        """Ask EC2: a node whose instance is terminated, stopped or no longer listed is gone.
+
+        None (cannot tell: the controller then waits its grace period) when boto3 or
+        the credentials are missing or EC2 does not answer."""
+        try:
+            import boto3
+            from botocore.exceptions import BotoCoreError, ClientError
+        except ImportError:
+            return None
+        from skyterra import config
+
+        ids = {node.get("instance_id"): node["rank"] for node in record.nodes
+               if node.get("instance_id")}
+        if not ids or not record.region:
+            return None
+        endpoint = self.settings(config.load(), record.cloud_options).endpoint_url
+        try:
+            ec2 = boto3.client("ec2", region_name=record.region, endpoint_url=endpoint)
+            pages = ec2.get_paginator("describe_instances").paginate(
+                Filters=[{"Name": "instance-id", "Values": sorted(ids)}])
+            states = {instance["InstanceId"]: instance["State"]["Name"]
+                      for page in pages for reservation in page["Reservations"]
+                      for instance in reservation["Instances"]}
+        except (BotoCoreError, ClientError):
+            return None
+        alive = ("pending", "running")
+        return sorted(rank for instance_id, rank in ids.items()
+                      if states.get(instance_id) not in alive)
+
     def interruption_watcher(self) -> str | None:
         """Polls IMDS (v2 token) for the spot 2-minute warning every 5 s."""
         return AWS_INTERRUPTION_WATCHER

@@ -130,3 +130,31 @@ def test_a_controller_lock_is_seen_from_another_process_and_dies_with_it(tmp_pat
     assert lock.acquire()
     lock.release(remove=True)
     assert not job_dir.lock_path.exists()
+
+
+def test_aws_reports_terminated_and_missing_instances_as_gone(monkeypatch, tmp_path):
+    """EC2's own answer (moto, in process): a terminated spot instance is a lost node."""
+    import boto3
+    from moto import mock_aws
+
+    from skyterra.clouds import get_cloud
+    from skyterra.state import ClusterRecord
+
+    monkeypatch.setenv("SKYTERRA_HOME", str(tmp_path))
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(key, "testing")
+    monkeypatch.delenv("SKYTERRA_AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("MOTO_ENABLE_AMI_VALIDATION", raising=False)
+    with mock_aws():
+        ec2 = boto3.client("ec2", region_name="us-east-1")
+        image = "ami-12c6146b"   # moto accepts any id unless AMI validation is on
+        ids = [i["InstanceId"] for i in ec2.run_instances(
+            ImageId=image, MinCount=2, MaxCount=2, InstanceType="t3.micro")["Instances"]]
+        record = ClusterRecord(name="c", cloud="aws", region="us-east-1", nodes=[
+            {"rank": 0, "ip": "1", "instance_id": ids[0]},
+            {"rank": 1, "ip": "2", "instance_id": ids[1]},
+            {"rank": 2, "ip": "3", "instance_id": "i-0123456789abcdef0"}])
+        aws = get_cloud("aws")
+        assert aws.instances_gone(tmp_path, record) == [2]
+        ec2.terminate_instances(InstanceIds=[ids[1]])
+        assert aws.instances_gone(tmp_path, record) == [1, 2]
