@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
 import sys
 
@@ -158,3 +159,33 @@ def test_aws_reports_terminated_and_missing_instances_as_gone(monkeypatch, tmp_p
         assert aws.instances_gone(tmp_path, record) == [2]
         ec2.terminate_instances(InstanceIds=[ids[1]])
         assert aws.instances_gone(tmp_path, record) == [1, 2]
+
+
+def test_the_sdk_offers_the_managed_job_functions():
+    import skyterra as sky
+
+    for name in ("jobs_launch", "jobs_queue", "jobs_cancel", "jobs_logs", "jobs_wait"):
+        assert callable(getattr(sky, name))
+
+
+def test_preempting_an_unknown_local_node_says_so(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "skyterra.clouds.local", "preempt", "nosuch",
+                             "1"], check=False, capture_output=True, text=True, timeout=30,
+                            env={**os.environ, "SKYTERRA_HOME": str(tmp_path)})
+    assert result.returncode == 1
+    assert "cluster 'nosuch' does not exist" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_jobs_queue_is_empty_and_logs_explain_without_jobs(monkeypatch, tmp_path):
+    from skyterra import api
+    from skyterra.errors import SkyterraError
+
+    monkeypatch.setenv("SKYTERRA_HOME", str(tmp_path))
+    assert api.jobs_queue() == []
+    assert api.jobs_cancel() == []
+    try:
+        api.jobs_logs(follow=False, out=lambda line: None)
+    except SkyterraError as error:
+        assert "skyterra jobs launch" in str(error)
+    else:
+        raise AssertionError("no error without jobs")
