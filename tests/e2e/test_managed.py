@@ -233,3 +233,27 @@ def test_a_controller_on_its_own_local_node_recovers_a_preemption(managed, tmp_p
     _job(job_id)   # the next queue after the end destroys the controller's cluster
     assert not (managed / "clusters" / job["controller"]).exists()
     assert leftovers(str(managed)) == []
+
+
+def test_eager_next_region_moves_the_job_to_another_place(managed, tmp_path):
+    """The default strategy: the cluster that lost a node is destroyed and the job moves
+    (on the local cloud: from zone local-a to local-b); the head's disk went with it, so
+    the run starts from step 0 (a bucket-mounted checkpoint would survive: see examples/)."""
+    task = COUNTER.replace("strategy: FAILOVER", "strategy: EAGER_NEXT_REGION").replace(
+        "num_nodes: 2", "num_nodes: 1").replace("-lt 60", "-lt 50")
+    job_id = _launch(write_task(tmp_path, task))
+    job = _wait(job_id, lambda j: j["status"] == "RUNNING")
+    assert job["where"].endswith("local-a")
+    deadline = time.monotonic() + 60
+    while "(head, rank=0) step 5\n" not in _log(managed, job_id) and \
+            time.monotonic() < deadline:
+        time.sleep(0.2)
+    subprocess.run([sys.executable, "-m", "skyterra.clouds.local", "preempt",
+                    job["cluster_name"], "0"], check=True, capture_output=True, timeout=60)
+    done = _wait(job_id, lambda j: j["status"] in ("SUCCEEDED", "FAILED", "CANCELLED"))
+    log = _log(managed, job_id)
+    assert done["status"] == "SUCCEEDED" and done["recovery_count"] == 1, (done, log)
+    assert done["where"].endswith("local-b"), done
+    assert "recovering (EAGER_NEXT_REGION)" in log
+    assert "resuming from step" not in log and "(head, rank=0) step 50" in log
+    _nothing_left(managed, done)
