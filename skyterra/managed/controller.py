@@ -50,6 +50,7 @@ SETTLE_ENV = "SKYTERRA_MANAGED_SETTLE"                # wait before blaming the 
 GRACE_ENV = "SKYTERRA_MANAGED_UNREACHABLE_GRACE"      # unreachable → lost, clouds that can't tell
 RECOVERY_ENV = "SKYTERRA_JOB_RECOVERY_COUNT"          # in the run's environment
 WATCH_KEY = "interruption-watch"
+MAX_POLL_ERRORS = 5                                   # failed polls in a row → FAILED
 
 
 def _seconds(name: str, default: float) -> float:
@@ -218,13 +219,22 @@ class Controller:
 
     # --- watching -----------------------------------------------------------------------
     def _watch(self) -> None:
+        errors = 0
         while True:
             if self._cancel_requested():
                 return self._cancel()
             try:
                 outcome = self._poll_once()
+                errors = 0
             except _Lost as lost:
                 self._recover(lost.ranks, str(lost))
+                continue
+            except SkyterraError as error:   # a passing SSH hiccup must not end the job
+                errors += 1
+                self.say(f"poll {errors} of {MAX_POLL_ERRORS} failed: {error}")
+                if errors >= MAX_POLL_ERRORS:
+                    raise
+                self._sleep()
                 continue
             if outcome is not None:
                 status, codes = outcome
