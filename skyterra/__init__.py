@@ -34,6 +34,11 @@ _EXPORTS = {
     "attach": "skyterra.api",
     "Request": "skyterra.api",
     "LaunchResult": "skyterra.api",
+    "jobs_launch": "skyterra.api",
+    "jobs_queue": "skyterra.api",
+    "jobs_cancel": "skyterra.api",
+    "jobs_logs": "skyterra.api",
+    "jobs_wait": "skyterra.api",
 }
 _ERRORS = ("SkyterraError", "TaskError", "NotSupportedError", "ConfigError", "MissingToolError",
            "ClusterNotFoundError", "ClusterBusyError", "TerraformError", "ProvisionError",

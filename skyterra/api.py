@@ -24,7 +24,8 @@ from skyterra.task import Task
 
 __all__ = ["Dag", "DetachedInterrupt", "LaunchResult", "PipelineError", "Request", "attach",
            "cancel", "down", "dryrun", "dryrun_dag", "exec", "get", "get_cluster",
-           "job_exit_code", "job_status", "launch", "launch_cluster", "launch_dag",
+           "job_exit_code", "job_status", "jobs_cancel", "jobs_launch", "jobs_logs",
+           "jobs_queue", "jobs_wait", "launch", "launch_cluster", "launch_dag",
            "plan_candidates", "queue", "render", "status", "stream_and_get", "tail_logs"]
 
 Output = Callable[[str], None]
@@ -257,3 +258,57 @@ def attach(cluster_name: str, outputs: dict[str, Any] | str | Path | None = None
         task = Task.from_yaml(task)
     return pipeline.attach_outputs(cluster_name, outputs, tf_dir=tf_dir, ssh_key=ssh_key,
                                    task=task, progress=progress)
+
+
+# --- managed jobs (skyterra/managed/) ---------------------------------------------------
+def jobs_launch(task: Task | str | Path, name: str | None = None, *,
+                clouds: list[str] | None = None, controller: str | None = None,
+                progress: Output = print_line) -> int:
+    """Start a managed job: its own cluster, recovered after preemption or node loss and
+    restarted per `resources.job_recovery`, torn down when it ends. Returns its id.
+
+    controller=None runs the controller as a detached process of this machine;
+    controller=CLOUD runs it on a small node of that cloud (state kept there).
+    """
+    if not isinstance(task, Task):
+        task = Task.from_yaml(task)
+    if controller:
+        from skyterra.managed import remote
+
+        return remote.launch(task, name=name, clouds=clouds, cloud=controller,
+                             progress=progress)
+    from skyterra.managed import client
+
+    return client.launch(task, name=name, clouds=clouds, progress=progress)
+
+
+def jobs_queue(refresh: bool = True) -> list[dict[str, Any]]:
+    """Managed jobs as plain records (dicts), oldest first: status (STARTING, RUNNING,
+    RECOVERING, SUCCEEDED, FAILED, CANCELLED), recovery_count, down_time, cluster_name,
+    where, exit_code, failure, log paths. refresh restarts dead controllers."""
+    from skyterra.managed import client
+
+    return client.queue(refresh=refresh)
+
+
+def jobs_cancel(job_ids: list[int] | None = None, all: bool = False) -> list[int]:
+    """Cancel managed jobs (default: the latest unfinished one); returns the ids asked."""
+    from skyterra.managed import client
+
+    return client.cancel(job_ids, all=all)
+
+
+def jobs_logs(job_id: int | None = None, follow: bool = True, out: Output = print_line,
+              controller: bool = False) -> int:
+    """Print a managed job's log (all attempts and recovery events); SkyPilot's exit codes."""
+    from skyterra.managed import client
+
+    return client.logs(job_id, follow=follow, out=out, controller=controller)
+
+
+def jobs_wait(job_id: int, timeout: float | None = None) -> dict[str, Any]:
+    """Block until the managed job ends; its final record."""
+    from skyterra.managed import client
+
+    job = client.wait(job_id, timeout)
+    return client.describe(job)

@@ -591,5 +591,113 @@ def dashboard(port, host, new_token, require_token):
     server.serve(host, port, new_token=new_token, require_token=require_token, say=_echo)
 
 
+# --- managed jobs ---------------------------------------------------------------------
+@main.group(cls=_Group)
+def jobs():
+    """Managed jobs: recovered after preemption or node loss, their cluster torn down at the end."""
+
+
+@jobs.command(name="launch")
+@click.argument("task_yaml", type=click.Path(dir_okay=False))
+@click.option("-n", "--name", help="Job name (default: the task's).")
+@click.option("--cloud", "--infra", "cloud", help=_CLOUD_HELP)
+@click.option("--num-nodes", type=int, help="Override num_nodes.")
+@click.option("--gpus", help="Override accelerators, e.g. L4:4.")
+@click.option("--env", "envs", multiple=True, help="KEY=VALUE, or KEY to copy from here.")
+@click.option("--env-file", type=click.Path(dir_okay=False), help="A dotenv file.")
+@click.option("--secret", "secrets", multiple=True, help="KEY=VALUE secret (never printed).")
+@click.option("--controller", "controller", help="Run the controller on a node of this cloud "
+              "(default: a detached process of this machine).")
+@click.option("-d", "--detach", is_flag=True, help="Return once the job is submitted.")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation (accepted).")
+@handles_errors
+def jobs_launch(task_yaml, name, cloud, num_nodes, gpus, envs, env_file, secrets, controller,
+                detach, yes):
+    """Launch TASK_YAML as a managed job and (unless -d) follow its log."""
+    from skyterra import api
+
+    task = _load_task(task_yaml, envs, env_file, secrets, num_nodes, cloud, gpus)
+    clouds = [task.resources[0].cloud] if cloud else None
+    job_id = api.jobs_launch(task, name, clouds=clouds, controller=controller,
+                             progress=_progress)
+    click.echo(f"Managed job {job_id} submitted. Status: skyterra jobs queue; log: skyterra "
+               f"jobs logs {job_id}; cancel: skyterra jobs cancel {job_id}")
+    if not detach:
+        try:
+            code = api.jobs_logs(job_id, follow=True, out=_echo)
+        except KeyboardInterrupt:
+            click.echo(f"\nStopped following; managed job {job_id} keeps running.", err=True)
+            sys.exit(0)
+        sys.exit(code)
+
+
+def _duration(seconds) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else \
+        f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+@jobs.command(name="queue")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--no-refresh", is_flag=True, help="Do not restart dead controllers.")
+@handles_errors
+def jobs_queue(as_json, no_refresh):
+    """Managed jobs: status, recoveries, down time (restarts a controller that died)."""
+    from rich.table import Table
+
+    from skyterra import api
+
+    rows = api.jobs_queue(refresh=not no_refresh)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("No managed jobs. Launch one: skyterra jobs launch TASK.yaml")
+        return
+    table = Table(title="Managed jobs")
+    for column in ("id", "name", "status", "submitted", "duration", "recoveries", "down",
+                   "where", "cluster", "details"):
+        table.add_column(column)
+    for job in rows:
+        table.add_row(str(job["job_id"]), job["name"] or "-", job["status"],
+                      _age(job["submitted_at"]) + " ago", _duration(job["duration"]),
+                      str(job["recovery_count"]), f"{job['down_time']:.0f}s",
+                      job["where"] or "-", job["cluster_name"], job["failure"] or "-")
+    _console().print(table)
+
+
+@jobs.command(name="logs")
+@click.argument("job_id", type=int, required=False)
+@click.option("--no-follow", is_flag=True)
+@click.option("--controller", is_flag=True, help="The controller's own log.")
+@handles_errors
+def jobs_logs(job_id, no_follow, controller):
+    """A managed job's log: every attempt, with a line per recovery (default: the latest)."""
+    from skyterra import api
+
+    try:
+        code = api.jobs_logs(job_id, follow=not no_follow, out=_echo, controller=controller)
+    except KeyboardInterrupt:
+        click.echo("\nStopped following; the job keeps running.", err=True)
+        sys.exit(0)
+    sys.exit(code if not no_follow else 0)
+
+
+@jobs.command(name="cancel")
+@click.argument("job_ids", type=int, nargs=-1)
+@click.option("-a", "--all", "all_", is_flag=True)
+@handles_errors
+def jobs_cancel(job_ids, all_):
+    """Cancel managed jobs (default: the latest unfinished one); their clusters go too."""
+    from skyterra import api
+
+    asked = api.jobs_cancel(list(job_ids), all=all_)
+    click.echo(f"Cancelling managed job(s) {', '.join(map(str, asked))}; their controllers "
+               "stop the runs and destroy the clusters." if asked else
+               "No unfinished managed job to cancel.")
+
+
 if __name__ == "__main__":
     main()

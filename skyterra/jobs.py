@@ -91,8 +91,12 @@ class JobStore:
 
 
 def job_env(cluster: Cluster, node: Node, task_envs: dict[str, str], job_id: int,
-            phase: str) -> dict[str, str]:
-    """The SkyPilot environment of one node (plus SKYTERRA_* aliases)."""
+            phase: str, overrides: dict[str, str] | None = None) -> dict[str, str]:
+    """The SkyPilot environment of one node (plus SKYTERRA_* aliases).
+
+    `overrides` win over everything: a managed job keeps its SKYPILOT_TASK_ID
+    across recoveries and adds its recovery count.
+    """
     ips = "\n".join(cluster.private_ips)
     task_id = f"sky-{time.strftime('%Y-%m-%d-%H-%M-%S')}_{cluster.name}_{job_id}"
     sky = {"NUM_NODES": str(len(cluster.nodes)),
@@ -105,6 +109,7 @@ def job_env(cluster: Cluster, node: Node, task_envs: dict[str, str], job_id: int
     for key, value in sky.items():
         env[f"SKYPILOT_{key}"] = value
         env[f"SKYTERRA_{key}"] = value
+    env.update(overrides or {})
     return env
 
 
@@ -191,9 +196,10 @@ def first_failure(cluster: Cluster, codes: dict[int, int]) -> tuple[Node, int] |
 
 
 def run_setup(cluster: Cluster, script: str, envs: dict[str, str], job: Job,
-              sink: executor.Sink) -> None:
+              sink: executor.Sink, overrides: dict[str, str] | None = None) -> None:
     codes = run_phase(cluster, f"{job.key}-setup", script,
-                      lambda node: job_env(cluster, node, envs, job.job_id, "setup"), sink)
+                      lambda node: job_env(cluster, node, envs, job.job_id, "setup",
+                                           overrides), sink)
     failure = first_failure(cluster, codes)
     if failure:
         node, code = failure
@@ -212,7 +218,13 @@ def refresh(cluster: Cluster, store: JobStore, job: Job) -> Job:
     def look(node: Node) -> tuple[int | None, bool]:
         shell = executor.NodeShell(cluster, node)
         try:
-            return executor.read_exit_code(shell, job.key), executor.is_running(shell, job.key)
+            code, running = (executor.read_exit_code(shell, job.key),
+                             executor.is_running(shell, job.key))
+            if code is None and not running:
+                # It may have ended between the two questions: the rc file is written
+                # last, so ask again before calling it killed.
+                code = executor.read_exit_code(shell, job.key)
+            return code, running
         finally:
             shell.close()
 

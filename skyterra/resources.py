@@ -43,10 +43,6 @@ UNSUPPORTED_RESOURCE_KEYS = {
                 "run `skyterra destroy` when the job is done.",
     "max_hourly_cost": "max_hourly_cost is not supported by skyterra yet (issue 17); remove "
                        "it (`skyterra launch --dryrun` shows every candidate's price).",
-    "job_recovery": "job_recovery is not supported by skyterra yet (issue 16): skyterra runs "
-                    "the job once on the cluster; remove it.",
-    "spot_recovery": "spot_recovery (the old name of job_recovery) is not supported by "
-                     "skyterra yet (issue 16); remove it.",
     "container_image": "container_image (a container as the task runtime) is not supported "
                        "by skyterra yet (issue 14); remove it and install what the task "
                        "needs in setup.",
@@ -58,6 +54,9 @@ IGNORED_RESOURCE_KEYS = {
     "accelerator_args": "only has an effect on TPUs",
     "priority": "only has an effect on SkyPilot's managed-jobs controller",
 }
+# resources.job_recovery (SkyPilot's spec): a strategy string, or a mapping of these keys.
+RECOVERY_STRATEGIES = ("EAGER_NEXT_REGION", "FAILOVER")   # SkyPilot's default first
+JOB_RECOVERY_KEYS = ("strategy", "max_restarts_on_errors", "recover_on_exit_codes")
 
 _CPU_MEM = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(\+?)\s*$")
 # memory / disk_size with SkyPilot's units (powers of 1024; GB is the default)
@@ -211,6 +210,50 @@ def check_cloud(value: Any, field: str = "resources.cloud") -> str:
     return clouds.check_name(value, field)
 
 
+def parse_job_recovery(value: Any, field: str = "resources.job_recovery"
+                       ) -> dict[str, Any] | None:
+    """SkyPilot's `job_recovery` (or the older `spot_recovery`) → a normalised mapping.
+
+    `FAILOVER` | {strategy: FAILOVER, max_restarts_on_errors: 3, recover_on_exit_codes:
+    [33, 34] or 33} → {"strategy": ..., "max_restarts_on_errors": int,
+    "recover_on_exit_codes": [int, ...]}. The strategy defaults to SkyPilot's
+    (EAGER_NEXT_REGION) when the managed job runs; None here means "not set".
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = {"strategy": value}
+    if not isinstance(value, dict):
+        raise TaskError(f"expected a strategy ({' or '.join(RECOVERY_STRATEGIES)}) or a "
+                        f"mapping of {', '.join(JOB_RECOVERY_KEYS)}; got {value!r}.",
+                        field=field)
+    for key in value:
+        if key not in JOB_RECOVERY_KEYS:
+            raise TaskError(f"unknown key '{key}'.{did_you_mean(str(key), JOB_RECOVERY_KEYS)}"
+                            f" Known keys: {', '.join(JOB_RECOVERY_KEYS)}.",
+                            field=f"{field}.{key}")
+    strategy = value.get("strategy")
+    if strategy is not None:
+        if not isinstance(strategy, str) or strategy.upper() not in RECOVERY_STRATEGIES:
+            raise TaskError(f"unknown strategy {strategy!r}."
+                            f"{did_you_mean(str(strategy).upper(), RECOVERY_STRATEGIES)} "
+                            f"Choose {' or '.join(RECOVERY_STRATEGIES)}.",
+                            field=f"{field}.strategy")
+        strategy = strategy.upper()
+    restarts = value.get("max_restarts_on_errors", 0)
+    if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 0:
+        raise TaskError(f"expected a whole number >= 0, got {restarts!r}.",
+                        field=f"{field}.max_restarts_on_errors")
+    codes = value.get("recover_on_exit_codes")
+    codes = [] if codes is None else codes if isinstance(codes, list) else [codes]
+    for code in codes:
+        if isinstance(code, bool) or not isinstance(code, int) or not 0 <= code <= 255:
+            raise TaskError(f"exit codes are whole numbers from 0 to 255, got {code!r}.",
+                            field=f"{field}.recover_on_exit_codes")
+    return {"strategy": strategy, "max_restarts_on_errors": restarts,
+            "recover_on_exit_codes": sorted(set(codes))}
+
+
 def parse_ports(value: Any, field: str = "resources.ports") -> tuple[str, ...]:
     """8080 | '8080-8090' | [8080, '9000-9010'] → ('8080', '9000-9010')."""
     items = list(value) if isinstance(value, (list, tuple)) else [value]
@@ -307,6 +350,7 @@ class Resources:
     ports: Any = None
     labels: Any = None
     infra: str | None = None
+    job_recovery: Any = None          # managed jobs only (skyterra jobs launch)
 
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)
@@ -349,6 +393,7 @@ class Resources:
                             "InfiniBand).", field="resources.network_tier")
         set_("ports", parse_ports(self.ports) if self.ports is not None else ())
         set_("labels", parse_labels(self.labels) if self.labels is not None else {})
+        set_("job_recovery", parse_job_recovery(self.job_recovery))
 
     # --- what the optimizer and executor read -------------------------------------
     @property
@@ -434,6 +479,11 @@ def resources_from_config(config: Any, field: str = "resources") -> Resources:
             raise NotSupportedError(UNSUPPORTED_RESOURCE_KEYS[key], field=f"{field}.{key}")
     known = {f.name for f in dataclasses.fields(Resources)}
     kwargs = {k: v for k, v in config.items() if k in known}
+    if "spot_recovery" in config:  # SkyPilot's older name for job_recovery
+        if "job_recovery" in config:
+            raise TaskError("give job_recovery or spot_recovery (its older name), not both.",
+                            field=f"{field}.spot_recovery")
+        kwargs["job_recovery"] = config["spot_recovery"]
     try:
         return Resources(**kwargs)
     except TaskError as error:

@@ -50,8 +50,12 @@ def _task_env(task: Task) -> dict[str, str]:
 
 
 def submit(cluster: Cluster, cluster_dir: state.ClusterDir, task: Task, out: Output, *,
-           run_setup: bool, progress: Output) -> jobs.Job:
-    """Sync files, run setup (blocking), then start the run detached on every node."""
+           run_setup: bool, progress: Output,
+           env_overrides: dict[str, str] | None = None) -> jobs.Job:
+    """Sync files, run setup (blocking), then start the run detached on every node.
+
+    env_overrides: variables that win over the SkyPilot ones (managed jobs).
+    """
     store = jobs.JobStore(cluster_dir.jobs_path)
     _wait_for_idle(cluster, store, progress)
     job = store.new(task.name or "", len(cluster.nodes))
@@ -62,7 +66,7 @@ def submit(cluster: Cluster, cluster_dir: state.ClusterDir, task: Task, out: Out
             job.status = jobs.SETTING_UP
             store.save(job)
             progress("running setup on all nodes")
-            jobs.run_setup(cluster, task.setup, envs, job, out)
+            jobs.run_setup(cluster, task.setup, envs, job, out, env_overrides)
         if run_setup and cluster.num_gpus_per_node > 0:  # a launch: GPUs first, then run
             job.status = jobs.SETTING_UP
             store.save(job)
@@ -71,7 +75,8 @@ def submit(cluster: Cluster, cluster_dir: state.ClusterDir, task: Task, out: Out
         store.save(job)
         if task.run:
             jobs.start_all(cluster, job.key, task.run,
-                           lambda node: jobs.job_env(cluster, node, envs, job.job_id, "run"))
+                           lambda node: jobs.job_env(cluster, node, envs, job.job_id, "run",
+                                                     env_overrides))
         else:
             jobs.finish(store, job, {n.rank: 0 for n in cluster.nodes}, cluster)
     except BaseException:  # Ctrl-C included: the job record must not stay "running"

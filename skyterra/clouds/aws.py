@@ -268,6 +268,43 @@ class AWS(Cloud):
         return fabric.env if fabric else {}
 
     # --- credentials -----------------------------------------------------------
+    def instances_gone(self, cluster_dir: Any, record: Any) -> list[int] | None:
+        """Ask EC2: a node whose instance is terminated, stopped or no longer listed is gone.
+
+        None (cannot tell: the controller then waits its grace period) when boto3 or
+        the credentials are missing or EC2 does not answer."""
+        try:
+            import boto3
+            from botocore.exceptions import BotoCoreError, ClientError
+        except ImportError:
+            return None
+        from skyterra import config
+
+        ids = {node.get("instance_id"): node["rank"] for node in record.nodes
+               if node.get("instance_id")}
+        if not ids or not record.region:
+            return None
+        endpoint = self.settings(config.load(), record.cloud_options).endpoint_url
+        try:
+            ec2 = boto3.client("ec2", region_name=record.region, endpoint_url=endpoint)
+            pages = ec2.get_paginator("describe_instances").paginate(
+                Filters=[{"Name": "instance-id", "Values": sorted(ids)}])
+            states = {instance["InstanceId"]: instance["State"]["Name"]
+                      for page in pages for reservation in page["Reservations"]
+                      for instance in reservation["Instances"]}
+        except (BotoCoreError, ClientError):
+            return None
+        alive = ("pending", "running")
+        return sorted(rank for instance_id, rank in ids.items()
+                      if states.get(instance_id) not in alive)
+
+    def interruption_watcher(self) -> str | None:
+        """Polls IMDS (v2 token) for the spot 2-minute warning every 5 s."""
+        return AWS_INTERRUPTION_WATCHER
+
+    def parse_interruption(self, text: str) -> str | None:
+        return parse_aws_instance_action(text)
+
     def check_credentials(self, verify: bool = False) -> CredentialReport:
         """Where boto3 finds credentials and a region; with verify, ask STS who we are.
 
@@ -387,3 +424,32 @@ def emulator_provider(url: str) -> str:
 
 def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split())
+
+
+# Started on each node of a managed job (see Cloud.interruption_watcher). IMDS answers
+# 404 for spot/instance-action until AWS schedules the interruption.
+AWS_INTERRUPTION_WATCHER = r"""
+mkdir -p "$HOME/.skyterra"
+imds=http://169.254.169.254/latest
+while :; do
+  token=$(curl -sf -m 2 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 300' "$imds/api/token")
+  notice=$(curl -sf -m 2 -H "X-aws-ec2-metadata-token: $token" \
+    "$imds/meta-data/spot/instance-action") && {
+    printf '%s\n' "$notice" > "$HOME/.skyterra/interruption"; exit 0; }
+  sleep 5
+done
+"""
+
+
+def parse_aws_instance_action(text: str) -> str | None:
+    """IMDS spot/instance-action JSON ({"action": "terminate", "time": "...Z"}) → a notice."""
+    try:
+        data = json.loads(text)
+    except (TypeError, ValueError):
+        return None
+    if not isinstance(data, dict) or not data.get("action"):
+        return None
+    done = {"terminate": "terminated", "stop": "stopped", "hibernate": "hibernated"}
+    action = done.get(str(data["action"]), str(data["action"]))
+    return f"AWS spot interruption notice: the instance will be {action} at " \
+        f"{data.get('time', 'soon')}"

@@ -142,6 +142,23 @@ class Cloud:
     def remove_orphans(self, cluster_dir: Path, orphans: list[str]) -> None:
         """Remove what orphans() found."""
 
+    # --- managed jobs: telling a lost node from a failing program ---------------------
+    def instances_gone(self, cluster_dir: Path, record: Any) -> list[int] | None:
+        """Ranks of the cluster's nodes that the cloud says no longer exist (preempted,
+        terminated), or None when this cloud cannot tell from here: a managed job then
+        counts a node as lost once it stopped answering for a grace period."""
+        return None
+
+    def interruption_watcher(self) -> str | None:
+        """A bash script started on each node with a managed job: it polls the cloud's
+        metadata service for a spot interruption notice and writes what it finds to
+        ~/.skyterra/interruption (None: this cloud has no such notice)."""
+        return None
+
+    def parse_interruption(self, text: str) -> str | None:
+        """A readable notice from what interruption_watcher wrote, or None if none."""
+        return None
+
 
 def cidr_list(value: Any, name: str) -> list[str]:
     """Addresses or CIDR blocks (a string or a list) → normalised, de-duplicated CIDRs."""

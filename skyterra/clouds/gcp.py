@@ -143,6 +143,13 @@ class GCP(Cloud):
     )
 
     # --- credentials ----------------------------------------------------------------
+    def interruption_watcher(self) -> str | None:
+        """Waits on the metadata server's `preempted` value (it turns TRUE on preemption)."""
+        return GCP_INTERRUPTION_WATCHER
+
+    def parse_interruption(self, text: str) -> str | None:
+        return parse_gcp_preempted(text)
+
     def check_credentials(self) -> CredentialReport:
         try:
             import google.auth
@@ -292,3 +299,22 @@ def _disk_type(machine_type: str, disk_tier: str | None) -> str:
     if machine_type.startswith(HYPERDISK_ONLY_PREFIXES):
         return "hyperdisk-balanced"
     return DISK_TIERS.get(disk_tier or "medium", "pd-balanced")
+
+
+# Started on each node of a managed job (see Cloud.interruption_watcher).
+GCP_INTERRUPTION_WATCHER = r"""
+mkdir -p "$HOME/.skyterra"
+url=http://metadata.google.internal/computeMetadata/v1/instance/preempted
+while :; do
+  value=$(curl -sf -m 70 -H 'Metadata-Flavor: Google' "$url?wait_for_change=true&timeout_sec=60")
+  if [ "$value" = TRUE ]; then printf 'TRUE\n' > "$HOME/.skyterra/interruption"; exit 0; fi
+  [ -n "$value" ] || sleep 5
+done
+"""
+
+
+def parse_gcp_preempted(text: str) -> str | None:
+    """The metadata server's instance/preempted value: TRUE once Compute Engine preempts."""
+    if str(text).strip().upper() == "TRUE":
+        return "GCP preemption notice: Compute Engine is preempting the instance (~30 s)"
+    return None

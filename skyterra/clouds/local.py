@@ -1,5 +1,11 @@
 """The local cloud: N nodes on this machine, each a real sshd on its own 127.x.y.z.
 
+A node can be taken away the way a cloud takes a spot instance, without
+skyterra being told (for managed-job tests and demos):
+`python -m skyterra.clouds.local preempt CLUSTER NODE_RANK` (or `preempt()`)
+runs node-down.sh for that node: its processes are killed, its sshd stops and
+its directory is removed; the cluster's record and Terraform state still list it.
+
 It lets the whole pipeline (Terraform, SSH, rsync, torchrun) run with no
 cloud account: the default for the examples and the tests. Nodes have no GPU;
 a task asking for `L4:4` still gets SKYPILOT_NUM_GPUS_PER_NODE=4 so that its
@@ -253,6 +259,11 @@ class Local(Cloud):
     def node_env(self, deployment: Deployment) -> dict[str, str]:
         return _loopback_env(deployment.settings.slot)
 
+    def instances_gone(self, cluster_dir: Path, record: Any) -> list[int] | None:
+        """A local node is gone when its directory is, or its sshd no longer runs."""
+        return [node["rank"] for node in record.nodes
+                if not _node_alive(node_dir(record, node["rank"]))]
+
     def attached_node_env(self, outputs: dict[str, Any]) -> dict[str, str] | None:
         """Loopback node IPs are local nodes; a skyterra subnet also gives the master port."""
         ips = outputs.get("node_ips") or []
@@ -298,6 +309,70 @@ def node_path() -> str:
     return os.pathsep.join(dict.fromkeys(part for part in parts if part))
 
 
+def node_dir(record: Any, rank: int) -> Path:
+    """Where node `rank` of a recorded local cluster lives (the module's naming)."""
+    nodes = record.cloud_options.get("nodes_dir") or str(
+        state.ClusterDir(record.name).path / "nodes")
+    return Path(nodes) / f"{record.name}-{int(rank)}"
+
+
+def _node_alive(directory: Path) -> bool:
+    """Its marker exists and the sshd named by its pid file runs with its config."""
+    try:
+        pid = (directory / "sshd.pid").read_text().strip()
+        cmdline = Path(f"/proc/{int(pid)}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return False
+    return (directory / ".skyterra-node").exists() and \
+        str(directory / "sshd_config").encode() in cmdline
+
+
+def preempt(cluster_name: str, rank: int) -> Path:
+    """Take node `rank` away as a cloud reclaims a spot instance: kill its processes and
+    its sshd, remove its directory, tell skyterra nothing. Returns the node dir."""
+    from skyterra.errors import SkyterraError
+
+    record = state.ClusterDir(cluster_name).load()
+    if record.cloud != Local.name:
+        raise SkyterraError(f"cluster '{cluster_name}' is not a local cluster; only local "
+                            "nodes can be preempted by hand.")
+    ranks = [node["rank"] for node in record.nodes]
+    if int(rank) not in ranks:
+        raise SkyterraError(f"cluster '{cluster_name}' has no node of rank {rank} (ranks: "
+                            f"{', '.join(map(str, ranks)) or 'none'}).")
+    directory = node_dir(record, int(rank))
+    script = paths.templates_dir() / "local" / "scripts" / "node-down.sh"
+    result = subprocess.run(["bash", str(script)], check=False, capture_output=True,
+                            text=True, timeout=120,
+                            env={**os.environ, "SKYTERRA_NODE_DIR": str(directory),
+                                 "SKYTERRA_NODE_NAME": directory.name})
+    if result.returncode != 0:
+        raise SkyterraError(f"could not preempt node {rank} of '{cluster_name}': "
+                            f"{result.stderr.strip()}")
+    return directory
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m skyterra.clouds.local preempt CLUSTER NODE_RANK`."""
+    import argparse
+
+    from skyterra.errors import SkyterraError
+
+    parser = argparse.ArgumentParser(prog="python -m skyterra.clouds.local")
+    commands = parser.add_subparsers(dest="command", required=True)
+    take = commands.add_parser("preempt", help="make one node vanish as a cloud takes it")
+    take.add_argument("cluster")
+    take.add_argument("rank", type=int)
+    args = parser.parse_args(argv)
+    try:
+        directory = preempt(args.cluster, args.rank)
+    except SkyterraError as error:
+        print(f"Error: {error}", file=sys.stderr)
+        return 1
+    print(f"node {args.rank} of {args.cluster} is gone ({directory} removed)")
+    return 0
+
+
 def _node_dirs(cluster_dir: Path) -> list[Path]:
     nodes = cluster_dir / "nodes"
     if not nodes.is_dir():
@@ -311,3 +386,10 @@ def _memory_gib() -> float:
         return round(pages / 2**30, 1)
     except (ValueError, OSError):
         return 0.0
+
+
+if __name__ == "__main__":
+    import importlib
+
+    # Run the registered module's main (not this __main__ copy of the module).
+    sys.exit(importlib.import_module("skyterra.clouds.local").main())

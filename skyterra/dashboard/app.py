@@ -11,7 +11,7 @@ POST /api/clusters/{name}/jobs/{id}/cancel  api.cancel(name, [id])
 POST /api/clusters/{name}/down              api.down(name)
 POST /api/clusters/{name}/stop | start      api.stop / api.start, when they exist
 GET  /api/cost                              api.cost_report() as a chart, or an estimate
-GET  /api/managed-jobs                      api.managed_jobs_queue(), when it exists
+GET  /api/managed-jobs                      api.jobs_queue(), when it exists
 
 Handlers are plain functions (Starlette runs them in its thread pool): the SDK
 blocks on SSH and Terraform. SDK errors become {"error": message} with a 4xx

@@ -11,7 +11,7 @@ its SDK function is added -- with no change here, if it keeps this shape:
                                destroyed ones included: name, status, launched_at (epoch s),
                                ended_at or duration (s), price ($/h, whole cluster) and/or
                                total_cost ($). cost.py turns them into the chart.
-  api.managed_jobs_queue()     iterable of records: job_id, name, status, cluster,
+  api.jobs_queue()     iterable of records: job_id, name, status, cluster,
                                submitted_at, recovery_count, and events: a list of
                                {"at": epoch s, "event": str, "detail": str} -- the
                                recovery timeline the page draws.
@@ -26,7 +26,7 @@ from typing import Any
 
 # feature name (as the page knows it) -> function name on skyterra.api
 OPTIONAL = {"stop": "stop", "start": "start", "cost_report": "cost_report",
-            "managed_jobs": "managed_jobs_queue"}
+            "managed_jobs": "jobs_queue"}
 
 
 def _api():

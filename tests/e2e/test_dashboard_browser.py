@@ -297,7 +297,7 @@ def test_with_a_token_the_browser_logs_in_once_and_then_sees_the_page(skyterra_h
 
 def test_stop_cost_report_and_managed_jobs_appear_once_the_sdk_has_them(
         skyterra_home, tmp_path, browser, monkeypatch):
-    """api.stop, api.cost_report and api.managed_jobs_queue do not exist yet (issues 17 and
+    """api.stop, api.cost_report and api.jobs_queue do not exist yet (issues 17 and
     16): stand-ins of the documented shape check that the page picks them up."""
     stopped: list[str] = []
     now = time.time()
@@ -306,7 +306,7 @@ def test_stop_cost_report_and_managed_jobs_appear_once_the_sdk_has_them(
         {"name": "feat", "status": "UP", "launched_at": now - 5400, "price": 4.0},
         {"name": "old-run", "status": "TERMINATED", "launched_at": now - 7200,
          "duration": 1800, "total_cost": 3.0}], raising=False)
-    monkeypatch.setattr(api, "managed_jobs_queue", lambda: [
+    monkeypatch.setattr(api, "jobs_queue", lambda: [
         {"job_id": 7, "name": "pretrain", "status": "RUNNING", "cluster": "feat",
          "recovery_count": 1, "submitted_at": now - 3600,
          "events": [{"at": now - 3600, "event": "STARTED", "detail": ""},

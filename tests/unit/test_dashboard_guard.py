@@ -153,14 +153,14 @@ def test_features_still_being_written_stay_off_until_the_sdk_has_them(skyterra_h
 
 
 def test_features_appear_when_the_sdk_has_them(skyterra_home, monkeypatch):
-    """Stand-ins for api.stop / cost_report / managed_jobs_queue, which other issues add:
+    """Stand-ins for api.stop / cost_report / jobs_queue, which other issues add:
     this checks the seam (detection, call, sanitizing), not those features."""
     stopped = []
     monkeypatch.setattr(api, "stop", stopped.append, raising=False)
     monkeypatch.setattr(api, "cost_report", lambda: [
         {"name": "old", "status": "TERMINATED", "launched_at": 1000.0, "duration": 7200,
          "total_cost": 6.0, "envs": {"KEY": "env-value-x"}}], raising=False)
-    monkeypatch.setattr(api, "managed_jobs_queue", lambda: [
+    monkeypatch.setattr(api, "jobs_queue", lambda: [
         {"job_id": 3, "name": "train", "status": "RECOVERING", "recovery_count": 1,
          "task": {"secrets": {"S": "secret-value-x"}},
          "events": [{"at": 1000.0, "event": "PREEMPTED", "detail": "spot reclaimed"}]}],

@@ -220,7 +220,17 @@ def test_ports(value, expected):
     ({"acelerators": "L4"}, "resources.acelerators", ["Did you mean 'accelerators'"]),
     ({"cpu": 4}, "resources.cpu", ["Did you mean 'cpus'"]),
     ({"autostop": 10}, "resources.autostop", ["not supported"]),
-    ({"job_recovery": "x"}, "resources.job_recovery", ["not supported"]),
+    ({"job_recovery": "x"}, "resources.job_recovery.strategy", ["FAILOVER"]),
+    ({"job_recovery": "failovr"}, "resources.job_recovery.strategy", ["Did you mean 'FAILOVER'"]),
+    ({"job_recovery": 3}, "resources.job_recovery", ["strategy"]),
+    ({"job_recovery": {"max_restarts": 3}}, "resources.job_recovery.max_restarts",
+     ["Did you mean 'max_restarts_on_errors'"]),
+    ({"job_recovery": {"max_restarts_on_errors": -1}},
+     "resources.job_recovery.max_restarts_on_errors", [">= 0"]),
+    ({"job_recovery": {"recover_on_exit_codes": [33, 256]}},
+     "resources.job_recovery.recover_on_exit_codes", ["0 to 255"]),
+    ({"job_recovery": "FAILOVER", "spot_recovery": "FAILOVER"}, "resources.spot_recovery",
+     ["not both"]),
 ])
 def test_bad_resource_keys(config, field, words):
     with pytest.raises(TaskError) as info:
@@ -229,6 +239,20 @@ def test_bad_resource_keys(config, field, words):
     assert f"field '{field}" in message, message
     for word in words:
         assert word in message, message
+
+
+def test_job_recovery_takes_skypilots_forms():
+    full = resources_from_config({"job_recovery": {"strategy": "failover",
+                                                   "max_restarts_on_errors": 2,
+                                                   "recover_on_exit_codes": 33}})
+    assert full.job_recovery == {"strategy": "FAILOVER", "max_restarts_on_errors": 2,
+                                 "recover_on_exit_codes": [33]}
+    plain = resources_from_config({"spot_recovery": "EAGER_NEXT_REGION"})
+    assert plain.job_recovery == {"strategy": "EAGER_NEXT_REGION", "max_restarts_on_errors": 0,
+                                  "recover_on_exit_codes": []}
+    assert resources_from_config({}).job_recovery is None
+    again = resources_from_config(full.to_yaml_config())
+    assert again.job_recovery == full.job_recovery
 
 
 def test_ports_are_normalized():
