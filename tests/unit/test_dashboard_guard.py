@@ -142,7 +142,12 @@ def test_sdk_errors_come_back_as_json_with_the_sdk_message(skyterra_home):
         assert bad.status == 400 and "cluster name" in bad.json()["error"]
 
 
-def test_features_still_being_written_stay_off_until_the_sdk_has_them(skyterra_home):
+def test_features_still_being_written_stay_off_until_the_sdk_has_them(skyterra_home,
+                                                                      monkeypatch):
+    from skyterra import api
+
+    for name in ("stop", "start", "cost_report", "jobs_queue"):
+        monkeypatch.delattr(api, name, raising=False)  # as before those features landed
     with dashboard_in_thread() as (url, _, _):
         assert request(url, "/api/features").json() == {
             "stop": False, "start": False, "cost_report": False, "managed_jobs": False}
@@ -222,3 +227,10 @@ def test_an_unexpected_failure_is_one_json_line_not_a_bare_500(skyterra_home, mo
         reply = request(url, "/api/clusters")
         assert reply.status == 500
         assert "RuntimeError: disk on fire" in reply.json()["error"]
+
+
+def test_managed_jobs_come_from_the_real_sdk(skyterra_home):
+    with dashboard_in_thread() as (url, _, _):
+        assert request(url, "/api/features").json()["managed_jobs"] is True
+        reply = request(url, "/api/managed-jobs")
+        assert reply.status == 200 and reply.json() == []  # no managed job in this home
