@@ -157,8 +157,7 @@ def _follow(cluster: Cluster, shells: dict[int, executor.NodeShell], job_key: st
     def follow(node: Node) -> int:
         nonlocal stopped
         writer = executor.PrefixWriter(node.label, sink)
-        executor.stream_log(shells[node.rank], job_key, writer, follow=True)
-        code = executor.read_exit_code(shells[node.rank], job_key)
+        code = executor.follow_log(shells[node.rank], job_key, writer)
         code = 137 if code is None else code
         codes[node.rank] = code
         if code != 0 and not stopped:
@@ -168,7 +167,7 @@ def _follow(cluster: Cluster, shells: dict[int, executor.NodeShell], job_key: st
             stop_everywhere(cluster, job_key, [n for n in cluster.nodes if n.rank != node.rank])
         return code
 
-    results = executor.for_each_node(cluster, follow)
+    results = executor.for_each_node(cluster, follow, limit=0)  # streams: all at once
     results.raise_first("follow the command")
     return {rank: int(code) for rank, code in results.succeeded.items()}
 
@@ -210,11 +209,7 @@ def refresh(cluster: Cluster, store: JobStore, job: Job) -> Job:
         return job
 
     def look(node: Node) -> tuple[int | None, bool]:
-        shell = executor.NodeShell(cluster, node)
-        try:
-            return executor.read_exit_code(shell, job.key), executor.is_running(shell, job.key)
-        finally:
-            shell.close()
+        return executor.job_state(executor.NodeShell(cluster, node), job.key)
 
     states = executor.for_each_node(cluster, look)
     for error in states.failed.values():

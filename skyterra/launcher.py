@@ -296,6 +296,7 @@ def _repair_dead_nodes(done: provision.Provisioned, cluster_dir: state.ClusterDi
         if dead:
             names = ", ".join(n.name for n in dead)
             progress(f"node(s) {names} do not answer; replacing them")
+            executor.close_connections(cluster, dead)
             executor.forget_host_keys(cluster, dead)
             cloud = done.deployment.cloud
             addresses = [cloud.node_resource_address(n.rank) for n in dead]
@@ -304,6 +305,7 @@ def _repair_dead_nodes(done: provision.Provisioned, cluster_dir: state.ClusterDi
                                 replace=addresses), changed=False)
     if done.changed:
         executor.forget_host_keys(done.cluster, done.cluster.nodes)
+        executor.close_connections(done.cluster)
     executor.pin_host_keys(done.cluster,
                            timeout=float(os.environ.get("SKYTERRA_SSH_TIMEOUT", "300")))
     return done

@@ -14,7 +14,7 @@ import dataclasses
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from skyterra import backend, config
+from skyterra import backend, config, connection
 from skyterra.clouds import all_clouds, get_cloud
 from skyterra.cluster import Cluster
 from skyterra.deployment import Deployment, for_record
@@ -150,6 +150,7 @@ def destroy_cluster(cluster_dir: ClusterDir, record: ClusterRecord, progress: Pr
     """Everything `skyterra destroy` does to a cluster's resources, in order: re-render a
     lost module, terraform destroy, remove what the state no longer knew, drop the shared
     state object."""
+    connection.close(cluster_dir.known_hosts_path.parent)  # no session into a dying node
     if not (cluster_dir.path / "variables.tf").exists() and record.instance_type:
         render(for_record(cluster_dir, record))
     destroy(cluster_dir.path, record.cloud, progress)
