@@ -212,12 +212,12 @@ def _candidate_json(c) -> dict:
 def launch(task_yaml, cluster_name, cloud, num_nodes, gpus, envs, env_file, secrets,
            detach_run, yes, dryrun, out_dir, as_json, provision_only):
     """Launch TASK_YAML on a new cluster (or reuse the cluster -c NAME)."""
-    from skyterra import api
-
     task = _load_task(task_yaml, envs, env_file, secrets, num_nodes, cloud, gpus)
     clouds = [task.resources[0].cloud] if cloud else None
     if dryrun:
-        result = api.dryrun(task, cluster_name, clouds, Path(out_dir) if out_dir else None)
+        from skyterra import planning  # not api: a dry run needs no SSH, jobs or Terraform
+
+        result = planning.dryrun(task, cluster_name, clouds, Path(out_dir) if out_dir else None)
         if as_json:
             click.echo(json.dumps({"cluster_name": result.cluster_name,
                                    "rendered_dir": str(result.rendered_dir),
@@ -232,6 +232,8 @@ def launch(task_yaml, cluster_name, cloud, num_nodes, gpus, envs, env_file, secr
         click.echo(f"Rendered the Terraform module for {result.candidate.describe()} into "
                    f"{result.rendered_dir} (dry run: nothing was created).")
         return
+    from skyterra import api
+
     if not yes and sys.stdin.isatty():
         candidates = api.plan_candidates(task, clouds)
         _console().print(_candidates_table(candidates))
@@ -466,11 +468,11 @@ def show_gpus(accelerator, cloud, region):
 def render(task_yaml, cloud, out_dir, cluster_name, num_nodes, gpus, envs, env_file,
            no_provider, as_json):
     """Write a standalone Terraform module for TASK_YAML that a pipeline can apply."""
-    from skyterra import api
+    from skyterra import pipeline  # not api: rendering needs no SSH, jobs or Terraform run
 
     task = _load_task(task_yaml, envs, env_file, (), num_nodes, cloud, gpus)
-    result = api.render(task, cloud=task.resources[0].cloud, out_dir=Path(out_dir),
-                        cluster_name=cluster_name, provider=not no_provider)
+    result = pipeline.render_standalone(task, Path(out_dir), cloud=task.resources[0].cloud,
+                                        cluster_name=cluster_name, provider=not no_provider)
     if as_json:
         click.echo(json.dumps({"cluster_name": result.cluster_name,
                                "out_dir": str(result.out_dir),
