@@ -208,9 +208,11 @@ def _candidate_json(c) -> dict:
 @click.option("--json", "as_json", is_flag=True, help="With --dryrun: machine-readable output.")
 @click.option("--provision-only", is_flag=True, hidden=True,
               help="Stop after the nodes exist (tests against emulators).")
+@click.option("-v", "--verbose", is_flag=True, help="Show Terraform's and setup's output as "
+              "it comes (a terminal otherwise shows one live line per phase).")
 @handles_errors
 def launch(task_yaml, cluster_name, cloud, num_nodes, gpus, envs, env_file, secrets,
-           detach_run, yes, dryrun, out_dir, as_json, provision_only):
+           detach_run, yes, dryrun, out_dir, as_json, provision_only, verbose):
     """Launch TASK_YAML on a new cluster (or reuse the cluster -c NAME)."""
     task = _load_task(task_yaml, envs, env_file, secrets, num_nodes, cloud, gpus)
     clouds = [task.resources[0].cloud] if cloud else None
@@ -239,8 +241,8 @@ def launch(task_yaml, cluster_name, cloud, num_nodes, gpus, envs, env_file, secr
         _console().print(_candidates_table(candidates))
         click.confirm(f"Launch {task.num_nodes} node(s) of {candidates[0].describe()}?",
                       abort=True, default=True)
-    result = api.launch_cluster(task, cluster_name, clouds=clouds, detach_run=detach_run,
-                                provision_only=provision_only, out=_echo, progress=_progress)
+    result = _launch_with_progress(api, task, cluster_name, clouds, detach_run,
+                                   provision_only, verbose)
     if result.job_id is not None and detach_run:
         click.echo(f"Job {result.job_id} is running on cluster '{result.cluster_name}'. "
                    f"Follow it: skyterra logs {result.cluster_name} {result.job_id}")
@@ -248,6 +250,25 @@ def launch(task_yaml, cluster_name, cloud, num_nodes, gpus, envs, env_file, secr
         click.echo(f"Job {result.job_id} failed (exit code {result.exit_code}). The cluster "
                    f"is kept: skyterra destroy {result.cluster_name}", err=True)
         sys.exit(result.exit_code if result.exit_code < 256 else 1)
+
+
+def _launch_with_progress(api, task, cluster_name, clouds, detach_run, provision_only,
+                          verbose):
+    """Launch with a live view on a terminal; on failure, print what it hid, in full."""
+    from skyterra import progress
+    from skyterra.errors import SkyterraError
+
+    reporter = progress.for_terminal(_progress, verbose=verbose)
+    try:
+        return api.launch_cluster(task, cluster_name, clouds=clouds, detach_run=detach_run,
+                                  provision_only=provision_only, out=_echo, progress=reporter)
+    except (SkyterraError, KeyboardInterrupt) as error:
+        dump = getattr(reporter, "dump", None)
+        if dump is not None and isinstance(error, SkyterraError):
+            dump()
+        raise
+    finally:
+        reporter.close()
 
 
 @main.command(name="exec")
@@ -317,12 +338,21 @@ def status(clusters, as_json):
 @handles_errors
 def destroy(clusters, yes, forget):
     """Destroy clusters (terraform destroy) and forget them."""
-    from skyterra import api
+    from skyterra import api, progress
 
     for name in clusters:
         if not yes and sys.stdin.isatty():
             click.confirm(f"Destroy cluster '{name}'?", abort=True, default=True)
-        outcome = api.down(name, progress=_progress, purge=forget)
+        reporter = progress.for_terminal(_progress)
+        try:
+            outcome = api.down(name, progress=reporter, purge=forget)
+        except Exception:
+            dump = getattr(reporter, "dump", None)
+            if dump is not None:
+                dump()
+            raise
+        finally:
+            reporter.close()
         if outcome == "forgotten":
             click.echo(f"Cluster '{name}' forgotten; its nodes belong to your pipeline and "
                        "were not touched.")
@@ -369,10 +399,18 @@ def queue(cluster_name, as_json, no_refresh):
 @click.option("--tail", type=int, help="Only the last N lines of each node.")
 @click.option("--status", "status_only", is_flag=True, help="Exit with the job's status code "
               "(0 succeeded, 100 failed, 101 not finished, 103 cancelled).")
+@click.option("--provision", is_flag=True, help="Show the log of the cluster's last launch "
+              "(Terraform's events and output, setup's output) instead of a job's.")
 @handles_errors
-def logs(cluster_name, job_id, no_follow, tail, status_only):
+def logs(cluster_name, job_id, no_follow, tail, status_only, provision):
     """Stream a job's logs (default: the latest job)."""
     from skyterra import api
+
+    if provision:
+        text = api.provision_log(cluster_name)
+        lines = text.splitlines()
+        click.echo("\n".join(lines[-tail:] if tail else lines))
+        return
 
     if status_only:
         job = api.job_status(cluster_name, job_id)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from skyterra import connection
+from skyterra import progress as reporting
 from skyterra.cluster import Cluster, Node
 from skyterra.errors import (
     HostKeyMismatchError,
@@ -328,7 +329,8 @@ def for_each_node(cluster: Cluster, action: Callable[[Node], Any],
 
 
 # --- first contact ---------------------------------------------------------------------
-def pin_host_keys(cluster: Cluster, timeout: float = 120.0) -> None:
+def pin_host_keys(cluster: Cluster, timeout: float = 120.0,
+                  progress: Sink | None = None) -> None:
     """Wait until every node answers SSH, recording its host key (trust on first use).
 
     Later connections require exactly that key: a node that changes its key
@@ -341,7 +343,11 @@ def pin_host_keys(cluster: Cluster, timeout: float = 120.0) -> None:
                                "(Debian: apt-get install openssh-client).")
     known = _pinned_names(cluster)
     wanted = [n for n in cluster.nodes if _known_host_name(cluster, n) not in known]
-    found = for_each_node(cluster, lambda node: _keyscan(cluster, node, timeout), wanted)
+    with reporting.phase(progress or (lambda line: None), "waiting for SSH", len(wanted),
+                         "nodes answering") as shown:
+        shown.expect([n.name for n in wanted])
+        found = for_each_node(cluster, lambda node: _keyscan(cluster, node, timeout), wanted,
+                              on_done=lambda node: shown.done(node.name))
     for error in found.failed.values():
         if isinstance(error, (KeyboardInterrupt, SystemExit)):
             raise error
@@ -460,10 +466,12 @@ def close_connections(cluster: Cluster, nodes: list[Node] | None = None) -> None
 
 
 # --- files -----------------------------------------------------------------------------
-def rsync_to_nodes(cluster: Cluster, source: Path, destination: str) -> None:
+def rsync_to_nodes(cluster: Cluster, source: Path, destination: str, *,
+                   on_done: Callable[[Node], None] | None = None) -> None:
     """rsync a local file or directory to `destination` on every node, in parallel.
 
-    Directories honour .gitignore (like SkyPilot) and skip .git.
+    Directories honour .gitignore (like SkyPilot) and skip .git. on_done(node) is
+    called as each node finishes (progress).
     """
     if not _which("rsync"):
         raise MissingToolError("rsync is not installed; install it (Debian: apt-get install "
@@ -489,7 +497,7 @@ def rsync_to_nodes(cluster: Cluster, source: Path, destination: str) -> None:
             _raise_for_host_key(cluster, node, result.stderr)
             raise RuntimeError(result.stderr.strip().splitlines()[-1:] or ["rsync failed"])
 
-    pushed = for_each_node(cluster, push)
+    pushed = for_each_node(cluster, push, on_done=on_done)
     if not pushed.ok:
         node = pushed.failed_nodes()[0]
         error = pushed.failed[node.rank]

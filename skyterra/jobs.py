@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from skyterra import executor
+from skyterra import progress as reporting
 from skyterra.cluster import Cluster, Node
 from skyterra.errors import CommandFailedError, SkyterraError
 
@@ -129,28 +130,32 @@ def start_all(cluster: Cluster, job_key: str, script: str,
             shell.close()
 
 
-def follow_all(cluster: Cluster, job_key: str, sink: executor.Sink) -> dict[int, int]:
+def follow_all(cluster: Cluster, job_key: str, sink: executor.Sink, *,
+               on_done: Callable[[Node], None] | None = None) -> dict[int, int]:
     """Stream every node's log until its process ends; return rc per rank.
 
     When one node fails, the others are stopped, as SkyPilot does: a
-    distributed job with a dead rank would only hang.
+    distributed job with a dead rank would only hang. on_done(node): a node's
+    process ended (progress).
     """
     shells = {node.rank: executor.NodeShell(cluster, node) for node in cluster.nodes}
     try:
-        return _follow(cluster, shells, job_key, sink)
+        return _follow(cluster, shells, job_key, sink, on_done)
     finally:
         for shell in shells.values():
             shell.close()
 
 
 def run_phase(cluster: Cluster, job_key: str, script: str,
-              env_for: Callable[[Node], dict[str, str]], sink: executor.Sink) -> dict[int, int]:
+              env_for: Callable[[Node], dict[str, str]], sink: executor.Sink, *,
+              on_done: Callable[[Node], None] | None = None) -> dict[int, int]:
     start_all(cluster, job_key, script, env_for)
-    return follow_all(cluster, job_key, sink)
+    return follow_all(cluster, job_key, sink, on_done=on_done)
 
 
 def _follow(cluster: Cluster, shells: dict[int, executor.NodeShell], job_key: str,
-            sink: executor.Sink) -> dict[int, int]:
+            sink: executor.Sink, on_done: Callable[[Node], None] | None = None
+            ) -> dict[int, int]:
     codes: dict[int, int] = {}
     stopped = False
 
@@ -167,7 +172,8 @@ def _follow(cluster: Cluster, shells: dict[int, executor.NodeShell], job_key: st
             stop_everywhere(cluster, job_key, [n for n in cluster.nodes if n.rank != node.rank])
         return code
 
-    results = executor.for_each_node(cluster, follow, limit=0)  # streams: all at once
+    results = executor.for_each_node(cluster, follow, limit=0,  # streams: all at once
+                                     on_done=on_done)
     results.raise_first("follow the command")
     return {rank: int(code) for rank, code in results.succeeded.items()}
 
@@ -190,9 +196,15 @@ def first_failure(cluster: Cluster, codes: dict[int, int]) -> tuple[Node, int] |
 
 
 def run_setup(cluster: Cluster, script: str, envs: dict[str, str], job: Job,
-              sink: executor.Sink) -> None:
-    codes = run_phase(cluster, f"{job.key}-setup", script,
-                      lambda node: job_env(cluster, node, envs, job.job_id, "setup"), sink)
+              sink: executor.Sink, progress: executor.Sink | None = None) -> None:
+    """Setup on every node, blocking; progress (a reporter) counts the nodes done."""
+    with reporting.phase(progress or (lambda line: None), "setup",
+                         len(cluster.nodes)) as shown:
+        shown.expect([n.name for n in cluster.nodes])
+        codes = run_phase(cluster, f"{job.key}-setup", script,
+                          lambda node: job_env(cluster, node, envs, job.job_id, "setup"),
+                          reporting.output_sink(progress, sink) if progress else sink,
+                          on_done=lambda node: shown.done(node.name))
     failure = first_failure(cluster, codes)
     if failure:
         node, code = failure

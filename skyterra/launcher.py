@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from skyterra import backend, deployment, executor, provision, ssh_config, state
+from skyterra import progress as reporting
 from skyterra.catalog import Candidate
 from skyterra.clouds import get_cloud
 from skyterra.cluster import Cluster
@@ -52,6 +53,7 @@ class ClusterUp:
     cluster_dir: state.ClusterDir
     candidate: Candidate
     candidates: list[Candidate]
+    progress: Output = print   # the launch's reporter: also writes the provision log
 
 
 @contextlib.contextmanager
@@ -76,9 +78,14 @@ def bring_up(task: Task, cluster_name: str | None = None, *, clouds: list[str] |
         if existing is None:
             cluster_dir.save(state.ClusterRecord(name=name, num_nodes=task.num_nodes,
                                                  task=task.to_yaml_config()))
+        # Everything Terraform and setup print goes to <cluster>/provision.log as well
+        # (`skyterra logs --provision`); the reporter decides what the terminal shows.
+        logged = reporting.Logged(progress, cluster_dir.path / reporting.LOG_FILE)
+        progress = logged
         try:
             done = _provision(task, cluster_dir, candidates, wait_for_ssh, progress)
         except SkyterraError as error:
+            logged.log(f"error: {error}")
             _after_failure(cluster_dir, existing is None, error, progress)
             raise
         finally:
@@ -93,7 +100,14 @@ def bring_up(task: Task, cluster_name: str | None = None, *, clouds: list[str] |
         ssh_config.write(cluster)
         progress(f"cluster '{name}' is up: {len(cluster.nodes)} node(s), head "
                  f"{cluster.head.ip} (ssh {name}, once `skyterra ssh-setup` is done)")
-        yield ClusterUp(name, cluster, cluster_dir, done.deployment.candidate, candidates)
+        try:
+            yield ClusterUp(name, cluster, cluster_dir, done.deployment.candidate, candidates,
+                            progress)
+        except SkyterraError as error:
+            logged.log(f"error: {error}")
+            raise
+        finally:
+            logged.close()
 
 
 def _provision(task: Task, cluster_dir: state.ClusterDir, candidates: list[Candidate],
@@ -241,7 +255,8 @@ def _repair_dead_nodes(done: provision.Provisioned, cluster_dir: state.ClusterDi
         executor.forget_host_keys(done.cluster, done.cluster.nodes)
         executor.close_connections(done.cluster)
     executor.pin_host_keys(done.cluster,
-                           timeout=float(os.environ.get("SKYTERRA_SSH_TIMEOUT", "300")))
+                           timeout=float(os.environ.get("SKYTERRA_SSH_TIMEOUT", "300")),
+                           progress=progress)
     return done
 
 

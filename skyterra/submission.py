@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 
 from skyterra import executor, jobs, state
+from skyterra import progress as reporting
 from skyterra.cluster import Cluster
 from skyterra.errors import SkyterraError
 from skyterra.task import Task
@@ -18,11 +19,15 @@ from skyterra.task import Task
 Output = Callable[[str], None]
 
 
-def _sync(cluster: Cluster, task: Task) -> None:
-    if task.workdir is not None:
-        executor.rsync_to_nodes(cluster, task.workdir, executor.WORKDIR)
-    for remote, local in task.resolved_file_mounts().items():
-        executor.rsync_to_nodes(cluster, local, remote)
+def _sync(cluster: Cluster, task: Task, progress: Output) -> None:
+    transfers = ([(task.workdir, executor.WORKDIR)] if task.workdir is not None else []) + [
+        (local, remote) for remote, local in task.resolved_file_mounts().items()]
+    for local, remote in transfers:
+        with reporting.phase(progress, f"syncing {local.name or local} to {remote}",
+                             len(cluster.nodes)) as shown:
+            shown.expect([n.name for n in cluster.nodes])
+            executor.rsync_to_nodes(cluster, local, remote,
+                                    on_done=lambda node, shown=shown: shown.done(node.name))
 
 
 def _task_env(task: Task) -> dict[str, str]:
@@ -38,12 +43,12 @@ def submit(cluster: Cluster, cluster_dir: state.ClusterDir, task: Task, out: Out
     job = store.new(task.name or "", len(cluster.nodes))
     envs = _task_env(task)
     try:
-        _sync(cluster, task)
+        _sync(cluster, task, progress)
         if run_setup and task.setup:
             job.status = jobs.SETTING_UP
             store.save(job)
             progress("running setup on all nodes")
-            jobs.run_setup(cluster, task.setup, envs, job, out)
+            jobs.run_setup(cluster, task.setup, envs, job, out, progress)
         job.status, job.started_at = jobs.RUNNING, time.time()
         store.save(job)
         if task.run:
