@@ -26,7 +26,8 @@ from pathlib import Path
 from skyterra.errors import ConfigError
 
 PERSIST_SECONDS = 300
-MUX_ENV = "SKYTERRA_SSH_MUX"   # set on every ssh we start: tests find leftover masters by it
+MUX_ENV = "SKYTERRA_SSH_MUX"   # set on every ssh we start (an ssh client's own marker)
+OWNER_FILE = "owner"           # in a short socket dir: the cluster SSH dir it serves
 _SOCKET_ROOM = 104 - 17        # sun_path minus the suffix ssh adds while creating the socket
 
 
@@ -64,7 +65,13 @@ def ensure_socket_dir(ssh_dir: Path) -> Path:
     directory = socket_dir(ssh_dir)
     if directory.parent == _short_root():
         _private_dir(directory.parent)
-    _private_dir(directory)
+        _private_dir(directory)
+        owner = directory / OWNER_FILE  # whose sockets these are (leak checks read it)
+        if not owner.exists():
+            owner.write_text(str(ssh_dir) + "\n")
+            owner.chmod(0o600)
+    else:
+        _private_dir(directory)
     return directory
 
 
@@ -139,6 +146,7 @@ def close(ssh_dir: Path) -> int:
             process.wait()
     for sock in sockets:
         sock.unlink(missing_ok=True)
+    (directory / OWNER_FILE).unlink(missing_ok=True)
     try:
         directory.rmdir()
     except OSError:

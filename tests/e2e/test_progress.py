@@ -90,9 +90,12 @@ def test_a_terminal_sees_phases_and_the_log_has_every_event(skyterra_home, tmp_p
         verbose, screen = in_terminal("launch", str(task), "--cloud", "local", "-c", "live",
                                       "-y", "--verbose")
         assert verbose == 0 and "setup-output-on-0" in screen, screen
+        # The commands shared one master connection per node, kept for the next command...
+        masters = [p for p in leftover_processes(str(skyterra_home)) if "[mux]" in p]
+        assert len(masters) == 2, masters
     finally:
         skyterra("destroy", "live", "-y")
-    assert leftover_processes(str(skyterra_home)) == []
+    assert leftover_processes(str(skyterra_home)) == []  # ...and destroy ended them
 
 
 def test_a_failed_apply_prints_terraforms_error_in_full(skyterra_home, tmp_path):
