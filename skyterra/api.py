@@ -26,7 +26,8 @@ __all__ = ["Dag", "DetachedInterrupt", "LaunchResult", "PipelineError", "Request
            "cancel", "down", "dryrun", "dryrun_dag", "exec", "get", "get_cluster",
            "job_exit_code", "job_status", "jobs_cancel", "jobs_launch", "jobs_logs",
            "jobs_queue", "jobs_wait", "launch", "launch_cluster", "launch_dag",
-           "plan_candidates", "queue", "render", "status", "stream_and_get", "tail_logs"]
+           "plan_candidates", "provision_log", "queue", "render", "status", "stream_and_get",
+           "tail_logs"]
 
 Output = Callable[[str], None]
 
@@ -65,7 +66,8 @@ def launch_cluster(task: Task, cluster_name: str | None = None, *,
                            wait_for_ssh=not provision_only, progress=progress) as up:
         if provision_only:
             return LaunchResult(up.name, None, up.candidate, up.candidates)
-        job = submit(up.cluster, up.cluster_dir, task, out, run_setup=True, progress=progress)
+        job = submit(up.cluster, up.cluster_dir, task, out, run_setup=True,
+                     progress=up.progress)
     result = LaunchResult(up.name, job.job_id, up.candidate, up.candidates)
     if not detach_run:
         result.exit_code = follow_job(up.cluster, up.cluster_dir, job, out)
@@ -210,6 +212,19 @@ def tail_logs(cluster_name: str, job_id: int | None = None, follow: bool = True,
     for node in cluster.nodes:
         show(node)
     return job_exit_code(job)
+
+
+def provision_log(cluster_name: str) -> str:
+    """The cluster's provision log: everything Terraform and setup printed at its last launch."""
+    cluster_dir = state.ClusterDir(cluster_name)
+    path = cluster_dir.path / "provision.log"
+    if not cluster_dir.exists():
+        raise ClusterNotFoundError(f"cluster '{cluster_name}' does not exist. `skyterra "
+                                   "status` lists clusters.")
+    if not path.exists():
+        raise SkyterraError(f"cluster '{cluster_name}' has no provision log yet (it is "
+                            "written by `skyterra launch`).")
+    return path.read_text(encoding="utf-8", errors="replace")
 
 
 def job_exit_code(job: jobs.Job) -> int:

@@ -230,12 +230,12 @@ def _candidate_json(c) -> dict:
 @click.option("--json", "as_json", is_flag=True, help="With --dryrun: machine-readable output.")
 @click.option("--provision-only", is_flag=True, hidden=True,
               help="Stop after the nodes exist (tests against emulators).")
+@click.option("-v", "--verbose", is_flag=True, help="Show Terraform's and setup's output as "
+              "it comes (a terminal otherwise shows one live line per phase).")
 @handles_errors
 def launch(task_yaml, cluster_name, cloud, num_nodes, gpus, envs, env_file, secrets,
-           detach_run, yes, dryrun, out_dir, as_json, provision_only):
+           detach_run, yes, dryrun, out_dir, as_json, provision_only, verbose):
     """Launch TASK_YAML on a new cluster (or reuse the cluster -c NAME)."""
-    from skyterra import api
-
     dag = _load_dag(task_yaml, envs, env_file, secrets, num_nodes, cloud, gpus)
     clouds = [dag.tasks[0].resources[0].cloud] if cloud else None
     if len(dag) > 1:
@@ -243,7 +243,9 @@ def launch(task_yaml, cluster_name, cloud, num_nodes, gpus, envs, env_file, secr
         return
     task = dag.tasks[0]
     if dryrun:
-        result = api.dryrun(task, cluster_name, clouds, Path(out_dir) if out_dir else None)
+        from skyterra import planning  # not api: a dry run needs no SSH, jobs or Terraform
+
+        result = planning.dryrun(task, cluster_name, clouds, Path(out_dir) if out_dir else None)
         if as_json:
             click.echo(json.dumps(_dryrun_json(result), indent=2))
             return
@@ -254,14 +256,15 @@ def launch(task_yaml, cluster_name, cloud, num_nodes, gpus, envs, env_file, secr
                    f"{result.rendered_dir} (dry run: nothing was created).")
         return
     candidates = None
+    from skyterra import api
+
     if not yes and sys.stdin.isatty():
         candidates = api.plan_candidates(task, clouds)
         _console().print(_candidates_table(candidates))
         click.confirm(f"Launch {task.num_nodes} node(s) of {candidates[0].describe()}?",
                       abort=True, default=True)
-    result = api.launch_cluster(task, cluster_name, clouds=clouds, detach_run=detach_run,
-                                provision_only=provision_only, candidates=candidates,
-                                out=_echo, progress=_progress)
+    result = _launch_with_progress(api, task, cluster_name, clouds, detach_run,
+                                   provision_only, verbose, candidates)
     if result.job_id is not None and detach_run:
         click.echo(f"Job {result.job_id} is running on cluster '{result.cluster_name}'. "
                    f"Follow it: skyterra logs {result.cluster_name} {result.job_id}")
@@ -300,6 +303,26 @@ def _launch_pipeline(dag, cluster_name, clouds, dryrun: bool, out_dir, as_json: 
     names = sorted({r.cluster_name for r in results})
     click.echo(f"Pipeline {dag.name or ''} finished: {len(results)} task(s) succeeded. "
                f"Cluster(s) kept: {', '.join(names)} (skyterra destroy {' '.join(names)}).")
+
+
+def _launch_with_progress(api, task, cluster_name, clouds, detach_run, provision_only,
+                          verbose, candidates=None):
+    """Launch with a live view on a terminal; on failure, print what it hid, in full."""
+    from skyterra import progress
+    from skyterra.errors import SkyterraError
+
+    reporter = progress.for_terminal(_progress, verbose=verbose)
+    try:
+        return api.launch_cluster(task, cluster_name, clouds=clouds, detach_run=detach_run,
+                                  provision_only=provision_only, candidates=candidates,
+                                  out=_echo, progress=reporter)
+    except (SkyterraError, KeyboardInterrupt) as error:
+        dump = getattr(reporter, "dump", None)
+        if dump is not None and isinstance(error, SkyterraError):
+            dump()
+        raise
+    finally:
+        reporter.close()
 
 
 @main.command(name="exec")
@@ -369,12 +392,21 @@ def status(clusters, as_json):
 @handles_errors
 def destroy(clusters, yes, forget):
     """Destroy clusters (terraform destroy) and forget them."""
-    from skyterra import api
+    from skyterra import api, progress
 
     for name in clusters:
         if not yes and sys.stdin.isatty():
             click.confirm(f"Destroy cluster '{name}'?", abort=True, default=True)
-        outcome = api.down(name, progress=_progress, purge=forget)
+        reporter = progress.for_terminal(_progress)
+        try:
+            outcome = api.down(name, progress=reporter, purge=forget)
+        except Exception:
+            dump = getattr(reporter, "dump", None)
+            if dump is not None:
+                dump()
+            raise
+        finally:
+            reporter.close()
         if outcome == "forgotten":
             click.echo(f"Cluster '{name}' forgotten; its nodes belong to your pipeline and "
                        "were not touched.")
@@ -421,10 +453,18 @@ def queue(cluster_name, as_json, no_refresh):
 @click.option("--tail", type=int, help="Only the last N lines of each node.")
 @click.option("--status", "status_only", is_flag=True, help="Exit with the job's status code "
               "(0 succeeded, 100 failed, 101 not finished, 103 cancelled).")
+@click.option("--provision", is_flag=True, help="Show the log of the cluster's last launch "
+              "(Terraform's events and output, setup's output) instead of a job's.")
 @handles_errors
-def logs(cluster_name, job_id, no_follow, tail, status_only):
+def logs(cluster_name, job_id, no_follow, tail, status_only, provision):
     """Stream a job's logs (default: the latest job)."""
     from skyterra import api
+
+    if provision:
+        text = api.provision_log(cluster_name)
+        lines = text.splitlines()
+        click.echo("\n".join(lines[-tail:] if tail else lines))
+        return
 
     if status_only:
         job = api.job_status(cluster_name, job_id)
@@ -520,11 +560,11 @@ def show_gpus(accelerator, cloud, region):
 def render(task_yaml, cloud, out_dir, cluster_name, num_nodes, gpus, envs, env_file,
            no_provider, as_json):
     """Write a standalone Terraform module for TASK_YAML that a pipeline can apply."""
-    from skyterra import api
+    from skyterra import pipeline  # not api: rendering needs no SSH, jobs or Terraform run
 
     task = _load_task(task_yaml, envs, env_file, (), num_nodes, cloud, gpus)
-    result = api.render(task, cloud=task.resources[0].cloud, out_dir=Path(out_dir),
-                        cluster_name=cluster_name, provider=not no_provider)
+    result = pipeline.render_standalone(task, Path(out_dir), cloud=task.resources[0].cloud,
+                                        cluster_name=cluster_name, provider=not no_provider)
     if as_json:
         click.echo(json.dumps({"cluster_name": result.cluster_name,
                                "out_dir": str(result.out_dir),

@@ -111,7 +111,7 @@ def _same_shape(a: Task, b: Task) -> bool:
 def _pipeline_name(dag: Dag, cluster_name: str | None) -> str:
     if cluster_name:
         return cluster_name
-    from skyterra.launcher import default_cluster_name
+    from skyterra.planning import default_cluster_name
 
     return default_cluster_name()
 
@@ -120,7 +120,7 @@ def dryrun(dag: Dag, cluster_name: str | None = None, clouds: list[str] | None =
            out_dir: Path | None = None) -> list[Any]:
     """Every task's dry run; each task of a pipeline renders into its own folder
     (<out_dir or ~/.skyterra/dryrun/NAME>/<n>-<task name>)."""
-    from skyterra.launcher import dryrun as dryrun_task
+    from skyterra.planning import dryrun as dryrun_task
 
     base = _pipeline_name(dag, cluster_name)
     if len(dag) == 1:

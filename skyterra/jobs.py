@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from skyterra import executor
+from skyterra import progress as reporting
 from skyterra.cluster import Cluster, Node
 from skyterra.errors import CommandFailedError, SkyterraError
 
@@ -134,36 +135,39 @@ def start_all(cluster: Cluster, job_key: str, script: str,
             shell.close()
 
 
-def follow_all(cluster: Cluster, job_key: str, sink: executor.Sink) -> dict[int, int]:
+def follow_all(cluster: Cluster, job_key: str, sink: executor.Sink, *,
+               on_done: Callable[[Node], None] | None = None) -> dict[int, int]:
     """Stream every node's log until its process ends; return rc per rank.
 
     When one node fails, the others are stopped, as SkyPilot does: a
-    distributed job with a dead rank would only hang.
+    distributed job with a dead rank would only hang. on_done(node): a node's
+    process ended (progress).
     """
     shells = {node.rank: executor.NodeShell(cluster, node) for node in cluster.nodes}
     try:
-        return _follow(cluster, shells, job_key, sink)
+        return _follow(cluster, shells, job_key, sink, on_done)
     finally:
         for shell in shells.values():
             shell.close()
 
 
 def run_phase(cluster: Cluster, job_key: str, script: str,
-              env_for: Callable[[Node], dict[str, str]], sink: executor.Sink) -> dict[int, int]:
+              env_for: Callable[[Node], dict[str, str]], sink: executor.Sink, *,
+              on_done: Callable[[Node], None] | None = None) -> dict[int, int]:
     start_all(cluster, job_key, script, env_for)
-    return follow_all(cluster, job_key, sink)
+    return follow_all(cluster, job_key, sink, on_done=on_done)
 
 
 def _follow(cluster: Cluster, shells: dict[int, executor.NodeShell], job_key: str,
-            sink: executor.Sink) -> dict[int, int]:
+            sink: executor.Sink, on_done: Callable[[Node], None] | None = None
+            ) -> dict[int, int]:
     codes: dict[int, int] = {}
     stopped = False
 
     def follow(node: Node) -> int:
         nonlocal stopped
         writer = executor.PrefixWriter(node.label, sink)
-        executor.stream_log(shells[node.rank], job_key, writer, follow=True)
-        code = executor.read_exit_code(shells[node.rank], job_key)
+        code = executor.follow_log(shells[node.rank], job_key, writer)
         code = 137 if code is None else code
         codes[node.rank] = code
         if code != 0 and not stopped:
@@ -173,7 +177,8 @@ def _follow(cluster: Cluster, shells: dict[int, executor.NodeShell], job_key: st
             stop_everywhere(cluster, job_key, [n for n in cluster.nodes if n.rank != node.rank])
         return code
 
-    results = executor.for_each_node(cluster, follow)
+    results = executor.for_each_node(cluster, follow, limit=0,  # streams: all at once
+                                     on_done=on_done)
     results.raise_first("follow the command")
     return {rank: int(code) for rank, code in results.succeeded.items()}
 
@@ -196,10 +201,17 @@ def first_failure(cluster: Cluster, codes: dict[int, int]) -> tuple[Node, int] |
 
 
 def run_setup(cluster: Cluster, script: str, envs: dict[str, str], job: Job,
-              sink: executor.Sink, overrides: dict[str, str] | None = None) -> None:
-    codes = run_phase(cluster, f"{job.key}-setup", script,
-                      lambda node: job_env(cluster, node, envs, job.job_id, "setup",
-                                           overrides), sink)
+              sink: executor.Sink, progress: executor.Sink | None = None,
+              overrides: dict[str, str] | None = None) -> None:
+    """Setup on every node, blocking; progress (a reporter) counts the nodes done."""
+    with reporting.phase(progress or (lambda line: None), "setup",
+                         len(cluster.nodes)) as shown:
+        shown.expect([n.name for n in cluster.nodes])
+        codes = run_phase(cluster, f"{job.key}-setup", script,
+                          lambda node: job_env(cluster, node, envs, job.job_id, "setup",
+                                               overrides),
+                          reporting.output_sink(progress, sink) if progress else sink,
+                          on_done=lambda node: shown.done(node.name))
     failure = first_failure(cluster, codes)
     if failure:
         node, code = failure
@@ -216,17 +228,7 @@ def refresh(cluster: Cluster, store: JobStore, job: Job) -> Job:
         return job
 
     def look(node: Node) -> tuple[int | None, bool]:
-        shell = executor.NodeShell(cluster, node)
-        try:
-            code, running = (executor.read_exit_code(shell, job.key),
-                             executor.is_running(shell, job.key))
-            if code is None and not running:
-                # It may have ended between the two questions: the rc file is written
-                # last, so ask again before calling it killed.
-                code = executor.read_exit_code(shell, job.key)
-            return code, running
-        finally:
-            shell.close()
+        return executor.job_state(executor.NodeShell(cluster, node), job.key)
 
     states = executor.for_each_node(cluster, look)
     for error in states.failed.values():

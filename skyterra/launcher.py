@@ -3,26 +3,23 @@
 `bring_up` is the provisioning half of `skyterra launch` (the job half is
 submission.py). A new cluster is recorded before Terraform runs and removed
 again if it fails to come up; an existing one stays where it is and is
-repaired (dead nodes replaced) instead of moved. `dryrun` decides and renders
-exactly as a launch would, and creates nothing.
+repaired (dead nodes replaced) instead of moved. Deciding and `dryrun` live in
+planning.py (re-exported here).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import getpass
 import os
-import re
-import secrets as _secrets
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
-from skyterra import backend, config, deployment, executor, provision, ssh_config, state
+from skyterra import backend, deployment, executor, provision, ssh_config, state
+from skyterra import progress as reporting
 from skyterra.catalog import Candidate
-from skyterra.clouds import all_clouds, get_cloud
+from skyterra.clouds import get_cloud
 from skyterra.cluster import Cluster
 from skyterra.errors import (
     ClusterBusyError,
@@ -32,28 +29,19 @@ from skyterra.errors import (
     TaskError,
 )
 from skyterra.optimizer import optimize
-from skyterra.renderer import render
+from skyterra.planning import (  # noqa: F401 - re-exported: launcher's public names
+    DRYRUN_PUBLIC_KEY,
+    LaunchResult,
+    clouds_for,
+    default_cluster_name,
+    dryrun,
+    plan_candidates,
+)
 from skyterra.sharing import fetch_shared
 from skyterra.task import Task
 from skyterra.terraform import find_binary
 
 Output = Callable[[str], None]
-# The public key a dry run renders with (nothing is created, so no key is made).
-DRYRUN_PUBLIC_KEY = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDRYRUNLRVlSRU5ERVJFRE9OTFlGT1JEUllSVU4 "
-                     "skyterra-dryrun")
-
-
-@dataclasses.dataclass
-class LaunchResult:
-    """What a launch did: the cluster, the job it started, where it went and why."""
-
-    cluster_name: str
-    job_id: int | None
-    candidate: Candidate | None
-    candidates: list[Candidate]
-    exit_code: int | None = None
-    rendered_dir: Path | None = None
-    notes: list[str] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -65,59 +53,7 @@ class ClusterUp:
     cluster_dir: state.ClusterDir
     candidate: Candidate
     candidates: list[Candidate]
-
-
-def default_cluster_name() -> str:
-    """SkyPilot's shape, sky-<4 hex>-<user>: valid on every cloud."""
-    user = re.sub(r"[^a-z0-9]", "", getpass.getuser().lower())[:10] or "user"
-    return f"sky-{_secrets.token_hex(2)}-{user}"
-
-
-def clouds_for(task: Task, clouds: list[str] | None) -> list[str]:
-    """Clouds to consider: explicit ones, the task's own, the configured ones, else those
-    with credentials (the local cloud only when asked for)."""
-    if clouds:
-        return clouds
-    named = sorted({r.cloud for r in task.resources if r.cloud})
-    if named:
-        return named
-    enabled = config.enabled_clouds()
-    if enabled:
-        return enabled
-    found = [c.name for c in all_clouds() if c.auto_enabled and c.check_credentials().ok]
-    if not found:
-        raise TaskError("no cloud has credentials here (`skyterra check` says why). Use "
-                        "`--cloud local` to run on this machine, or set up AWS, GCP or Azure "
-                        "credentials.", field="resources.cloud")
-    return found
-
-
-def plan_candidates(task: Task, clouds: list[str] | None = None) -> list[Candidate]:
-    return optimize(task, [get_cloud(name) for name in clouds_for(task, clouds)])
-
-
-def dryrun(task: Task, cluster_name: str | None = None, clouds: list[str] | None = None,
-           out_dir: Path | None = None) -> LaunchResult:
-    """Everything a launch checks before it creates anything, and the module it would
-    apply; no network, no key, nothing created. The SSH ingress is left to the module's
-    variable ("your address, detected at launch")."""
-    name = state.check_cluster_name(default_cluster_name() if cluster_name is None else
-                                    cluster_name)
-    task.check_required_envs()
-    task.check_local_paths()
-    candidates = plan_candidates(task, clouds)
-    best = candidates[0]
-    directory = Path(out_dir) if out_dir else state.ensure_home().parent / "dryrun" / name
-    directory.mkdir(parents=True, exist_ok=True)
-    chosen = deployment.build(task, best, name=name, directory=directory,
-                              public_key=f"{DRYRUN_PUBLIC_KEY}-{name}",
-                              private_key_path=directory / "ssh" / "id_ed25519")
-    render(chosen)
-    notes = [*task.warnings, *chosen.cloud.warnings(chosen)]
-    if chosen.cloud.needs_ssh_cidrs and chosen.ssh_cidrs is None:
-        notes.append("SSH ingress: your address, detected at launch (set ssh_cidrs in the "
-                     "skyterra config to choose).")
-    return LaunchResult(name, None, best, candidates, rendered_dir=directory, notes=notes)
+    progress: Output = print   # the launch's reporter: also writes the provision log
 
 
 @contextlib.contextmanager
@@ -146,9 +82,14 @@ def bring_up(task: Task, cluster_name: str | None = None, *, clouds: list[str] |
         if existing is None:
             cluster_dir.save(state.ClusterRecord(name=name, num_nodes=task.num_nodes,
                                                  task=task.to_yaml_config()))
+        # Everything Terraform and setup print goes to <cluster>/provision.log as well
+        # (`skyterra logs --provision`); the reporter decides what the terminal shows.
+        logged = reporting.Logged(progress, cluster_dir.path / reporting.LOG_FILE)
+        progress = logged
         try:
             done = _provision(task, cluster_dir, candidates, wait_for_ssh, progress)
         except SkyterraError as error:
+            logged.log(f"error: {error}")
             _after_failure(cluster_dir, existing is None, error, progress)
             raise
         finally:
@@ -163,7 +104,14 @@ def bring_up(task: Task, cluster_name: str | None = None, *, clouds: list[str] |
         ssh_config.write(cluster)
         progress(f"cluster '{name}' is up: {len(cluster.nodes)} node(s), head "
                  f"{cluster.head.ip} (ssh {name}, once `skyterra ssh-setup` is done)")
-        yield ClusterUp(name, cluster, cluster_dir, done.deployment.candidate, candidates)
+        try:
+            yield ClusterUp(name, cluster, cluster_dir, done.deployment.candidate, candidates,
+                            progress)
+        except SkyterraError as error:
+            logged.log(f"error: {error}")
+            raise
+        finally:
+            logged.close()
 
 
 def _provision(task: Task, cluster_dir: state.ClusterDir, candidates: list[Candidate],
@@ -301,6 +249,7 @@ def _repair_dead_nodes(done: provision.Provisioned, cluster_dir: state.ClusterDi
         if dead:
             names = ", ".join(n.name for n in dead)
             progress(f"node(s) {names} do not answer; replacing them")
+            executor.close_connections(cluster, dead)
             executor.forget_host_keys(cluster, dead)
             cloud = done.deployment.cloud
             addresses = [cloud.node_resource_address(n.rank) for n in dead]
@@ -309,8 +258,10 @@ def _repair_dead_nodes(done: provision.Provisioned, cluster_dir: state.ClusterDi
                                 replace=addresses), changed=False)
     if done.changed:
         executor.forget_host_keys(done.cluster, done.cluster.nodes)
+        executor.close_connections(done.cluster)
     executor.pin_host_keys(done.cluster,
-                           timeout=float(os.environ.get("SKYTERRA_SSH_TIMEOUT", "300")))
+                           timeout=float(os.environ.get("SKYTERRA_SSH_TIMEOUT", "300")),
+                           progress=progress)
     return done
 
 

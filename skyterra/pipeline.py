@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from skyterra import config, deployment, executor, ssh_config, state
+from skyterra import config, deployment, ssh_config, state
 from skyterra.backend import BACKEND_VALUES_FILE
 from skyterra.catalog import Candidate
 from skyterra.clouds import all_clouds, get_cloud
@@ -287,6 +287,8 @@ def attach_outputs(cluster_name: str, outputs: dict[str, Any] | str | Path | Non
         cluster_dir.known_hosts_path.unlink(missing_ok=True)  # nodes may be new: re-pin
         progress(f"waiting for {len(cluster.nodes)} node(s) to answer SSH")
         try:
+            from skyterra import executor  # only attach talks to nodes: render stays light
+
             executor.pin_host_keys(cluster, timeout=timeout if timeout is not None else
                                    float(os.environ.get("SKYTERRA_SSH_TIMEOUT", "120")))
         except BaseException:

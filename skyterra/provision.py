@@ -14,7 +14,7 @@ import dataclasses
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from skyterra import backend, config
+from skyterra import backend, config, connection
 from skyterra.clouds import all_clouds, get_cloud
 from skyterra.cluster import Cluster
 from skyterra.deployment import Deployment, for_record
@@ -47,17 +47,98 @@ def init(ws: Workspace) -> None:
     ws.init(backend_config=values if values.exists() else None)
 
 
+APPLIED_FILE = ".skyterra-applied"   # fingerprint of module + tfvars + state after an apply
+
+
 def apply(deployment: Deployment, known_hosts: Path, progress: Progress,
           replace: Iterable[str] = ()) -> Provisioned:
-    """Render and apply one deployment; return the cluster built from the outputs."""
+    """Render and apply one deployment; return the cluster built from the outputs.
+
+    No Terraform run that cannot change anything: when the rendered module, its
+    tfvars and the (local) state are byte for byte what the last successful apply
+    left, plan and apply are skipped and the outputs come from the state file.
+    (Terraform itself would not notice a node that died since: the caller probes
+    the nodes and applies again with `replace` for the dead ones.) One plan file is
+    applied; the outputs are read once.
+    """
     render(deployment)
-    ws = workspace(deployment.directory, deployment.cloud.name, progress)
+    directory = deployment.directory
+    replace = list(replace)
+    if not replace and _unchanged_since_apply(directory):
+        outputs = _state_outputs(directory)
+        if outputs is not None:
+            progress("nothing changed since the last apply (module, variables and state); "
+                     "skipping terraform plan")
+            return Provisioned(deployment, cluster_from_outputs(deployment, outputs,
+                                                                known_hosts), False)
+    ws = workspace(directory, deployment.cloud.name, progress)
     init(ws)
-    changed = ws.plan(replace=list(replace))
+    changed = ws.plan(replace=replace)
     if changed:
         ws.apply_plan()
-    return Provisioned(deployment, cluster_from_outputs(deployment, ws.outputs(), known_hosts),
+    outputs = _state_outputs(directory)
+    if outputs is None:
+        outputs = ws.outputs()  # remote state: ask Terraform
+    _remember_apply(directory)
+    return Provisioned(deployment, cluster_from_outputs(deployment, outputs, known_hosts),
                        changed)
+
+
+def _local_state(directory: Path) -> Path | None:
+    """The state file, when the state is local (a shared backend keeps it elsewhere)."""
+    if (directory / backend.BACKEND_VALUES_FILE).exists():
+        return None
+    state = directory / "terraform.tfstate"
+    return state if state.exists() else None
+
+
+def _fingerprint(directory: Path) -> str | None:
+    import hashlib
+
+    state = _local_state(directory)
+    if state is None:
+        return None
+    digest = hashlib.sha256()
+    for path in sorted([*directory.glob("*.tf"), *directory.glob("*.tfvars.json"),
+                        *directory.glob("scripts/*"), state]):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _unchanged_since_apply(directory: Path) -> bool:
+    marker = directory / APPLIED_FILE
+    try:
+        return marker.read_text().strip() == _fingerprint(directory)
+    except OSError:
+        return False
+
+
+def _remember_apply(directory: Path) -> None:
+    fingerprint = _fingerprint(directory)
+    marker = directory / APPLIED_FILE
+    if fingerprint is None:
+        marker.unlink(missing_ok=True)
+    else:
+        marker.write_text(fingerprint + "\n")
+
+
+def _state_outputs(directory: Path) -> dict | None:
+    """Output values from the local state file (what `terraform output -json` would print,
+    without starting Terraform); None for remote state or an unreadable file."""
+    import json
+
+    state = _local_state(directory)
+    if state is None:
+        return None
+    try:
+        data = json.loads(state.read_text())
+    except (OSError, ValueError):
+        return None
+    outputs = data.get("outputs")
+    if not isinstance(outputs, dict) or not outputs:
+        return None
+    return {name: item.get("value") for name, item in outputs.items()
+            if isinstance(item, dict)}
 
 
 def cluster_from_outputs(deployment: Deployment, outputs: dict, known_hosts: Path) -> Cluster:
@@ -150,6 +231,7 @@ def destroy_cluster(cluster_dir: ClusterDir, record: ClusterRecord, progress: Pr
     """Everything `skyterra destroy` does to a cluster's resources, in order: re-render a
     lost module, terraform destroy, remove what the state no longer knew, drop the shared
     state object."""
+    connection.close(cluster_dir.known_hosts_path.parent)  # no session into a dying node
     if not (cluster_dir.path / "variables.tf").exists() and record.instance_type:
         render(for_record(cluster_dir, record))
     destroy(cluster_dir.path, record.cloud, progress)

@@ -242,10 +242,12 @@ class ClusterLock:
 
 
 def forget(cluster: ClusterDir) -> None:
-    """Drop everything this machine keeps about a cluster: its `ssh NAME` entries and its
-    directory (the caller holds the lock; the lock file goes when it is released)."""
-    from skyterra import ssh_config
+    """Drop everything this machine keeps about a cluster: its shared SSH connections, its
+    `ssh NAME` entries and its directory (the caller holds the lock; the lock file goes
+    when it is released)."""
+    from skyterra import connection, ssh_config
 
+    connection.close(cluster.known_hosts_path.parent)
     ssh_config.remove(cluster.name)
     remove_cluster_dir(cluster, keep_lock=True)
 

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 
 from skyterra import executor, gpucheck, jobs, state
+from skyterra import progress as reporting
 from skyterra.cluster import Cluster
 from skyterra.errors import SkyterraError
 from skyterra.task import Task
@@ -18,13 +19,17 @@ from skyterra.task import Task
 Output = Callable[[str], None]
 
 
-def _sync(cluster: Cluster, task: Task) -> None:
-    if task.workdir is not None:
-        executor.rsync_to_nodes(cluster, task.workdir, executor.WORKDIR)
-    elif task.workdir_git is not None:
+def _sync(cluster: Cluster, task: Task, progress: Output) -> None:
+    if task.workdir is None and task.workdir_git is not None:
         _clone(cluster, task)
-    for remote, local in task.resolved_file_mounts().items():
-        executor.rsync_to_nodes(cluster, local, remote)
+    transfers = ([(task.workdir, executor.WORKDIR)] if task.workdir is not None else []) + [
+        (local, remote) for remote, local in task.resolved_file_mounts().items()]
+    for local, remote in transfers:
+        with reporting.phase(progress, f"syncing {local.name or local} to {remote}",
+                             len(cluster.nodes)) as shown:
+            shown.expect([n.name for n in cluster.nodes])
+            executor.rsync_to_nodes(cluster, local, remote,
+                                    on_done=lambda node, shown=shown: shown.done(node.name))
 
 
 def _clone(cluster: Cluster, task: Task) -> None:
@@ -61,12 +66,12 @@ def submit(cluster: Cluster, cluster_dir: state.ClusterDir, task: Task, out: Out
     job = store.new(task.name or "", len(cluster.nodes))
     envs = _task_env(task)
     try:
-        _sync(cluster, task)
+        _sync(cluster, task, progress)
         if run_setup and task.setup:
             job.status = jobs.SETTING_UP
             store.save(job)
             progress("running setup on all nodes")
-            jobs.run_setup(cluster, task.setup, envs, job, out, env_overrides)
+            jobs.run_setup(cluster, task.setup, envs, job, out, progress, env_overrides)
         if run_setup and cluster.num_gpus_per_node > 0:  # a launch: GPUs first, then run
             job.status = jobs.SETTING_UP
             store.save(job)

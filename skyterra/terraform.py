@@ -25,6 +25,7 @@ import python_terraform
 from python_terraform import IsFlagged, IsNotFlagged
 
 from skyterra import paths
+from skyterra import progress as reporting
 from skyterra.errors import MissingToolError, TerraformError
 
 PLAN_FILE = "plan.tfplan"
@@ -216,7 +217,7 @@ class Workspace:
     def __init__(self, directory: Path, *, progress: ProgressCallback | None = None,
                  classify: Classifier | None = None, binary: str | None = None):
         self.directory = Path(directory)
-        self.progress = progress or (lambda line: None)
+        self.progress = progress or (lambda line: None)  # a callable or a progress reporter
         self.classify = classify or (lambda text: "other")
         self.binary = binary or find_binary()
         self._tf = _StreamingTerraform(self.directory, self.binary, self._on_line)
@@ -225,11 +226,13 @@ class Workspace:
         if not line.startswith("{"):
             return
         try:
-            message = _event_message(json.loads(line))
+            event = json.loads(line)
         except json.JSONDecodeError:
             return
-        if message:
-            self.progress(message)
+        if isinstance(event, dict):
+            # A reporter sees every event (counts resources, logs them all); a plain
+            # callable gets the lines worth showing.
+            reporting.terraform_event(self.progress, event, _event_message(event))
 
     def _check(self, command: str, result: tuple[int, str, str], ok_codes=(0,)) -> str:
         code, out, err = result

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -30,3 +31,35 @@ def write_task(directory: Path, text: str, name: str = "task.yaml") -> Path:
     path = directory / name
     path.write_text(text)
     return path
+
+
+def kill_node(node_dir: Path) -> None:
+    """A node dies: its sshd, the sshd processes of its open connections and every process
+    with its marker (sessions, jobs), at once, as when a machine is lost. (Killing only
+    the listening sshd would leave the established connections to the node working,
+    which a lost machine does not.)"""
+    sshd_pid = int((node_dir / "sshd.pid").read_text().strip())
+    marker = f"SKYTERRA_NODE_ID={node_dir}".encode()
+    parents: dict[int, int] = {}
+    pids = {sshd_pid}
+    for proc in os.listdir("/proc"):
+        if not proc.isdigit():
+            continue
+        try:
+            environ = Path(f"/proc/{proc}/environ").read_bytes()
+            parents[int(proc)] = int(Path(f"/proc/{proc}/stat").read_text()
+                                     .rsplit(") ", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if marker in environ.split(b"\0"):
+            pids.add(int(proc))
+    grew = True
+    while grew:  # the connection processes are children (and grandchildren) of the sshd
+        before = len(pids)
+        pids |= {pid for pid, parent in parents.items() if parent in pids}
+        grew = len(pids) > before
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

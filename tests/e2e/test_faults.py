@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.e2e.helpers import skyterra, write_task
+from tests.e2e.helpers import kill_node, skyterra, write_task
 from tests.leaks import leftover_processes
 
 pytestmark = pytest.mark.e2e
@@ -92,9 +92,7 @@ run: echo "ran on $SKYPILOT_NODE_RANK"
     client = _launch_in_background(task, "repair")
     try:
         _wait_for(client.stdout, "setup-started")
-        sshd_pid = (skyterra_home / "clusters" / "repair" / "nodes" / "repair-1" /
-                    "sshd.pid").read_text().strip()
-        os.kill(int(sshd_pid), signal.SIGKILL)
+        kill_node(skyterra_home / "clusters" / "repair" / "nodes" / "repair-1")
         _, err = client.communicate(timeout=120)
         assert client.returncode != 0
         assert "worker1" in err and "Traceback" not in err

@@ -61,7 +61,7 @@ def test_cluster_is_shared_through_the_s3_backend(tmp_path, moto_endpoint, monke
     finally:
         destroyed = skyterra("destroy", "team", "-y", env=homes["b"], check=False)
     assert destroyed.returncode == 0, destroyed.stderr
-    assert leftover_processes(str(tmp_path)) == []
     assert clients["s3"].list_objects_v2(Bucket="team-state").get("Contents", []) == []
-    # machine A learns that the cluster is gone
+    # machine A learns that the cluster is gone (and closes its SSH connections to it)
     assert json.loads(skyterra("status", "--json", env=homes["a"]).stdout) == []
+    assert leftover_processes(str(tmp_path)) == []

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from tests.paths import QUICKSTART as SEED
 
@@ -63,3 +66,26 @@ def test_dryrun_json_picks_the_cheapest_l4x4_per_cloud(tmp_path, monkeypatch):
         assert (Path(data["rendered_dir"]) / "terraform.tfvars.json").exists()
     assert picks == {"aws": "g6.12xlarge", "gcp": "g2-standard-48"}
     assert not (tmp_path / "clusters").exists() or not any((tmp_path / "clusters").iterdir())
+
+
+# What a dry run or a render has no use for: talking to nodes, jobs, running Terraform.
+NOT_FOR_RENDERING = ("fabric", "paramiko", "python_terraform", "skyterra.executor",
+                     "skyterra.jobs", "skyterra.submission", "skyterra.terraform",
+                     "skyterra.provision", "skyterra.launcher", "skyterra.api")
+
+
+@pytest.mark.parametrize("command", [["launch", "--dryrun", "--cloud", "aws"],
+                                     ["launch", "--dryrun", "--cloud", "local", "--json"],
+                                     ["render", "--cloud", "aws", "--out", "OUT"]])
+def test_dryrun_and_render_import_only_what_they_use(tmp_path, command):
+    task = tmp_path / "task.yaml"
+    task.write_text("name: light\nnum_nodes: 2\nresources:\n  cpus: 4+\nrun: echo hi\n")
+    argv = [str(tmp_path / "out") if word == "OUT" else word for word in command]
+    code = ("import sys\nfrom click.testing import CliRunner\nfrom skyterra.cli import main\n"
+            f"result = CliRunner().invoke(main, [{argv[0]!r}, {str(task)!r}, *{argv[1:]!r}])\n"
+            "assert result.exit_code == 0, result.output\n"
+            f"print(sorted(m for m in {NOT_FOR_RENDERING!r} if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=False, timeout=60, env={**os.environ, "SKYTERRA_HOME": str(tmp_path / "h")})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
