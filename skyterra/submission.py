@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from skyterra import executor, jobs, state
+from skyterra import buckets, executor, jobs, state
 from skyterra.cluster import Cluster
 from skyterra.errors import SkyterraError
 from skyterra.task import Task
@@ -18,11 +18,14 @@ from skyterra.task import Task
 Output = Callable[[str], None]
 
 
-def _sync(cluster: Cluster, task: Task) -> None:
+def _sync(cluster: Cluster, task: Task, progress: Output) -> None:
     if task.workdir is not None:
         executor.rsync_to_nodes(cluster, task.workdir, executor.WORKDIR)
     for remote, local in task.resolved_file_mounts().items():
         executor.rsync_to_nodes(cluster, local, remote)
+    if task.storage_mounts:
+        buckets.prepare(task, cluster.name, progress)
+        buckets.attach(cluster, task, progress)
 
 
 def _task_env(task: Task) -> dict[str, str]:
@@ -36,9 +39,9 @@ def submit(cluster: Cluster, cluster_dir: state.ClusterDir, task: Task, out: Out
     store = jobs.JobStore(cluster_dir.jobs_path)
     _wait_for_idle(cluster, store, progress)
     job = store.new(task.name or "", len(cluster.nodes))
-    envs = _task_env(task)
+    envs = {**buckets.node_env(task, cluster.cloud), **_task_env(task)}
     try:
-        _sync(cluster, task)
+        _sync(cluster, task, progress)
         if run_setup and task.setup:
             job.status = jobs.SETTING_UP
             store.save(job)
@@ -47,7 +50,7 @@ def submit(cluster: Cluster, cluster_dir: state.ClusterDir, task: Task, out: Out
         job.status, job.started_at = jobs.RUNNING, time.time()
         store.save(job)
         if task.run:
-            jobs.start_all(cluster, job.key, task.run,
+            jobs.start_all(cluster, job.key, buckets.wrap_run(task, task.run),
                            lambda node: jobs.job_env(cluster, node, envs, job.job_id, "run"))
         else:
             jobs.finish(store, job, {n.rank: 0 for n in cluster.nodes}, cluster)
