@@ -259,7 +259,7 @@ def _attach_lines(index: int, mount: StorageMount) -> list[str]:
             f"if ! mountpoint -q -- {point}; then",
             f"  mkdir -p -- {point}",
             (f"  rclone mount {remote} {point} {' '.join(flags)} --log-file {log} "
-            f"|| fail {point} \"rclone mount failed: $(tail -n 3 {log} | tr '\\n' ' ')\""),
+            f"</dev/null >/dev/null 2>&1 || fail {point} \"rclone mount failed: $(tail -n 3 {log} | tr '\\n' ' ')\""),
             "fi"]
 
 
