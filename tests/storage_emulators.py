@@ -135,8 +135,7 @@ def gcs_emulator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Em
 
 def _account_sas(endpoint: str) -> str:
     version, expiry = "2019-12-12", "2099-01-01T00:00:00Z"
-    to_sign = "\n".join([AZURITE_ACCOUNT, "rwdlacup", "b", "sco", "", expiry, "", "https,http",
-                         version, ""])
+    to_sign = f"{AZURITE_ACCOUNT}\nrwdlacup\nb\nsco\n\n{expiry}\n\nhttps,http\n{version}\n"
     sig = base64.b64encode(hmac.new(base64.b64decode(AZURITE_KEY), to_sign.encode(),
                                     hashlib.sha256).digest()).decode()
     query = urllib.parse.urlencode({"sv": version, "ss": "b", "srt": "sco", "sp": "rwdlacup",

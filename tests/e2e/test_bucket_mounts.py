@@ -99,13 +99,13 @@ run: cat /restore/rank1.ckpt
     assert json.loads(skyterra("storage", "ls", "--json").stdout) == []
 
 
-def test_s3_copy_mount_and_cached_checkpoints(skyterra_home, tmp_path, s3_emulator):
+def test_s3_copy_mount_and_cached_checkpoints(skyterra_home, tmp_path, s3_emulator):  # noqa: F811
     _round_trip(s3_emulator, skyterra_home, tmp_path)
 
 
-def test_gcs_copy_mount_and_cached_checkpoints(skyterra_home, tmp_path, gcs_emulator):
+def test_gcs_copy_mount_and_cached_checkpoints(skyterra_home, tmp_path, gcs_emulator):  # noqa: F811
     _round_trip(gcs_emulator, skyterra_home, tmp_path)
 
 
-def test_azure_copy_mount_and_cached_checkpoints(skyterra_home, tmp_path, azure_emulator):
+def test_azure_copy_mount_and_cached_checkpoints(skyterra_home, tmp_path, azure_emulator):  # noqa: F811
     _round_trip(azure_emulator, skyterra_home, tmp_path)
