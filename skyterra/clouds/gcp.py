@@ -201,6 +201,7 @@ class GCP(Cloud):
             "spot": bool(candidate.use_spot),
             "placement": deployment.num_nodes > 1 and self.placement_supported(candidate),
             "ports": bool(deployment.resources.ports),
+            "storage": bool(_gcs_buckets(deployment)),
         }
 
     def tfvars(self, deployment: Deployment) -> dict[str, Any]:
@@ -236,8 +237,11 @@ class GCP(Cloud):
             "ssh_public_key": deployment.public_key,
             **source_ranges(deployment),
             "labels": labels,
-            "startup_script": NODE_SETUP_SCRIPT,
+            "startup_script": NODE_SETUP_SCRIPT + (STORAGE_TOOLS if _gcs_buckets(deployment)
+                                                   else ""),
             "service_account": settings.gcp_service_account,
+            **({"storage_buckets": _gcs_buckets(deployment)} if _gcs_buckets(deployment)
+               else {}),
         }
 
     def warnings(self, deployment: Deployment) -> list[str]:
@@ -260,3 +264,14 @@ def _disk_type(machine_type: str, disk_tier: str | None) -> str:
     if machine_type.startswith(HYPERDISK_ONLY_PREFIXES):
         return "hyperdisk-balanced"
     return DISK_TIERS.get(disk_tier or "medium", "pd-balanced")
+
+
+# Appended to the startup script of nodes whose task mounts buckets.
+STORAGE_TOOLS = ("\n# skyterra: tools for bucket file_mounts\n"
+                 "DEBIAN_FRONTEND=noninteractive apt-get install -y -q rclone fuse3 || true\n")
+
+
+def _gcs_buckets(deployment: Deployment) -> list[str]:
+    """The GCS buckets of the task's bucket file_mounts, sorted (a stable render)."""
+    mounts = getattr(deployment.task, "storage_mounts", [])
+    return sorted({m.ref.bucket for m in mounts if m.ref.store == "gcs"})
