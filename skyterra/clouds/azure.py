@@ -198,6 +198,7 @@ class Azure(Cloud):
             "own_network": not deployment.settings.azure_subnet_id,
             "image_id": image_id is not None,
             "ports": bool(resources.ports),
+            "storage": bool(_containers(deployment)),
         }
 
     def tfvars(self, deployment: Deployment) -> dict[str, Any]:
@@ -226,7 +227,10 @@ class Azure(Cloud):
             "ssh_public_key": deployment.public_key,
             **source_ranges(deployment),
             "tags": dict(resources.labels),
-            "custom_data": NODE_SETUP_SCRIPT,
+            "custom_data": NODE_SETUP_SCRIPT + (STORAGE_TOOLS if _containers(deployment)
+                                                else ""),
+            **({"storage_containers": _containers(deployment)} if _containers(deployment)
+               else {}),
         }
 
     def warnings(self, deployment: Deployment) -> list[str]:
@@ -240,3 +244,15 @@ class Azure(Cloud):
             out.append(f"{candidate.instance_type} has no premium storage; the OS disk is "
                        "StandardSSD_LRS.")
         return out
+
+
+# Appended to the boot script of nodes whose task mounts buckets.
+STORAGE_TOOLS = ("\n# skyterra: tools for bucket file_mounts\n"
+                 "DEBIAN_FRONTEND=noninteractive apt-get install -y -q rclone fuse3 || true\n")
+
+
+def _containers(deployment: Deployment) -> list[dict[str, str]]:
+    """The Blob containers of the task's bucket file_mounts, sorted (a stable render)."""
+    mounts = getattr(deployment.task, "storage_mounts", [])
+    pairs = sorted({(m.ref.account, m.ref.bucket) for m in mounts if m.ref.store == "azure"})
+    return [{"account": account, "container": container} for account, container in pairs]
