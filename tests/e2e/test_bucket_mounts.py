@@ -109,3 +109,20 @@ def test_gcs_copy_mount_and_cached_checkpoints(skyterra_home, tmp_path, gcs_emul
 
 def test_azure_copy_mount_and_cached_checkpoints(skyterra_home, tmp_path, azure_emulator):  # noqa: F811
     _round_trip(azure_emulator, skyterra_home, tmp_path)
+
+
+def test_a_mount_onto_a_file_is_a_clear_error(skyterra_home, tmp_path, s3_emulator):  # noqa: F811
+    s3_emulator.rclone("mkdir", "T:some-data")
+    task = write_task(tmp_path, """
+file_mounts:
+  /etc/hostname:
+    source: s3://some-data
+    mode: MOUNT
+run: echo should-not-run
+""")
+    failed = skyterra("launch", str(task), "--cloud", "local", "-c", "bkf", "-y", check=False)
+    assert failed.returncode != 0 and "should-not-run" not in failed.stdout
+    message = failed.stdout + failed.stderr
+    assert "/etc/hostname" in message and "exists as a file on the node" in message
+    assert "Traceback" not in message
+    skyterra("destroy", "bkf", "-y")
