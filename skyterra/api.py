@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from skyterra import backend, config, executor, jobs, launcher, pipeline, provision, state
+from skyterra import backend, buckets, config, executor, jobs, launcher, pipeline, provision, state
 from skyterra import dag as _dag
 from skyterra.cluster import Cluster
 from skyterra.dag import Dag
@@ -109,6 +109,7 @@ def exec(task: Task, cluster_name: str, *, detach_run: bool = False, out: Output
     task.check_required_envs()
     task.check_local_paths()
     cluster_dir, _record, cluster = get_cluster(cluster_name)
+    buckets.check_ready(task, cluster.cloud)
     if task.num_nodes > len(cluster.nodes):
         raise TaskError(f"the task wants {task.num_nodes} nodes but cluster '{cluster_name}' "
                         f"has {len(cluster.nodes)}.", field="num_nodes")
@@ -142,6 +143,7 @@ def down(cluster_name: str, *, progress: Output = print_line, purge: bool = Fals
                                 "removes skyterra's record.")
         if record.owner != "external" and record.cloud:
             provision.destroy_cluster(cluster_dir, record, progress)
+        buckets.release(cluster_name, progress)
         state.forget(cluster_dir)
     return "forgotten" if record.owner == "external" else "destroyed"
 
@@ -327,3 +329,23 @@ def jobs_wait(job_id: int, timeout: float | None = None) -> dict[str, Any]:
 
     job = client.wait(job_id, timeout)
     return client.describe(job)
+
+
+def storage_ls() -> list[buckets.BucketRecord]:
+    """The buckets skyterra knows (created, or used by a cluster), by name."""
+    return buckets.all_records()
+
+
+def storage_delete(name: str) -> str:
+    """Delete a bucket skyterra created ("deleted"); one it did not create is only
+    forgotten ("forgotten"), never deleted. A bucket still in use is refused."""
+    record = buckets.load(name)
+    if record is None:
+        raise SkyterraError(f"skyterra knows no bucket {name!r}; `skyterra storage ls` lists "
+                            "them.")
+    in_use = [c for c in record.clusters if state.ClusterDir(c).exists()]
+    if in_use:
+        raise SkyterraError(f"bucket {name!r} is used by cluster '{in_use[0]}'; destroy it "
+                            f"first (`skyterra destroy {in_use[0]}`).")
+    buckets.remove(record)
+    return "deleted" if record.created_by_skyterra else "forgotten"

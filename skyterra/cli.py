@@ -509,6 +509,51 @@ def check():
         click.echo(f"  {name:6} {mark} {report.detail}{hint}")
 
 
+@main.group()
+def storage():
+    """Buckets skyterra created or used (SkyPilot's `sky storage`)."""
+
+
+@storage.command(name="ls")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@handles_errors
+def storage_ls(as_json):
+    """List the buckets skyterra knows."""
+    import json
+
+    from skyterra import api, buckets
+
+    records = api.storage_ls()
+    if as_json:
+        click.echo(json.dumps([buckets.describe(r) for r in records], indent=2))
+        return
+    if not records:
+        click.echo("No buckets.")
+        return
+    for r in records:
+        owner = "skyterra" if r.created_by_skyterra else "external"
+        keep = "persistent" if r.persistent else "deleted with its cluster"
+        click.echo(f"  {r.name:30} {r.url():55} {owner:9} {keep:25} "
+                   f"{','.join(r.clusters) or '-'}")
+
+
+@storage.command(name="delete")
+@click.argument("names", nargs=-1, required=True)
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@handles_errors
+def storage_delete(names, yes):
+    """Delete buckets skyterra created (others are only forgotten)."""
+    from skyterra import api
+
+    if not yes:
+        click.confirm(f"Delete bucket(s) {', '.join(names)} and everything in them?",
+                      abort=True)
+    for name in names:
+        done = api.storage_delete(name)
+        click.echo(f"{'Deleted' if done == 'deleted' else 'Forgot (not created by skyterra)'}"
+                   f" bucket {name}.")
+
+
 @main.command(name="ssh-setup")
 @handles_errors
 def ssh_setup():

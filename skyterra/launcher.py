@@ -77,6 +77,7 @@ def bring_up(task: Task, cluster_name: str | None = None, *, clouds: list[str] |
     fetch_shared(name, progress)
     existing = cluster_dir.load() if cluster_dir.exists() else None
     candidates = _with_credentials(_candidates_for(task, existing, clouds, candidates))
+    candidates = _with_bucket_access(task, candidates)
     state.ensure_home()
     with cluster_dir.lock("launch"):
         if existing is None:
@@ -204,6 +205,23 @@ def _with_credentials(candidates: list[Candidate]) -> list[Candidate]:
                        for name, r in reports.items())
     raise ConfigError(f"cannot use {', '.join(reports)} from this machine (no credentials or "
                       f"missing tools). {reasons} (`skyterra check` shows what is found.)")
+
+
+def _with_bucket_access(task: Task, candidates: list[Candidate]) -> list[Candidate]:
+    """Drop candidates whose nodes could not reach the task's buckets; none left: the
+    first reason, before anything is created."""
+    from skyterra import buckets
+
+    errors: dict[str, SkyterraError] = {}
+    for name in dict.fromkeys(c.cloud for c in candidates):
+        try:
+            buckets.check_ready(task, name)
+        except SkyterraError as error:
+            errors[name] = error
+    usable = [c for c in candidates if c.cloud not in errors]
+    if not usable:
+        raise next(iter(errors.values()))
+    return usable
 
 
 def check_tools() -> None:

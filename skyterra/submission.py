@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from skyterra import executor, gpucheck, jobs, state
+from skyterra import buckets, executor, gpucheck, jobs, state
 from skyterra import progress as reporting
 from skyterra.cluster import Cluster
 from skyterra.errors import SkyterraError
@@ -31,6 +31,9 @@ def _sync(cluster: Cluster, task: Task, progress: Output) -> None:
             executor.rsync_to_nodes(cluster, local, remote,
                                     on_done=lambda node, shown=shown: shown.done(node.name))
 
+    if task.storage_mounts:
+        buckets.prepare(task, cluster.name, progress)
+        buckets.attach(cluster, task, progress)
 
 def _clone(cluster: Cluster, task: Task) -> None:
     """workdir as git {url, ref}: every node clones it into ~/sky_workdir (fresh each time,
@@ -64,7 +67,7 @@ def submit(cluster: Cluster, cluster_dir: state.ClusterDir, task: Task, out: Out
     store = jobs.JobStore(cluster_dir.jobs_path)
     _wait_for_idle(cluster, store, progress)
     job = store.new(task.name or "", len(cluster.nodes))
-    envs = _task_env(task)
+    envs = {**buckets.node_env(task, cluster.cloud), **_task_env(task)}
     try:
         _sync(cluster, task, progress)
         if run_setup and task.setup:
@@ -79,7 +82,7 @@ def submit(cluster: Cluster, cluster_dir: state.ClusterDir, task: Task, out: Out
         job.status, job.started_at = jobs.RUNNING, time.time()
         store.save(job)
         if task.run:
-            jobs.start_all(cluster, job.key, task.run,
+            jobs.start_all(cluster, job.key, buckets.wrap_run(task, task.run),
                            lambda node: jobs.job_env(cluster, node, envs, job.job_id, "run",
                                                      env_overrides))
         else:

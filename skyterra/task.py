@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from skyterra import spec
+from skyterra import spec, storage
 from skyterra.errors import NotSupportedError, TaskError
 from skyterra.resources import Resources, ignored_resource_keys, resources_from_config
 
@@ -309,8 +309,10 @@ class Task:
         self._workdir = workdir
         self.file_mounts = self._check_file_mounts(file_mounts)
 
-    @staticmethod
-    def _check_file_mounts(value: Any) -> dict[str, str]:
+    def _check_file_mounts(self, value: Any) -> dict[str, str]:
+        """Local paths stay here; bucket mounts go to skyterra/storage.py (storage_mounts)."""
+        self.storage_mounts: list[storage.StorageMount] = []
+        self._storage_specs: dict[str, Any] = {}
         if value is None:
             return {}
         if not isinstance(value, dict):
@@ -322,9 +324,10 @@ class Task:
             if not isinstance(remote, str) or not remote.strip():
                 raise TaskError(f"remote path {remote!r} must be a non-empty string.",
                                 field="file_mounts")
-            if isinstance(local, dict) or (isinstance(local, str) and "://" in local):
-                raise NotSupportedError("bucket and storage mounts are not supported yet; "
-                                        "give a local path.", field=field)
+            if storage.is_bucket_mount(local):
+                self.storage_mounts.append(storage.parse(remote, local))
+                self._storage_specs[remote] = local
+                continue
             if not isinstance(local, str) or not local.strip():
                 raise TaskError(f"expected a local path, got {local!r}.", field=field)
             mounts[remote] = local
@@ -427,6 +430,12 @@ class Task:
             if not local.exists():
                 raise TaskError(f"local path {local} does not exist.", source=self.source,
                                 field=f"file_mounts.{remote}")
+        for mount in self.storage_mounts:
+            source = mount.local_source(self.base_dir)
+            if source is not None and not source.is_dir():
+                raise TaskError(f"source {source} is not a local directory; fix the path "
+                                "(relative to the task file's folder).", source=self.source,
+                                field=f"{mount.field}.source")
 
     @property
     def num_gpus_per_node(self) -> int:
@@ -486,6 +495,8 @@ class Task:
         for key in ("envs", "file_mounts"):
             if getattr(self, key):
                 out[key] = dict(getattr(self, key))
+        if self._storage_specs:
+            out.setdefault("file_mounts", {}).update(self._storage_specs)
         if self.secrets:
             out["secrets"] = {k: None for k in self.secrets}  # never serialize secret values
         for key in ("setup", "run"):

@@ -184,7 +184,8 @@ class AWS(Cloud):
         network = "subnet" if settings.subnet_id else ("vpc" if settings.vpc_id else "default")
         return {"network": network, "custom_image": image_id is not None,
                 "spot": bool(deployment.candidate.use_spot),
-                "efa": self.fabric(deployment) is not None}
+                "efa": self.fabric(deployment) is not None,
+                "storage": bool(_s3_buckets(deployment))}
 
     def tfvars(self, deployment: Deployment) -> dict[str, Any]:
         resources, candidate, settings = (deployment.resources, deployment.candidate,
@@ -219,6 +220,8 @@ class AWS(Cloud):
         }
         if deployment.ssh_cidrs is not None:  # else the module asks for it at plan time
             values["ssh_cidrs"] = list(deployment.ssh_cidrs)
+        if _s3_buckets(deployment):  # the nodes' role may use exactly these buckets
+            values["storage_buckets"] = _s3_buckets(deployment)
         return values
 
     def root_files(self, deployment: Deployment) -> dict[str, str]:
@@ -401,6 +404,12 @@ class AWS(Cloud):
             raise ConfigError(f"{key} {value!r} does not look like an AWS id "
                               f"({'vpc-0123456789abcdef0' if key == 'vpc_id' else 'subnet-0123456789abcdef0'}).")
         return value
+
+
+def _s3_buckets(deployment: Deployment) -> list[str]:
+    """The S3 buckets of the task's bucket file_mounts, sorted (a stable render)."""
+    mounts = getattr(deployment.task, "storage_mounts", [])
+    return sorted({m.ref.bucket for m in mounts if m.ref.store == "s3"})
 
 
 def emulator_provider(url: str) -> str:

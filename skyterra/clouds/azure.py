@@ -219,6 +219,7 @@ class Azure(Cloud):
             "own_network": not deployment.settings.azure_subnet_id,
             "image_id": image_id is not None,
             "ports": bool(resources.ports),
+            "storage": bool(_containers(deployment)),
         }
 
     def tfvars(self, deployment: Deployment) -> dict[str, Any]:
@@ -248,7 +249,10 @@ class Azure(Cloud):
             "ssh_public_key": deployment.public_key,
             **source_ranges(deployment),
             "tags": dict(resources.labels),
-            "custom_data": NODE_SETUP_SCRIPT,
+            "custom_data": NODE_SETUP_SCRIPT + (STORAGE_TOOLS if _containers(deployment)
+                                                else ""),
+            **({"storage_containers": _containers(deployment)} if _containers(deployment)
+               else {}),
         }
 
     def warnings(self, deployment: Deployment) -> list[str]:
@@ -277,3 +281,15 @@ class Azure(Cloud):
         """NCCL settings for InfiniBand (topology file of the size, relaxed ordering)."""
         fabric = self.fabric(deployment)
         return fabric.env if fabric else {}
+
+
+# Appended to the boot script of nodes whose task mounts buckets.
+STORAGE_TOOLS = ("\n# skyterra: tools for bucket file_mounts\n"
+                 "DEBIAN_FRONTEND=noninteractive apt-get install -y -q rclone fuse3 || true\n")
+
+
+def _containers(deployment: Deployment) -> list[dict[str, str]]:
+    """The Blob containers of the task's bucket file_mounts, sorted (a stable render)."""
+    mounts = getattr(deployment.task, "storage_mounts", [])
+    pairs = sorted({(m.ref.account, m.ref.bucket) for m in mounts if m.ref.store == "azure"})
+    return [{"account": account, "container": container} for account, container in pairs]

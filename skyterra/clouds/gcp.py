@@ -225,6 +225,7 @@ class GCP(Cloud):
             "placement": self.placement(deployment),
             "gpu_nics": self.fabric(deployment) is not None,
             "ports": bool(deployment.resources.ports),
+            "storage": bool(_gcs_buckets(deployment)),
         }
 
     def tfvars(self, deployment: Deployment) -> dict[str, Any]:
@@ -262,8 +263,11 @@ class GCP(Cloud):
             "ssh_public_key": deployment.public_key,
             **source_ranges(deployment),
             "labels": labels,
-            "startup_script": NODE_SETUP_SCRIPT,
+            "startup_script": NODE_SETUP_SCRIPT + (STORAGE_TOOLS if _gcs_buckets(deployment)
+                                                   else ""),
             "service_account": settings.gcp_service_account,
+            **({"storage_buckets": _gcs_buckets(deployment)} if _gcs_buckets(deployment)
+               else {}),
         }
 
     def warnings(self, deployment: Deployment) -> list[str]:
@@ -318,3 +322,14 @@ def parse_gcp_preempted(text: str) -> str | None:
     if str(text).strip().upper() == "TRUE":
         return "GCP preemption notice: Compute Engine is preempting the instance (~30 s)"
     return None
+
+
+# Appended to the startup script of nodes whose task mounts buckets.
+STORAGE_TOOLS = ("\n# skyterra: tools for bucket file_mounts\n"
+                 "DEBIAN_FRONTEND=noninteractive apt-get install -y -q rclone fuse3 || true\n")
+
+
+def _gcs_buckets(deployment: Deployment) -> list[str]:
+    """The GCS buckets of the task's bucket file_mounts, sorted (a stable render)."""
+    mounts = getattr(deployment.task, "storage_mounts", [])
+    return sorted({m.ref.bucket for m in mounts if m.ref.store == "gcs"})

@@ -306,3 +306,30 @@ if __name__ == "__main__":
     if sys.argv[1:] != ["--update"]:
         sys.exit(f"usage: python {sys.argv[0]} --update   (regenerate tests/golden/aws-*/)")
     update_golden()
+
+
+@pytest.mark.terraform
+@pytest.mark.moto
+def test_a_bucket_mount_gives_the_nodes_a_role_scoped_to_exactly_that_bucket(moto, tmp_path):
+    task = Task.from_yaml_config({"name": "t", "run": "true", "num_nodes": 2,
+                                  "resources": {"accelerators": "L4:4"},
+                                  "file_mounts": {"/data": "s3://train-data-7/part",
+                                                  "/ck": {"name": "ckpt-7", "store": "s3",
+                                                          "mode": "MOUNT_CACHED"}}})
+    module = tmp_path / "m"
+    render(task, G6_L4X4, module, {"ssh_cidrs": [CALLER], "aws_endpoint_url": moto.url})
+    resources = _plan(moto, module)
+    policy = json.loads(resources["aws_iam_role_policy.buckets"]["values"]["policy"])
+    named = sorted(r for statement in policy["Statement"] for r in statement["Resource"])
+    assert named == ["arn:aws:s3:::ckpt-7", "arn:aws:s3:::ckpt-7/*",
+                     "arn:aws:s3:::train-data-7", "arn:aws:s3:::train-data-7/*"]
+    trust = json.loads(resources["aws_iam_role.nodes"]["values"]["assume_role_policy"])
+    assert trust["Statement"][0]["Principal"] == {"Service": "ec2.amazonaws.com"}
+    profile = resources["aws_iam_instance_profile.nodes"]["values"]
+    assert profile["name"] == "skyterra-mingpt-nodes"
+    for rank in range(2):
+        node = resources[f"aws_instance.node[{rank}]"]["values"]
+        assert node["iam_instance_profile"] == "skyterra-mingpt-nodes"
+    tfvars = json.loads((module / TFVARS_FILE).read_text())
+    assert tfvars["storage_buckets"] == ["ckpt-7", "train-data-7"]
+    assert "AKIA" not in "".join(p.read_text() for p in module.glob("*.tf"))
