@@ -225,10 +225,10 @@ class GitSource:
 
 
 def _git_source(value: dict) -> GitSource:
-    unknown = set(value) - {"url", "ref"}
+    unknown = sorted(str(key) for key in set(value) - {"url", "ref"})  # keys may be 0, None
     if unknown:
-        raise TaskError(f"unknown key '{min(unknown)}'; a git workdir has url and ref.",
-                        field=f"workdir.{min(unknown)}")
+        raise TaskError(f"unknown key '{unknown[0]}'; a git workdir has url and ref.",
+                        field=f"workdir.{unknown[0]}")
     url, ref = value.get("url"), value.get("ref")
     if not isinstance(url, str) or not url.strip() or url.strip().startswith("-") \
             or any(c in url for c in "\n\r\x00"):

@@ -112,7 +112,8 @@ def mutated_config(draw) -> tuple[str, bytes, list[str]]:
 _NASTY = [
     b"", b"\n", b"---\n", b"~\n", b"[]\n", b"42\n", b"- a\n- b\n", b"\xff\xfe\x00r\x00u\x00n",
     b"run: x\n\x00", b"name: \xe9\nrun: x\n",
-    b"name: t\n\trun: x\n", b"run: 'x\n", b"run: x\nrun: y\n", b"a: &a [*a]\n",
+    b"name: t\n\trun: x\n", b"run: 'x\n",
+    b"workdir:\n  ? ''\n  : null\n  0: null\nrun: x\n",   # keys of mixed types (found by fuzzing) b"run: x\nrun: y\n", b"a: &a [*a]\n",
     b"a: &a {x: 1}\nb: {<<: *a, <<: *a}\n", b"<<: 5\n", b"run: !!binary aGVsbG8=\n",
     b"run: !!python/name:os.system\n", b"name: !!timestamp 2024-13-45\nrun: x\n",
     b"num_nodes: " + b"9" * 5000 + b"\n", b"run: " + b"[" * 2000 + b"]" * 2000 + b"\n",
