@@ -214,6 +214,8 @@ class Resources:
             if value is not None and (not isinstance(value, str) or not value.strip()):
                 raise TaskError(f"expected a non-empty string, got {value!r}.",
                                 field=f"resources.{key}")
+        if self.image_id is not None:
+            check_image_id(self.image_id)
         if self.accelerators is not None:
             choices, _ = parse_accelerator_choices(self.accelerators)
             if len(choices) == 1:
@@ -287,6 +289,53 @@ class Resources:
         if self.use_spot:
             parts.append("spot")
         return " ".join(parts) or "any"
+
+
+CONTAINER_PREFIX = "docker:"
+# [registry[:port]/]path[:tag][@sha256:digest], lower-case path components.
+_IMAGE_REFERENCE = re.compile(
+    r"^(?:(?P<registry>[A-Za-z0-9.-]+(?::[0-9]+)?)/)?"
+    r"(?P<path>[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*)"
+    r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
+    r"(?:@(?P<digest>sha256:[0-9a-f]{64}))?$")
+
+
+def is_container_image(image_id: Any) -> bool:
+    """Is this image_id a container image (`docker:<image>`) rather than a machine image?"""
+    return isinstance(image_id, str) and image_id.strip().startswith(CONTAINER_PREFIX)
+
+
+def parse_image_id(image_id: str, field: str = "resources.image_id") -> str:
+    """`docker:<image>` → the image reference; a malformed reference is a TaskError."""
+    reference = image_id.strip()[len(CONTAINER_PREFIX):].strip()
+    if not _IMAGE_REFERENCE.match(reference):
+        raise TaskError(
+            f"image_id {image_id!r} is not a valid container image reference. Write "
+            "'docker:<image>[:tag]' or 'docker:<registry>/<path>[:tag][@sha256:…]' with a "
+            "lower-case path, e.g. 'docker:ubuntu:22.04' or "
+            "'docker:nvcr.io/nvidia/pytorch:24.05-py3'.", field=field)
+    return reference
+
+
+def registry_of(reference: str) -> str:
+    """The registry host of an image reference ('' for Docker Hub)."""
+    first, _, rest = reference.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return ""
+
+
+def check_image_id(image_id: Any, field: str = "resources.image_id") -> None:
+    """`docker:<image>` (a container on every node) must be a valid image reference;
+    machine images are checked by each cloud."""
+    if is_container_image(image_id):
+        parse_image_id(image_id, field)
+
+
+def machine_image(image_id: str | None) -> str | None:
+    """The machine image a cloud boots: None (its default) when image_id names a
+    container (`docker:`), which then runs on the default image."""
+    return None if is_container_image(image_id) else image_id
 
 
 def resources_from_config(config: Any, field: str = "resources") -> Resources:

@@ -14,9 +14,11 @@ import os
 import re
 from typing import TYPE_CHECKING, Any
 
+from skyterra import container
 from skyterra.clouds import register
 from skyterra.clouds.base import Cloud, CloudSettings, CredentialReport, cidr_list
 from skyterra.errors import ConfigError, TaskError
+from skyterra.resources import machine_image
 
 if TYPE_CHECKING:
     from skyterra.deployment import Deployment
@@ -177,7 +179,8 @@ class AWS(Cloud):
         settings = deployment.settings
         network = "subnet" if settings.subnet_id else ("vpc" if settings.vpc_id else "default")
         return {"network": network, "custom_image": image_id is not None,
-                "spot": bool(deployment.candidate.use_spot)}
+                "spot": bool(deployment.candidate.use_spot),
+                "container": container.spec_for(deployment) is not None}
 
     def tfvars(self, deployment: Deployment) -> dict[str, Any]:
         resources, candidate, settings = (deployment.resources, deployment.candidate,
@@ -210,6 +213,10 @@ class AWS(Cloud):
         }
         if deployment.ssh_cidrs is not None:  # else the module asks for it at plan time
             values["ssh_cidrs"] = list(deployment.ssh_cidrs)
+        if container.spec_for(deployment) is not None:
+            # IMDSv2 answers one hop by default: a container (one more hop) needs two.
+            values["metadata_hop_limit"] = 2
+            values["container_setup_script"] = container.boot_script("", deployment)
         return values
 
     def root_files(self, deployment: Deployment) -> dict[str, str]:
@@ -310,7 +317,7 @@ class AWS(Cloud):
         candidate = deployment.candidate
         arch = architecture(candidate.instance_type)
         default = (DLAMI_SSM_PARAMETERS if candidate.accelerator else UBUNTU_SSM_PARAMETERS)[arch]
-        image = deployment.resources.image_id
+        image = machine_image(deployment.resources.image_id)
         if image is None:
             return None, default
         image = image.strip()
