@@ -257,13 +257,13 @@ marker=()
   < /dev/null &
 client=$!
 stop() {{
-  trap - TERM INT HUP
+  trap '' TERM INT HUP # a second TERM (cancel sends two) must not end the forwarding
   local p i
   for i in $(seq 50); do [ -s "$d/cpid" ] && break; sleep 0.1; done
   p=$(cat "$d/cpid" 2>/dev/null) || return 0
   [ -n "$p" ] || return 0
   kill -TERM -- "-$p" 2>/dev/null || "$e" exec {NAME} kill -TERM -- "-$p" 2>/dev/null
-  for i in $(seq 20); do
+  for i in $(seq 20); do # up to 2 s, within the 3 s cancel gives the job
     kill -0 -- "-$p" 2>/dev/null || "$e" exec {NAME} kill -0 -- "-$p" 2>/dev/null || return 0
     sleep 0.1
   done

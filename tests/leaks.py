@@ -1,4 +1,6 @@
-"""Find what a test left behind: node sshds, anything started on a node, and mounts."""
+"""Find what a test left behind: node sshds, anything started on a node, containers
+(a node's podman keeps its store under the node's home, so a container's conmon names
+that path), and mounts."""
 
 from __future__ import annotations
 
@@ -13,7 +15,8 @@ def _read(path: Path) -> bytes:
 
 
 def leftover_processes(root: str) -> list[str]:
-    """Processes whose command line or SKYTERRA_NODE_ID marker mentions `root`."""
+    """Processes whose command line or SKYTERRA_NODE_ID marker mentions `root`: node
+    sshds, jobs, and containers (conmon, podman) whose store lies under `root`."""
     needle = root.encode()
     found = []
     for proc in Path("/proc").iterdir():
@@ -26,7 +29,9 @@ def leftover_processes(root: str) -> list[str]:
             continue  # a zombie holds nothing; its parent reaps it
         marker = any(item.startswith(b"SKYTERRA_NODE_ID=") and needle in item
                      for item in environ.split(b"\0"))
-        if marker or (b"sshd" in cmdline and needle in cmdline):
+        program = cmdline.split(b"\0", 1)[0].rsplit(b"/", 1)[-1]
+        tool = b"sshd" in cmdline or program in (b"conmon", b"podman")
+        if marker or (tool and needle in cmdline):
             text = cmdline.replace(b"\0", b" ").decode(errors="replace")
             found.append(f"{proc.name}: {text}")
     return found
