@@ -1,5 +1,5 @@
-"""Time parse + optimize + render of the seed train.yaml (`launch --dryrun`), in-process
-and as a CLI command. Run: python bench/dryrun.py [--repeat 20]"""
+"""Time parse + optimize + render of examples/quickstart/train.yaml (`launch --dryrun`),
+in-process and as a CLI command. Run: python bench/dryrun.py [--repeat 20]"""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-SEED = Path(__file__).resolve().parents[2] / "shared" / "seed" / "train.yaml"
+SEED = Path(__file__).resolve().parents[1] / "examples" / "quickstart" / "train.yaml"
 
 
 def main() -> None:

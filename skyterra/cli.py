@@ -515,5 +515,29 @@ def attach(cluster_name, outputs_file, tf_dir, ssh_key, task_yaml):
                f"{record.name} --forget` drops skyterra's record.")
 
 
+@main.command()
+@click.option("--port", type=int, default=8765, show_default=True, help="0 picks a free port.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; other than loopback needs the access token.")
+@click.option("--new-token", is_flag=True, help="Make a new access token, print it once, keep "
+              "it (0600) in SKYTERRA_HOME.")
+@click.option("--require-token", is_flag=True, help="Ask for the token on loopback too "
+              "(machines shared with other users).")
+@handles_errors
+def dashboard(port, host, new_token, require_token):
+    """A local web page: clusters, jobs, live logs, cost; cancel and destroy from it."""
+    try:
+        import starlette  # noqa: F401 - only to give a clear error when the extra is missing
+        import uvicorn  # noqa: F401
+
+        from skyterra.dashboard import server
+    except ImportError as error:
+        from skyterra.errors import MissingToolError
+
+        raise MissingToolError(f"the dashboard needs the `dashboard` extra ({error.name} is "
+                               "missing): pip install 'skyterra[dashboard]'.") from None
+    server.serve(host, port, new_token=new_token, require_token=require_token, say=_echo)
+
+
 if __name__ == "__main__":
     main()

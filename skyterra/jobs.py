@@ -234,6 +234,19 @@ def refresh(cluster: Cluster, store: JobStore, job: Job) -> Job:
 
 
 def finish(store: JobStore, job: Job, codes: dict[int, int], cluster: Cluster) -> Job:
+    """Record how the job ended, from the nodes' exit codes.
+
+    The stored record is read again first: a cancel (or another command's refresh)
+    may have changed it since `job` was read, and a cancelled job stays CANCELLED
+    even though its processes died of the cancel's signal.
+    """
+    try:
+        stored = store.get(job.job_id)
+    except SkyterraError:
+        stored = job
+    if stored.status in TERMINAL:
+        return stored
+    job.cancel_requested = job.cancel_requested or stored.cancel_requested
     failure = first_failure(cluster, codes)
     job.ended_at = job.ended_at or time.time()
     if job.cancel_requested:

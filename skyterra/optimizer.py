@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from skyterra import catalog
 from skyterra.catalog import Candidate
+from skyterra.catalog import fabric as fabrics
 from skyterra.errors import TaskError
 from skyterra.resources import ACCELERATORS, Resources
 
@@ -43,7 +44,7 @@ __all__ = [
 ]
 
 CANDIDATE_COLUMNS = ["cloud", "region", "instance type", "GPUs", "vCPUs", "memory", "$/h",
-                     "nodes x $/h"]
+                     "nodes x $/h", "fabric"]
 SHOW_GPUS_SUMMARY_COLUMNS = ["GPU", "counts", "clouds", "from $/h"]
 SHOW_GPUS_COLUMNS = ["GPU", "qty", "cloud", "instance type", "GPU mem", "vCPUs", "memory",
                      "$/h", "spot $/h", "region"]
@@ -133,6 +134,13 @@ def _location(region: str, zone: str | None) -> str:
     return zone if zone.startswith(region) else f"{region}/{zone}"
 
 
+def _fabric(c: Candidate) -> str:
+    """The inter-node fabric this candidate gets (EFA x32, InfiniBand, no EFA, -)."""
+    tier = getattr(c.resources, "network_tier", None)
+    return fabrics.describe(c.cloud, c.instance_type, tier, c.num_nodes,
+                                   bool(c.accelerator))
+
+
 def format_candidates_table(candidates: list[Candidate], limit: int | None = 5
                             ) -> tuple[list[str], list[list[str]]]:
     """(CANDIDATE_COLUMNS, rows) for the first `limit` candidates (all when None).
@@ -145,7 +153,8 @@ def format_candidates_table(candidates: list[Candidate], limit: int | None = 5
         spot = " (spot)" if c.use_spot else ""
         rows.append([c.cloud, _location(c.region, c.zone), c.instance_type, c.gpus,
                      _number(c.vcpus), f"{_number(c.memory_gib)} GiB", _money(c.price) + spot,
-                     f"{c.num_nodes} x {_money(c.price)} = {_money(c.cluster_price)}"])
+                     f"{c.num_nodes} x {_money(c.price)} = {_money(c.cluster_price)}",
+                     _fabric(c)])
     return list(CANDIDATE_COLUMNS), rows
 
 

@@ -79,6 +79,7 @@ def _write_module(template: str, out_dir: Path, context: dict[str, Any],
     out_dir.mkdir(parents=True, exist_ok=True)
     env = _environment(source)
     wanted: dict[Path, str | bytes] = {}
+    executables: set[Path] = set()   # copied as they are, executable bit included
     for path in sorted(source.rglob("*")):
         if path.is_dir() or "__pycache__" in path.parts or path.name.startswith("."):
             continue
@@ -91,6 +92,8 @@ def _write_module(template: str, out_dir: Path, context: dict[str, Any],
                 wanted[relative.with_suffix("")] = text
         else:
             wanted[relative] = path.read_bytes()
+            if os.access(path, os.X_OK):
+                executables.add(relative)
     wanted[Path(TFVARS_FILE)] = dump_json(tfvars)
     for name, text in extra_files.items():
         wanted[Path(name)] = text
@@ -100,7 +103,7 @@ def _write_module(template: str, out_dir: Path, context: dict[str, Any],
         target = out_dir / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         write_if_changed(target, content, mode=0o600 if relative.name == TFVARS_FILE else None,
-                         executable=relative.suffix == ".sh")
+                         executable=relative.suffix == ".sh" or relative in executables)
         written.append(target)
     return written
 

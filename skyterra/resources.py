@@ -30,13 +30,15 @@ RESOURCE_KEYS = (
     "autostop", "accelerator_args", "job_recovery", "network_tier", "spot_recovery",
 )
 # Keys SkyPilot accepts that we reject loudly rather than ignore.
-UNSUPPORTED_RESOURCE_KEYS = ("autostop", "accelerator_args", "job_recovery", "network_tier",
-                             "spot_recovery")
+UNSUPPORTED_RESOURCE_KEYS = ("autostop", "accelerator_args", "job_recovery", "spot_recovery")
 
 _CPU_MEM = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(\+?)\s*$")
 _LABEL_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")  # used with fullmatch (no '\n' at end)
 _PORT = re.compile(r"^(\d{1,5})(?:-(\d{1,5}))?$")
 DISK_TIERS = ("low", "medium", "high", "ultra", "best")
+# SkyPilot's network_tier: `best` asks for the family's fast fabric (EFA, GPUDirect,
+# InfiniBand), `standard` opts out; unset means best for multi-node GPU clusters.
+NETWORK_TIERS = ("standard", "best")
 
 
 def canonical_accelerator(name: str, field: str = "resources.accelerators") -> str:
@@ -191,6 +193,7 @@ class Resources:
     use_spot: bool = False
     disk_size: int | None = None
     disk_tier: str | None = None
+    network_tier: str | None = None
     image_id: str | None = None
     ports: Any = None
     labels: Any = None
@@ -235,6 +238,11 @@ class Resources:
                             f"{did_you_mean(str(self.disk_tier), DISK_TIERS)} Choose one of "
                             f"{', '.join(DISK_TIERS)}.",
                             field="resources.disk_tier")
+        if self.network_tier is not None and self.network_tier not in NETWORK_TIERS:
+            raise TaskError(f"unknown network_tier {self.network_tier!r}."
+                            f"{did_you_mean(str(self.network_tier), NETWORK_TIERS)} Choose "
+                            "standard or best (the fast inter-node fabric: EFA, GPUDirect, "
+                            "InfiniBand).", field="resources.network_tier")
         set_("ports", parse_ports(self.ports) if self.ports is not None else ())
         set_("labels", parse_labels(self.labels) if self.labels is not None else {})
 

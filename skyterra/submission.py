@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from skyterra import container, executor, jobs, state
+from skyterra import container, executor, gpucheck, jobs, state
 from skyterra.cluster import Cluster, Node
 from skyterra.errors import SkyterraError
 from skyterra.task import Task
@@ -63,6 +63,10 @@ def submit(cluster: Cluster, cluster_dir: state.ClusterDir, task: Task, out: Out
             setup_env = lambda node: jobs.job_env(cluster, node, envs, job.job_id, "setup")
             jobs.run_setup(cluster, _in_container(cluster, task.setup, setup_env), envs, job,
                            out)
+        if run_setup and cluster.num_gpus_per_node > 0:  # a launch: GPUs first, then run
+            job.status = jobs.SETTING_UP
+            store.save(job)
+            gpucheck.check(cluster, progress)
         job.status, job.started_at = jobs.RUNNING, time.time()
         store.save(job)
         if task.run:

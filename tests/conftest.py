@@ -14,11 +14,17 @@ import pytest
 
 from tests.leaks import leftovers
 
-# Terraform must never phone home from tests (loopback only).
+# Safety nets against traffic beyond loopback, not settings any test relies on:
+# - CHECKPOINT_DISABLE stops the terraform binary's version/alert check (a request to
+#   checkpoint-api.hashicorp.com). Its only effect is that request: no output, plan or
+#   exit code depends on it, and skyterra sets it itself for every Terraform it runs.
+# - AWS_EC2_METADATA_DISABLED stops boto3/botocore, when a test has no AWS credentials,
+#   from asking the instance metadata service at 169.254.169.254. Here there is no such
+#   service: the answer ("no credentials") is the same, only without a 1-2 s timeout.
+# Tests that need an SSH ingress address (SKYTERRA_SSH_CIDRS) set it themselves; see the
+# `ssh_cidrs` fixture below.
 os.environ["CHECKPOINT_DISABLE"] = "1"
 os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
-os.environ.pop("TF_CLI_CONFIG_FILE", None) if not os.path.exists(
-    os.environ.get("TF_CLI_CONFIG_FILE", "/nonexistent")) else None
 
 
 @pytest.fixture
@@ -41,6 +47,19 @@ def skyterra_home(tmp_path, monkeypatch):
             except Exception as error:  # noqa: BLE001 - best effort before failing loudly
                 print(f"cleanup of {record.name} failed: {error}")
         pytest.fail("processes or mounts left behind by the test:\n" + "\n".join(leaks))
+
+
+@pytest.fixture
+def ssh_cidrs(monkeypatch):
+    """Opt-in: SKYTERRA_SSH_CIDRS=127.0.0.1/32 for this test (and its subprocesses).
+
+    Without a configured address, applying a cluster on aws/gcp/azure asks
+    checkip.amazonaws.com for this machine's public address; tests talk to loopback
+    only, so a test that applies a cloud cluster asks for this fixture. (Dry runs and
+    renders need no address: they leave it to the module's variable.)
+    """
+    monkeypatch.setenv("SKYTERRA_SSH_CIDRS", "127.0.0.1/32")
+    return ["127.0.0.1/32"]
 
 
 @pytest.fixture(scope="session", autouse=True)

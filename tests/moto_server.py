@@ -300,3 +300,30 @@ def s3_state_backend(endpoint: str) -> tuple[dict, dict]:
                "skip_metadata_api_check": True,
                "endpoints": {"s3": endpoint, "dynamodb": endpoint}}
     return clients, backend
+
+
+# The environment of a machine sharing state through moto: dummy keys, no config files,
+# and proxies that make any request beyond loopback fail at once.
+SHARED_AWS_ENV = {"AWS_ACCESS_KEY_ID": "AKIAMOTOTESTING00000", "AWS_SECRET_ACCESS_KEY": "moto",
+           "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1",
+           "AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": "/dev/null",
+           "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+           "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9",
+           "NO_PROXY": "127.0.0.1"}
+
+
+def two_machines_sharing(tmp_path: Path, backend: dict, monkeypatch) -> dict[str, Path]:
+    """Two skyterra homes ("a" and "b") whose config points at the same `backend`, with
+    the dummy AWS credentials and the SSH ingress the shared-state tests need."""
+    import yaml
+
+    for key, value in SHARED_AWS_ENV.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("SKYTERRA_SSH_CIDRS", "127.0.0.1/32")
+    homes = {}
+    for machine in ("a", "b"):
+        home = tmp_path / f"machine-{machine}"
+        home.mkdir()
+        (home / "config.yaml").write_text(yaml.safe_dump({"backend": backend}))
+        homes[machine] = home
+    return homes

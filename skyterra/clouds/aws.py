@@ -15,6 +15,8 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from skyterra import container
+from skyterra.catalog import fabric as fabrics
+from skyterra.catalog.fabric import chosen_fabric, fabric_notes
 from skyterra.clouds import register
 from skyterra.clouds.base import Cloud, CloudSettings, CredentialReport, cidr_list
 from skyterra.errors import ConfigError, TaskError
@@ -180,6 +182,7 @@ class AWS(Cloud):
         network = "subnet" if settings.subnet_id else ("vpc" if settings.vpc_id else "default")
         return {"network": network, "custom_image": image_id is not None,
                 "spot": bool(deployment.candidate.use_spot),
+                "efa": self.fabric(deployment) is not None,
                 "container": container.spec_for(deployment) is not None}
 
     def tfvars(self, deployment: Deployment) -> dict[str, Any]:
@@ -187,6 +190,7 @@ class AWS(Cloud):
                                           deployment.settings)
         image_id, ssm_parameter = self._image(deployment)
         iops, throughput = DISK_TIERS[resources.disk_tier or "medium"]
+        fabric = self.fabric(deployment)
         values: dict[str, Any] = {
             "region": candidate.region,
             "zone": candidate.zone,
@@ -206,6 +210,7 @@ class AWS(Cloud):
             "port_cidrs": (None if settings.port_cidrs is None
                            else cidr_list(settings.port_cidrs, "port_cidrs")),
             "placement_group": bool(settings.placement_group),
+            "efa_interfaces": fabric.interfaces if fabric else 0,
             "associate_public_ip": (None if settings.associate_public_ip is None
                                     else bool(settings.associate_public_ip)),
             "vpc_id": self._network_id(settings.vpc_id, "vpc_id"),
@@ -247,7 +252,23 @@ class AWS(Cloud):
         if deployment.candidate.use_spot:
             notes.append("spot nodes can be reclaimed by AWS at any time with two minutes' "
                          "notice; checkpoint your training.")
+        notes.extend(fabric_notes(deployment))
+        fabric = self.fabric(deployment)
+        if fabric is not None:
+            notes.append(f"network: {fabric.label} per node ({deployment.candidate.instance_type},"
+                         " one per network card) in a cluster placement group; NCCL uses "
+                         "libfabric (FI_PROVIDER=efa). Each node's primary interface gets an "
+                         "Elastic IP (EC2 allows 5 per region unless raised).")
         return notes
+
+    def fabric(self, deployment: Deployment) -> fabrics.Family | None:
+        """The EFA family row when this cluster uses EFA (network_tier), else None."""
+        return chosen_fabric(deployment)
+
+    def node_env(self, deployment: Deployment) -> dict[str, str]:
+        """libfabric/NCCL settings for EFA (FI_PROVIDER=efa, ...): setup and run see them."""
+        fabric = self.fabric(deployment)
+        return fabric.env if fabric else {}
 
     # --- credentials -----------------------------------------------------------
     def check_credentials(self, verify: bool = False) -> CredentialReport:

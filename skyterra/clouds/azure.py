@@ -17,6 +17,8 @@ import subprocess
 from typing import TYPE_CHECKING, Any
 
 from skyterra import container
+from skyterra.catalog import fabric as fabrics
+from skyterra.catalog.fabric import chosen_fabric, fabric_notes
 from skyterra.clouds import register
 from skyterra.clouds.base import Cloud, CloudSettings, CredentialReport
 from skyterra.clouds.gcp import NODE_SETUP_SCRIPT, source_ranges
@@ -26,9 +28,20 @@ from skyterra.resources import machine_image
 if TYPE_CHECKING:
     from skyterra.deployment import Deployment
 
-# Ubuntu 22.04 HPC image: NVIDIA driver, CUDA, NCCL, InfiniBand (ND sizes) drivers.
-DEFAULT_IMAGE = {"publisher": "microsoft-dsvm", "offer": "ubuntu-hpc", "sku": "2204",
-                 "version": "latest"}
+# Default images by the kind families.csv (skyterra/catalog/fabrics/) gives a size:
+# hpc: Ubuntu 22.04 HPC image (NVIDIA driver, CUDA, NCCL, InfiniBand drivers), whose
+#   supported sizes are ND, NC A100 v4, HB and HC; gpu: the Ubuntu 22.04 Data Science VM
+#   (NVIDIA driver, CUDA) for NC T4 v3 / NC A10 v4 / NV A10 v5, which the HPC image does
+#   not list; cpu: plain Ubuntu 22.04 LTS (Gen2).
+IMAGES = {
+    "hpc": {"publisher": "microsoft-dsvm", "offer": "ubuntu-hpc", "sku": "2204",
+            "version": "latest"},
+    "gpu": {"publisher": "microsoft-dsvm", "offer": "ubuntu-2204", "sku": "2204-gen2",
+            "version": "latest"},
+    "cpu": {"publisher": "Canonical", "offer": "0001-com-ubuntu-server-jammy",
+            "sku": "22_04-lts-gen2", "version": "latest"},
+}
+DEFAULT_IMAGE = IMAGES["hpc"]
 DEFAULT_DISK_GB = 256
 # publisher:offer:sku:version, the form `az vm create --image` and SkyPilot use.
 _URN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*):([A-Za-z0-9][A-Za-z0-9._-]*):"
@@ -47,10 +60,17 @@ def premium_storage(vm_size: str) -> bool:
     return bool(match and "s" in match.group(4))
 
 
-def image_source(image_id: str | None) -> tuple[dict[str, str] | None, str | None]:
+def default_image(vm_size: str, has_gpu: bool) -> dict[str, str]:
+    """The marketplace image a size needs when the task names none (families.csv)."""
+    kind = fabrics.family("azure", vm_size).image or ("hpc" if has_gpu else "cpu")
+    return dict(IMAGES[kind])
+
+
+def image_source(image_id: str | None, default: dict[str, str] | None = None
+                 ) -> tuple[dict[str, str] | None, str | None]:
     """The task's image_id → (marketplace image, None) or (None, resource id)."""
     if not image_id:
-        return dict(DEFAULT_IMAGE), None
+        return dict(default or DEFAULT_IMAGE), None
     match = _URN.match(image_id.strip())
     if match:
         publisher, offer, sku, version = match.groups()
@@ -197,6 +217,7 @@ class Azure(Cloud):
             "gpu": bool(candidate.accelerator),
             "spot": bool(candidate.use_spot),
             "placement": deployment.num_nodes > 1,
+            "scale_set": self.fabric(deployment) is not None,
             "own_network": not deployment.settings.azure_subnet_id,
             "image_id": image_id is not None,
             "ports": bool(resources.ports),
@@ -205,7 +226,8 @@ class Azure(Cloud):
     def tfvars(self, deployment: Deployment) -> dict[str, Any]:
         resources, candidate, settings = (deployment.resources, deployment.candidate,
                                           deployment.settings)
-        image, image_id = image_source(machine_image(resources.image_id))
+        image, image_id = image_source(machine_image(resources.image_id), default_image(
+            candidate.instance_type, bool(candidate.accelerator)))
         premium = premium_storage(candidate.instance_type)
         disk_type = "Premium_LRS" if premium and resources.disk_tier != "low" \
             else "StandardSSD_LRS"
@@ -241,4 +263,19 @@ class Azure(Cloud):
         if not premium_storage(candidate.instance_type):
             out.append(f"{candidate.instance_type} has no premium storage; the OS disk is "
                        "StandardSSD_LRS.")
+        out.extend(fabric_notes(deployment))
+        if self.fabric(deployment) is not None:
+            out.append(f"network: InfiniBand: the {deployment.num_nodes} nodes are one VM scale "
+                       "set (single placement group, at most 100 nodes) in a proximity "
+                       "placement group, on the Ubuntu HPC image; NCCL settings for IB are "
+                       "exported to setup/run.")
         return out
+
+    def fabric(self, deployment: Deployment) -> fabrics.Family | None:
+        """The InfiniBand family row when the nodes form one scale set, else None."""
+        return chosen_fabric(deployment)
+
+    def node_env(self, deployment: Deployment) -> dict[str, str]:
+        """NCCL settings for InfiniBand (topology file of the size, relaxed ordering)."""
+        fabric = self.fabric(deployment)
+        return fabric.env if fabric else {}

@@ -14,6 +14,8 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from skyterra import container
+from skyterra.catalog import fabric as fabrics
+from skyterra.catalog.fabric import chosen_fabric, fabric_notes
 from skyterra.clouds import register
 from skyterra.clouds.base import Cloud, CloudSettings, CredentialReport
 from skyterra.errors import ConfigError, TaskError
@@ -39,10 +41,10 @@ ATTACHABLE_GPUS = {
     "V100": "nvidia-tesla-v100",
     "P100": "nvidia-tesla-p100",
 }
-# Machine series that accept a COLLOCATED (compact) placement policy. N1 is not
-# among them; multi-node N1 clusters run without placement (with a warning).
-COMPACT_PLACEMENT_SERIES = ("a2", "a3", "a4", "c2", "c2d", "c3", "c3d", "c4", "g2", "h3",
-                            "n2", "n2d")
+# Which machine series accept a COLLOCATED (compact) placement policy, and which
+# get GPUDirect NICs, is data: skyterra/catalog/fabrics/families.csv. A compact
+# policy holds at most this many VMs (placement policies overview).
+COMPACT_PLACEMENT_MAX_VMS = 150
 # Series whose boot disk must be Hyperdisk (no Persistent Disk support).
 HYPERDISK_ONLY_PREFIXES = ("a3-ultragpu", "a4-", "a4x-", "c4-", "c4a-", "c4d-", "n4-", "g4-")
 DISK_TIERS = {"low": "pd-standard", "medium": "pd-balanced", "high": "pd-ssd",
@@ -192,7 +194,21 @@ class GCP(Cloud):
         return gpu_type, candidate.accelerator_count
 
     def placement_supported(self, candidate: Candidate) -> bool:
-        return machine_series(candidate.instance_type) in COMPACT_PLACEMENT_SERIES
+        return fabrics.family(self.name, candidate.instance_type).placement
+
+    def placement(self, deployment: Deployment) -> bool:
+        """Compact placement: several nodes of a supporting series, within the policy's size."""
+        return (1 < deployment.num_nodes <= COMPACT_PLACEMENT_MAX_VMS
+                and self.placement_supported(deployment.candidate))
+
+    def fabric(self, deployment: Deployment) -> fabrics.Family | None:
+        """The GPUDirect family row when the cluster uses its extra NICs, else None."""
+        return chosen_fabric(deployment)
+
+    def node_env(self, deployment: Deployment) -> dict[str, str]:
+        """The NCCL GPUDirect-TCPX/TCPXO plugin settings when the cluster uses them."""
+        fabric = self.fabric(deployment)
+        return fabric.env if fabric else {}
 
     def template_context(self, deployment: Deployment) -> dict[str, Any]:
         candidate = deployment.candidate
@@ -201,7 +217,8 @@ class GCP(Cloud):
             "gpu": bool(candidate.accelerator),
             "guest_accelerator": gpu_type is not None,
             "spot": bool(candidate.use_spot),
-            "placement": deployment.num_nodes > 1 and self.placement_supported(candidate),
+            "placement": self.placement(deployment),
+            "gpu_nics": self.fabric(deployment) is not None,
             "ports": bool(deployment.resources.ports),
         }
 
@@ -212,6 +229,7 @@ class GCP(Cloud):
             raise ConfigError(f"GCP needs a zone for {candidate.describe()}; the catalog row "
                               "has none.")
         gpu_type, gpu_count = self._gpu(candidate)
+        fabric = self.fabric(deployment)
         labels = dict(resources.labels)
         for key, value in labels.items():
             if not _GCP_LABEL.match(value):
@@ -228,6 +246,7 @@ class GCP(Cloud):
             "machine_type": candidate.instance_type,
             "gpu_type": gpu_type,
             "gpu_count": gpu_count,
+            "gpu_nic_count": fabric.interfaces if fabric else 0,
             "spot_termination_action": "DELETE",
             "disk_size_gb": resources.disk_size or DEFAULT_DISK_GB,
             "disk_type": _disk_type(candidate.instance_type, resources.disk_tier),
@@ -248,6 +267,19 @@ class GCP(Cloud):
         if deployment.num_nodes > 1 and not self.placement_supported(candidate):
             out.append(f"{candidate.instance_type} does not support compact placement; the "
                        f"{deployment.num_nodes} nodes may land far apart in {candidate.zone}.")
+        elif deployment.num_nodes > COMPACT_PLACEMENT_MAX_VMS:
+            out.append(f"a compact placement policy holds at most {COMPACT_PLACEMENT_MAX_VMS} "
+                       f"VMs; the {deployment.num_nodes} nodes run without one.")
+        elif self.placement(deployment):
+            out.append("compact placement: nodes terminate (not live-migrate) on host "
+                       "maintenance and are not restarted automatically.")
+        out.extend(fabric_notes(deployment))
+        fabric = self.fabric(deployment)
+        if fabric is not None:
+            out.append(f"network: {fabric.label.split(' x')[0]} with {fabric.interfaces} extra "
+                       f"NICs per node, each in its own VPC, and the NCCL plugin settings "
+                       "exported to setup/run. The image must provide the plugin and the "
+                       "receive-datapath-manager (RxDM) service; skyterra does not start RxDM.")
         return out
 
 

@@ -39,6 +39,10 @@ ZONES = ("local-a", "local-b")
 # Test-only: zones that fail with a capacity error, so failover runs for real.
 UNAVAILABLE_ZONES_ENV = "SKYTERRA_LOCAL_UNAVAILABLE_ZONES"
 BOOT_DELAY_ENV = "SKYTERRA_LOCAL_BOOT_DELAY"   # test-only: slow node boot
+# Test-only: simulated GPU faults for the GPU check, "NODE=VALUE ..." with NODE head or
+# workerK: another GPU count (SKYTERRA_LOCAL_GPU_COUNTS="worker1=1") or an Xid in the
+# node's kernel log (SKYTERRA_LOCAL_GPU_XID="worker1=79"). Read by templates/local/bin/.
+GPU_FAULT_ENVS = ("SKYTERRA_LOCAL_GPU_COUNTS", "SKYTERRA_LOCAL_GPU_XID")
 SLOTS = 16384
 
 
@@ -229,11 +233,22 @@ class Local(Cloud):
             "ssh_private_key_path": str(deployment.private_key_path),
             "nodes_dir": settings.nodes_dir,
             "node_path": str(settings.node_path or node_path()),
-            "node_env": {},
+            "node_env": self._simulated_gpus(deployment),
             "zone": deployment.candidate.zone or ZONES[0],
             "unavailable_zones": sorted(unavailable),
             "boot_delay_seconds": float(os.environ.get(BOOT_DELAY_ENV, "0") or 0),
         }
+
+    @staticmethod
+    def _simulated_gpus(deployment: Deployment) -> dict[str, str]:
+        """What the simulated nvidia-smi of every node reports (templates/local/bin/)."""
+        candidate = deployment.candidate
+        if not candidate.accelerator:
+            return {}
+        env = {"SKYTERRA_LOCAL_GPUS": str(candidate.accelerator_count),
+               "SKYTERRA_LOCAL_GPU_MODEL": f"NVIDIA {candidate.accelerator} (simulated)"}
+        env.update({name: os.environ[name] for name in GPU_FAULT_ENVS if os.environ.get(name)})
+        return env
 
     def orphans(self, cluster_dir: Path) -> list[str]:
         """Node dirs (with their sshd and jobs) that survive destroy, e.g. a lost tfstate."""

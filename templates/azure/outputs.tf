@@ -2,22 +2,22 @@
 
 output "node_ips" {
   description = "Public IPv4 address of every node, head first."
-  value       = [for ip in azurerm_public_ip.node : ip.ip_address]
+  value       = local.node_public_ips
 }
 
 output "node_private_ips" {
   description = "Private (virtual network) IPv4 address of every node, head first."
-  value       = [for nic in azurerm_network_interface.node : nic.private_ip_address]
+  value       = local.node_private_ips
 }
 
 output "node_names" {
   description = "Virtual machine name of every node, head first."
-  value       = [for vm in azurerm_linux_virtual_machine.node : vm.name]
+  value       = local.node_names
 }
 
 output "instance_ids" {
-  description = "Azure resource id of every node's virtual machine, head first."
-  value       = [for vm in azurerm_linux_virtual_machine.node : vm.id]
+  description = "Azure resource id of every node's virtual machine (a scale set instance's VM id with InfiniBand), head first."
+  value       = local.instance_ids
 }
 
 output "ssh_user" {

@@ -88,6 +88,28 @@ variable "gpu_count" {
   }
 }
 
+variable "gpu_nic_count" {
+  type        = number
+  description = "Extra GPUDirect NICs per node, each in a VPC of its own (a3-highgpu-8g: 4 for TCPX, a3-megagpu-8g: 8 for TCPXO). Used only when skyterra rendered the module with GPUDirect NICs (network_tier best)."
+  default     = 0
+
+  validation {
+    condition     = contains([0, 4, 8], var.gpu_nic_count)
+    error_message = "The gpu_nic_count must be 0, 4 (GPUDirect-TCPX) or 8 (GPUDirect-TCPXO)."
+  }
+}
+
+variable "gpu_nic_range" {
+  type        = string
+  description = "IPv4 range the GPUDirect subnets are cut from: one /(prefix+8) per GPU NIC, e.g. 10.200.0.0/16 gives 10.200.0.0/24, 10.200.1.0/24, ..."
+  default     = "10.200.0.0/16"
+
+  validation {
+    condition     = can(cidrsubnet(var.gpu_nic_range, 8, 7)) && !strcontains(var.gpu_nic_range, ":") && try(tonumber(split("/", var.gpu_nic_range)[1]) <= 20, false)
+    error_message = "The gpu_nic_range must be an IPv4 range of /20 or larger (each GPU NIC gets a /(prefix+8) of it), such as \"10.200.0.0/16\"."
+  }
+}
+
 variable "spot_termination_action" {
   type        = string
   description = "What GCP does to a spot node it preempts: \"DELETE\" (default; the cluster is relaunched) or \"STOP\". Only used by spot clusters."

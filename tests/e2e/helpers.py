@@ -7,8 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-SEED = REPO.parent / "shared" / "seed"
+from tests.paths import QUICKSTART as SEED
+from tests.paths import REPO
+
+__all__ = ["REPO", "SEED", "skyterra", "write_task"]
 
 
 def skyterra(*args: str, timeout: float = 300, check: bool = True,

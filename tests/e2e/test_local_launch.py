@@ -34,7 +34,11 @@ def test_example_trains_on_two_nodes_then_exec_reuse_and_destroy(skyterra_home):
 
     executed = skyterra("exec", "mingpt", str(example), "--env", "MAX_STEPS=10")
     assert "world_size=4" in executed.stdout
-    assert "torch" not in executed.stdout.split("world_size")[0].lower() or True
+    # exec runs `run` only: neither the setup step nor any line setup printed at launch.
+    setup_lines = _setup_output(launched.stdout)
+    assert "running setup on all nodes" in launched.stderr and setup_lines, launched.stdout
+    assert "running setup" not in executed.stderr
+    assert not [line for line in executed.stdout.splitlines() if line in setup_lines]
 
     again = skyterra("launch", str(example), "-c", "mingpt", "-y", "--env", "MAX_STEPS=10")
     assert "0 to add, 0 to change, 0 to destroy" in again.stderr  # same nodes reused
@@ -44,6 +48,13 @@ def test_example_trains_on_two_nodes_then_exec_reuse_and_destroy(skyterra_home):
     assert leftover_processes(str(skyterra_home)) == []
     second = skyterra("destroy", "mingpt", "-y")
     assert "does not exist" in second.stdout
+
+
+def _setup_output(stdout: str) -> set[str]:
+    """The lines a launch printed before the example's run began ("node R/N: ...")."""
+    lines = stdout.splitlines()
+    first_run = next(i for i, line in enumerate(lines) if ") node 0/" in line or ") node 1/" in line)
+    return {line for line in lines[:first_run] if line.strip()}
 
 
 def test_env_values_reach_nodes_byte_identical(skyterra_home, tmp_path):

@@ -105,7 +105,8 @@ run: |
                 layer = nodes / f"probe-{rank}" / "fs"
                 assert (layer / "upper" / "opt" / "skyterra-probe" / "rank").read_text() \
                     == f"{rank}\n"
-                assert (layer / "tmp" / "skyterra-probe").read_text() == f"tmp-{rank}\n"
+                assert (layer / "upper" / "tmp" / "skyterra-probe").read_text() == \
+                    f"tmp-{rank}\n"
         finally:
             skyterra("destroy", "probe", "-y")
     assert seen == [], "a node's mount showed up in the host's mount table"

@@ -7,36 +7,22 @@ from __future__ import annotations
 import json
 
 import pytest
-import yaml
 
 from tests import moto_server as moto_fixtures
 from tests.e2e.helpers import skyterra, write_task
 from tests.leaks import leftover_processes
-from tests.moto_server import s3_state_backend
+from tests.moto_server import s3_state_backend, two_machines_sharing
 
 moto_endpoint = moto_fixtures.moto_endpoint
 
 pytestmark = [pytest.mark.e2e, pytest.mark.moto]
 
-AWS_ENV = {"AWS_ACCESS_KEY_ID": "AKIAMOTOTESTING00000", "AWS_SECRET_ACCESS_KEY": "moto",
-           "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1",
-           "AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": "/dev/null",
-           "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
-           "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9",
-           "NO_PROXY": "127.0.0.1"}
 
 
 def test_cluster_is_shared_through_the_s3_backend(tmp_path, moto_endpoint, monkeypatch):
-    for key, value in AWS_ENV.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("SKYTERRA_SSH_CIDRS", "127.0.0.1/32")
     clients, backend = s3_state_backend(moto_endpoint)
-    homes = {}
-    for machine in ("a", "b"):
-        home = tmp_path / f"machine-{machine}"
-        home.mkdir()
-        (home / "config.yaml").write_text(yaml.safe_dump({"backend": backend}))
-        homes[machine] = {"SKYTERRA_HOME": str(home)}
+    homes = {machine: {"SKYTERRA_HOME": str(home)}
+             for machine, home in two_machines_sharing(tmp_path, backend, monkeypatch).items()}
     task = write_task(tmp_path, "num_nodes: 2\nrun: echo \"hello from $SKYPILOT_NODE_RANK\"\n")
 
     launched = skyterra("launch", str(task), "--cloud", "local", "-c", "team", "-y",

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -42,6 +41,7 @@ from tests.moto_server import (
     terraform,
     terraform_plan_json,
 )
+from tests.paths import QUICKSTART
 
 # The moto fixtures (session server, dummy-credential env, per-test reset + leak check).
 moto_server = moto_fixtures.moto_server
@@ -49,7 +49,7 @@ aws_env = moto_fixtures.aws_env
 moto = moto_fixtures.moto
 
 GOLDEN = REPO / "tests" / "golden"
-SEED = Path(os.environ.get("SKYTERRA_SEED_DIR") or REPO.parent / "shared" / "seed")
+SEED = QUICKSTART
 CALLER = "203.0.113.7/32"  # TEST-NET-3: never a real caller
 KEY_PATH = Path("/nonexistent/skyterra-golden/ssh/id_ed25519")
 G6_L4X4 = Candidate(cloud="aws", region="us-east-1", zone="us-east-1a",
@@ -60,7 +60,7 @@ G6_L4X4 = Candidate(cloud="aws", region="us-east-1", zone="us-east-1a",
 @dataclasses.dataclass(frozen=True)
 class Case:
     name: str                 # golden folder under tests/golden/
-    seed: str                 # YAML in ../shared/seed/
+    seed: str                 # YAML in examples/quickstart/
     candidate: Candidate
     options: dict[str, Any]   # settings (tests.deployments.deployment_for options)
 

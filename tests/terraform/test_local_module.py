@@ -291,7 +291,8 @@ def test_two_nodes_come_up_with_their_own_homes_and_go_away(local_cluster):
         ).splitlines()
         home = f"{node_dir}/home"
         assert lines == [
-            home, home, node_dir, home, os.environ["PATH"], "lo", "a b'\"$x `id`",
+            home, home, node_dir, home, f"{cluster.module}/bin:{os.environ['PATH']}", "lo",
+            "a b'\"$x `id`",
         ]  # fmt: skip
         homes.append(home)
     assert len(set(homes)) == 2

@@ -7,7 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-SEED = Path(__file__).resolve().parents[3] / "shared" / "seed"
+from tests.paths import QUICKSTART as SEED
+
 HEAVY = ("fabric", "paramiko", "boto3", "botocore", "python_terraform", "jinja2", "rich")
 
 

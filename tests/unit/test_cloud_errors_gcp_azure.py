@@ -314,7 +314,7 @@ def test_gcp_context_is_structure_only():
     d = _deploy(_task(2, accelerators="L4:4"), _gcp("g2-standard-48", "L4", 4, num_nodes=2))
     context = d.cloud.template_context(d)
     assert context == {"gpu": True, "guest_accelerator": False, "spot": False,
-                       "placement": True, "ports": False}
+                       "placement": True, "ports": False, "gpu_nics": False}
     assert all(isinstance(v, bool) for v in context.values())
 
 

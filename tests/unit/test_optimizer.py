@@ -15,9 +15,10 @@ from skyterra import catalog, optimizer
 from skyterra.clouds.base import Cloud
 from skyterra.errors import TaskError
 from skyterra.task import Task
+from tests.paths import QUICKSTART
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "catalog"
-SEED = Path(__file__).parents[2].parent / "shared" / "seed"
+SEED = QUICKSTART
 ALL = ["aws", "gcp", "azure"]
 
 
@@ -302,9 +303,9 @@ class TestTables:
         assert columns == optimizer.CANDIDATE_COLUMNS
         assert rows == [
             ["gcp", "us-central1-a", "g2-standard-48", "L4:4", "48", "192 GiB", "4.00",
-             "2 x 4.00 = 8.00"],
+             "2 x 4.00 = 8.00", "no GPUDirect"],
             ["gcp", "us-central1-b", "g2-standard-48", "L4:4", "48", "192 GiB", "4.00",
-             "2 x 4.00 = 8.00"]]
+             "2 x 4.00 = 8.00", "no GPUDirect"]]
 
     def test_candidates_table_marks_spot_and_spells_numbered_zones(self):
         ranked = optimize(task({"accelerators": "A100:8", "zone": "1",
@@ -342,8 +343,6 @@ def test_optimizer_candidate_is_the_catalog_candidate():
 class TestShippedCatalogPicks:
     @pytest.fixture
     def seed(self):
-        if not (SEED / "train.yaml").is_file():
-            pytest.skip(f"seed YAMLs not found in {SEED}")
         return SEED
 
     @pytest.mark.parametrize("clouds, expected", [

@@ -23,17 +23,15 @@ import skyterra
 from skyterra.errors import NotSupportedError, TaskError
 from skyterra.resources import Resources
 from skyterra.task import MAX_YAML_BYTES, Task, load_yaml_text, substitute_env
+from tests.paths import QUICKSTART
 
-SEED = Path(__file__).resolve().parents[3] / "shared" / "seed"
 SKYTERRA = shutil.which("skyterra", path=f"{Path(sys.executable).parent}{os.pathsep}"
                         f"{os.environ.get('PATH', '')}") or "skyterra"
 
 
 def seed(name: str) -> Path:
-    path = SEED / name
-    if not path.exists():
-        pytest.skip(f"seed file {path} not present")
-    return path
+    """A file of the quickstart in examples/quickstart/ (part of the checkout)."""
+    return QUICKSTART / name
 
 
 # --- valid inputs ------------------------------------------------------------------------

@@ -9,8 +9,10 @@
 #
 # The node sees the host's files copy-on-write: an overlay of / (and of every
 # other writable host filesystem) whose upper layer is DIR/fs/. Writes to
-# /usr, /opt, /etc, a venv's site-packages ... land there; the host is never
-# changed. Per node, fresh: /tmp (DIR/fs/tmp, on disk) and /dev/shm (tmpfs).
+# /usr, /opt, /etc, /tmp, a venv's site-packages ... land there; the host is
+# never changed. /tmp is copy-on-write like the rest (not an empty one): a
+# virtualenv or a dataset the user keeps below /tmp is there on the node too,
+# the node's writes stay its own. Per node, fresh: /dev/shm (tmpfs).
 # /proc is the node's own (it lists only the node's processes; the host's
 # /proc still sees them all, and node-down.sh finds them there by their
 # environment marker). /sys and /dev are the host's. The node dir itself is
@@ -19,7 +21,7 @@
 #
 # Layout under DIR/fs: root/ (the merged view, a mount point only inside the
 # namespace), upper/ + work/ (layer of /), sub/N/{upper,work} (layer of the
-# N-th other writable filesystem), tmp/.
+# N-th other writable filesystem).
 set -euo pipefail
 
 dir=${1:?usage: node-root.sh NODE_DIR COMMAND...}
@@ -35,20 +37,17 @@ exec 2>>"$dir/sshd.log"
 mapfile -t host_mounts < <(awk '{ print $2 " " $4 }' /proc/self/mounts)
 
 mkdir -p -m 0755 -- "$fs/upper" "$fs/work" "$root"
-mkdir -p -m 1777 -- "$fs/tmp"
-chmod 1777 -- "$fs/tmp"
 mount -t overlay overlay -o "lowerdir=/,upperdir=$fs/upper,workdir=$fs/work" "$root"
 
 # Other host filesystems (e.g. /home, a separate /var): writable ones get a
 # layer of their own (read-only when that fails), read-only ones are bound as
-# they are. The kernel's own
-# trees come next, /tmp is the node's, and mounts below the node dir are ours.
+# they are. The kernel's own trees come next, and mounts below the node dir are ours.
 n=0
 for entry in "${host_mounts[@]}"; do
   mp=${entry% *}
   opts=${entry#* }
   case $mp in
-    / | /proc | /proc/* | /sys | /sys/* | /dev | /dev/* | /tmp | /tmp/* | *\\*) continue ;;
+    / | /proc | /proc/* | /sys | /sys/* | /dev | /dev/* | *\\*) continue ;;
     "$dir" | "$dir"/*) continue ;;
   esac
   if [[ -f $mp && -f $root$mp ]]; then # a file bound over the root fs (containers)
@@ -77,9 +76,8 @@ mount --rbind /dev "$root/dev"
 mount -t tmpfs -o mode=1777,nosuid,nodev shm "$root/dev/shm"
 mount --rbind /sys "$root/sys"
 mount -t proc -o nosuid,nodev,noexec proc "$root/proc"
-mount --bind -- "$fs/tmp" "$root/tmp"
 
-# Last, so that it also covers a node dir below /tmp (created in the node's /tmp).
+# Last, so that it also covers a node dir below another overlaid tree (e.g. /tmp).
 mkdir -p -- "$root$dir"
 mount --bind -- "$dir" "$root$dir"
 

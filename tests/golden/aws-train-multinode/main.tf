@@ -1,9 +1,10 @@
 # A GPU cluster on EC2: num_nodes instances of one type in one subnet, a key
 # pair from the cluster key, a security group (SSH from the caller only, all
-# traffic between the nodes), an optional cluster placement group.
+# traffic between the nodes), an optional cluster placement group, and with
+# network_tier best on EFA instance types one EFA per network card.
 #
 # skyterra's Jinja decided which blocks exist here (network source, custom
-# image, spot); every value comes from terraform.tfvars.json.
+# image, spot, EFA); every value comes from terraform.tfvars.json.
 
 locals {
   name = "skyterra-${var.cluster_name}"
@@ -137,6 +138,7 @@ resource "aws_security_group" "cluster" {
     }
   }
 
+
   egress {
     description      = "All outbound traffic"
     from_port        = 0
@@ -157,6 +159,7 @@ resource "aws_placement_group" "cluster" {
   strategy = "cluster"
   tags     = merge(local.tags, { Name = local.name })
 }
+
 
 # Changing between spot and on-demand replaces the nodes (the market options
 # themselves are ignored after creation, see below).
@@ -212,4 +215,10 @@ resource "aws_instance" "node" {
 
     replace_triggered_by = [terraform_data.market]
   }
+}
+
+# Where skyterra reaches each node over SSH: its public IP (the Elastic IP of its
+# primary EFA with EFA), or the private IP when it has none.
+locals {
+  node_ssh_ips = [for n in aws_instance.node : n.public_ip != "" ? n.public_ip : n.private_ip]
 }

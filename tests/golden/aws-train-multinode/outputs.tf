@@ -1,6 +1,6 @@
 output "node_ips" {
-  description = "Address to reach every node over SSH, head first: the public IP, or the private IP when the node has none (associate_public_ip = false)."
-  value       = [for n in aws_instance.node : n.public_ip != "" ? n.public_ip : n.private_ip]
+  description = "Address to reach every node over SSH, head first: the public IP (with EFA the Elastic IP of the primary interface), or the private IP when the node has none (associate_public_ip = false)."
+  value       = local.node_ssh_ips
 }
 
 output "node_private_ips" {

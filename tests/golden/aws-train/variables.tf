@@ -92,6 +92,17 @@ variable "placement_group" {
   default     = true
 }
 
+variable "efa_interfaces" {
+  type        = number
+  description = "EFA interfaces per node, one per network card (0: none, one ordinary ENA interface). Used only when skyterra rendered the module with EFA (network_tier best on an EFA instance type): p4d.24xlarge 4, p5.48xlarge 32, p5en.48xlarge 16, p6-b200.48xlarge 8."
+  default     = 0
+
+  validation {
+    condition     = var.efa_interfaces >= 0 && var.efa_interfaces <= 32 && floor(var.efa_interfaces) == var.efa_interfaces
+    error_message = "The efa_interfaces must be a whole number from 0 to 32."
+  }
+}
+
 variable "image_id" {
   type        = string
   description = "AMI of every node. null means the AMI named by image_ssm_parameter. Used only when skyterra rendered the module with a custom image."

@@ -1,7 +1,7 @@
 # GPU cluster on Azure: num_nodes Linux VMs in one resource group, node 0 is the
 # head. Rendered by skyterra: the Jinja switches below decide structure only
-# (own network, opened ports, image source, spot, placement); every value is a
-# variable.
+# (own network, opened ports, image source, spot, placement, one InfiniBand
+# scale set or standalone VMs); every value is a variable.
 
 locals {
   name = "skyterra-${var.cluster_name}"
@@ -63,11 +63,14 @@ resource "azurerm_network_security_group" "cluster" {
   }
 }
 
-# All nodes in one datacenter for low latency between them.
+# All nodes in one datacenter for low latency between them. Naming the VM size
+# lets Azure pick a datacenter that has it (and allows pinning the zone).
 resource "azurerm_proximity_placement_group" "cluster" {
   name                = "${local.name}-ppg"
   location            = azurerm_resource_group.cluster.location
   resource_group_name = azurerm_resource_group.cluster.name
+  allowed_vm_sizes    = [var.vm_size]
+  zone                = var.zone
   tags                = local.tags
 }
 
@@ -146,4 +149,11 @@ resource "azurerm_linux_virtual_machine" "node" {
   }
 
   depends_on = [azurerm_network_interface_security_group_association.node]
+}
+
+locals {
+  node_public_ips  = [for ip in azurerm_public_ip.node : ip.ip_address]
+  node_private_ips = [for nic in azurerm_network_interface.node : nic.private_ip_address]
+  node_names       = [for vm in azurerm_linux_virtual_machine.node : vm.name]
+  instance_ids     = [for vm in azurerm_linux_virtual_machine.node : vm.id]
 }

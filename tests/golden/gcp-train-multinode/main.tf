@@ -1,6 +1,7 @@
 # GPU cluster on Compute Engine: num_nodes instances in one zone, node 0 is the
 # head. Rendered by skyterra: the Jinja switches below decide structure only
-# (GPU attachment, spot, placement, opened ports); every value is a variable.
+# (GPU attachment, spot, placement, opened ports, GPUDirect NICs); every value
+# is a variable.
 
 locals {
   network_tag = "skyterra-${var.cluster_name}"
@@ -34,14 +35,20 @@ resource "google_compute_firewall" "internal" {
   }
 }
 
-# Compact placement: all nodes close together on a low-latency network. A
-# COLLOCATED policy needs exactly vm_count instances created together.
+# Compact placement: all nodes close together on a low-latency network.
+#
+# No vm_count: with vm_count = N, Compute Engine holds every instance of the
+# policy until all N are requested, while Terraform creates at most 10 resources
+# at a time (-parallelism=10), so a cluster of more than 10 nodes waited on
+# itself. Google's API reference recommends leaving vm_count unset "unless you
+# use a compact policy and you want your policy to work only if it contains
+# this exact number of VMs"; without it the policy is best-effort compact and
+# works at any node count and any parallelism (at most 150 VMs per policy).
 resource "google_compute_resource_policy" "placement" {
   name   = "${local.network_tag}-placement"
   region = var.region
 
   group_placement_policy {
-    vm_count    = var.num_nodes
     collocation = "COLLOCATED"
   }
 }
@@ -75,9 +82,10 @@ resource "google_compute_instance" "node" {
   }
 
   scheduling {
-    # GPU instances cannot live-migrate.
+    # Compact placement does not allow live migration: host maintenance
+    # terminates the node, and it is not restarted elsewhere, away from the others.
     on_host_maintenance = "TERMINATE"
-    automatic_restart   = true
+    automatic_restart   = false
   }
 
   resource_policies = [google_compute_resource_policy.placement.self_link]

@@ -1,6 +1,7 @@
 # GPU cluster on Compute Engine: num_nodes instances in one zone, node 0 is the
 # head. Rendered by skyterra: the Jinja switches below decide structure only
-# (GPU attachment, spot, placement, opened ports); every value is a variable.
+# (GPU attachment, spot, placement, opened ports, GPUDirect NICs); every value
+# is a variable.
 
 locals {
   network_tag = "skyterra-${var.cluster_name}"

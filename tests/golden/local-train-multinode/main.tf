@@ -28,9 +28,10 @@ locals {
       ssh_port       = tostring(var.ssh_port)
       ssh_user       = var.ssh_user
       ssh_public_key = trimspace(var.ssh_public_key)
-      node_path      = var.node_path
-      node_env       = var.node_env
-      zone           = var.zone
+      # The module's bin/ first: the simulated nvidia-smi and dmesg of the GPU check.
+      node_path = "${abspath(path.module)}/bin:${var.node_path}"
+      node_env  = var.node_env
+      zone      = var.zone
     }
   ]
 

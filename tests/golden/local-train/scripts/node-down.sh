@@ -67,6 +67,21 @@ alive() {
   [[ ${stat%% *} != Z ]]
 }
 
+# TERM the given processes and wait up to ~2 s for them to go; the survivors
+# are left in `left`.
+term_and_wait() {
+  local pid
+  kill -TERM "$@" 2>/dev/null || true
+  for _ in {1..40}; do
+    left=()
+    for pid in "$@"; do
+      if alive "$pid"; then left+=("$pid"); fi
+    done
+    ((${#left[@]} > 0)) || return 0
+    sleep 0.05
+  done
+}
+
 # Jobs first, while the node itself is still up: as root the node's sshd is
 # PID 1 of its PID namespace, and when it goes the kernel kills everything
 # left at once. So a job that stops cleanly on TERM (saving a checkpoint, say)
@@ -75,15 +90,7 @@ mapfile -t jobs < <(node_pids | while IFS= read -r pid; do
   grep -qzF -- "$dir/sshd_config" "/proc/$pid/cmdline" 2>/dev/null || echo "$pid"
 done)
 if ((${#jobs[@]} > 0)); then
-  kill -TERM "${jobs[@]}" 2>/dev/null || true
-  for _ in {1..40}; do
-    left=()
-    for pid in "${jobs[@]}"; do
-      if alive "$pid"; then left+=("$pid"); fi
-    done
-    ((${#left[@]} > 0)) || break
-    sleep 0.05
-  done
+  term_and_wait "${jobs[@]}"
 fi
 
 # TERM, wait up to ~2 s, KILL; repeat while new processes show up (a session
@@ -91,15 +98,7 @@ fi
 for round in 1 2 3 4 5; do
   mapfile -t pids < <(node_pids)
   ((${#pids[@]} > 0)) || break
-  kill -TERM "${pids[@]}" 2>/dev/null || true
-  for _ in {1..40}; do
-    left=()
-    for pid in "${pids[@]}"; do
-      if alive "$pid"; then left+=("$pid"); fi
-    done
-    ((${#left[@]} > 0)) || break
-    sleep 0.05
-  done
+  term_and_wait "${pids[@]}"
   if ((${#left[@]} > 0)); then
     kill -KILL "${left[@]}" 2>/dev/null || true
     sleep 0.05
