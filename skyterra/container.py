@@ -191,12 +191,13 @@ if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
   gpus=(__GPUS__)
 fi
 mounts=(-v "$HOME:$HOME")
+[ ! -e /dev/fuse ] || mounts+=(--device /dev/fuse) # FUSE mounts (storage) inside too
 for m in __MOUNTS__; do
   mkdir -p "$m" 2>/dev/null || true
   [ -e "$m" ] && mounts+=(-v "$m:$m")
 done
 "$e" run -d --name __NAME__ --label "skyterra.config=$config" --network host --pid host \
-  --shm-size __SHM__ --cap-add SYS_ADMIN --cap-add SYS_PTRACE --device /dev/fuse \
+  --shm-size __SHM__ --cap-add SYS_ADMIN --cap-add SYS_PTRACE \
   "${gpus[@]}" "${mounts[@]}" --entrypoint /bin/sh "$image" \
   -c 'trap "exit 0" TERM INT; while :; do sleep 3600 & wait $!; done' >/dev/null \
   || exit __NO_START__

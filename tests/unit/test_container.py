@@ -88,3 +88,21 @@ def test_a_spec_survives_the_record():
     spec = container.ContainerSpec("localhost/x:1", "podman", ("/var/tmp/store",))
     assert container.ContainerSpec.from_record(spec.to_record()) == spec
     assert container.ContainerSpec.from_record({}) is None
+
+
+@pytest.mark.parametrize("code, words", [
+    (container.NO_RUNTIME, "no working container runtime (docker)"),
+    (container.NO_IMAGE, "could not pull the container image 'ubuntu:22.04'"),
+    (container.NO_LOGIN, "could not log in to the registry"),
+    (container.NO_START, "could not start a container from image 'ubuntu:22.04'"),
+])
+def test_each_failed_step_names_node_image_and_keeps_the_cluster(code, words, tmp_path):
+    from skyterra.cluster import Cluster, Node
+
+    nodes = [Node(0, "10.0.0.1", "10.0.0.1"), Node(1, "10.0.0.2", "10.0.0.2")]
+    cluster = Cluster("c1", nodes, "ubuntu", tmp_path / "key")
+    error = container.start_error(cluster, nodes[1], container.ContainerSpec("ubuntu:22.04"),
+                                  code, "some\nruntime output\n")
+    text = str(error)
+    assert words in text and "worker1 (10.0.0.2) of cluster 'c1'" in text
+    assert "ubuntu:22.04" in text and "skyterra destroy c1" in text
