@@ -31,7 +31,7 @@ import shlex
 from typing import TYPE_CHECKING, Any
 
 from skyterra.errors import SkyterraError, TaskError
-from skyterra.resources import is_container_image, parse_image_id, registry_of
+from skyterra.resources import is_container_image, parse_container_image, registry_of
 
 if TYPE_CHECKING:
     from skyterra.cluster import Cluster, Node
@@ -79,7 +79,8 @@ def spec_for(deployment: Deployment) -> ContainerSpec | None:
     if not is_container_image(image_id):
         return None
     options = deployment.cloud.container_runtime(deployment)
-    return ContainerSpec(image=parse_image_id(image_id), runtime=options.get("runtime", "docker"),
+    return ContainerSpec(image=parse_container_image(image_id),
+                         runtime=options.get("runtime", "docker"),
                          image_stores=tuple(options.get("image_stores") or ()))
 
 

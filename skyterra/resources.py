@@ -313,7 +313,7 @@ def is_container_image(image_id: Any) -> bool:
     return isinstance(image_id, str) and image_id.strip().startswith(CONTAINER_PREFIX)
 
 
-def parse_image_id(image_id: str, field: str = "resources.image_id") -> str:
+def parse_container_image(image_id: str, field: str = "resources.image_id") -> str:
     """`docker:<image>` → the image reference; a malformed reference is a TaskError."""
     reference = image_id.strip()[len(CONTAINER_PREFIX):].strip()
     if not _IMAGE_REFERENCE.match(reference):
@@ -337,7 +337,7 @@ def check_image_id(image_id: Any, field: str = "resources.image_id") -> None:
     """`docker:<image>` (a container on every node) must be a valid image reference;
     machine images are checked by each cloud."""
     if is_container_image(image_id):
-        parse_image_id(image_id, field)
+        parse_container_image(image_id, field)
 
 
 def machine_image(image_id: str | None) -> str | None:

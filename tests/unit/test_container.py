@@ -9,7 +9,7 @@ from skyterra import container
 from skyterra.catalog import Candidate
 from skyterra.clouds import gcp as gcp_mod
 from skyterra.errors import TaskError
-from skyterra.resources import machine_image, parse_image_id, registry_of
+from skyterra.resources import machine_image, parse_container_image, registry_of
 from skyterra.task import Task
 from tests.deployments import deployment_for
 
@@ -23,7 +23,7 @@ KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBc8Wx0p3yQm0kS8sQ9G4m6n0Yq3cU2u0a3mH
     (" docker:user/repo@sha256:" + "a" * 64, "user/repo@sha256:" + "a" * 64),
 ])
 def test_valid_references_parse(image_id, reference):
-    assert parse_image_id(image_id) == reference
+    assert parse_container_image(image_id) == reference
 
 
 @pytest.mark.parametrize("image_id", [
