@@ -142,10 +142,26 @@ def down(cluster_name: str, *, progress: Output = print_line, purge: bool = Fals
                                 f"there; `skyterra destroy --forget {cluster_name}` only "
                                 "removes skyterra's record.")
         if record.owner != "external" and record.cloud:
+            _remove_containers(cluster_dir, record, progress)
             provision.destroy_cluster(cluster_dir, record, progress)
         buckets.release(cluster_name, progress)
         state.forget(cluster_dir)
     return "forgotten" if record.owner == "external" else "destroyed"
+
+
+def _remove_containers(cluster_dir: state.ClusterDir, record: state.ClusterRecord,
+                       progress: Output) -> None:
+    """Before destroy, each node removes its task container properly (on a node that
+    is a process tree of this machine, nothing of it may outlive the node)."""
+    if not record.container or not record.nodes:
+        return
+    from skyterra import container
+
+    progress("removing the task containers")
+    try:
+        container.remove(Cluster.from_record(record, cluster_dir.known_hosts_path))
+    except Exception as error:  # noqa: BLE001 - best effort: destroy removes the nodes anyway
+        progress(f"could not remove every task container ({error}); destroying the nodes")
 
 
 def status(cluster_names: list[str] | None = None) -> list[state.ClusterRecord]:

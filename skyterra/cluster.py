@@ -45,6 +45,8 @@ class Cluster:
     zone: str | None = None
     num_gpus_per_node: int = 0
     node_env: dict[str, str] = dataclasses.field(default_factory=dict)
+    # Jobs run in this container on every node (container.ContainerSpec.to_record()).
+    container: dict[str, Any] | None = None
 
     @property
     def head(self) -> Node:
@@ -100,7 +102,8 @@ class Cluster:
                    ssh_key=Path(record.ssh_key), ssh_port=record.ssh_port,
                    known_hosts=known_hosts, cloud=record.cloud, region=record.region,
                    zone=record.zone, num_gpus_per_node=record.accelerator_count,
-                   node_env=dict(record.node_env))
+                   node_env=dict(record.node_env),
+                   container=dict(getattr(record, "container", None) or {}) or None)
 
 
 def _read_outputs(path: Path) -> dict[str, Any]:

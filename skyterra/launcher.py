@@ -16,7 +16,15 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 
-from skyterra import backend, deployment, executor, provision, ssh_config, state
+from skyterra import (
+    backend,
+    container,
+    deployment,
+    executor,
+    provision,
+    ssh_config,
+    state,
+)
 from skyterra import progress as reporting
 from skyterra.catalog import Candidate
 from skyterra.clouds import get_cloud
@@ -96,8 +104,11 @@ def bring_up(task: Task, cluster_name: str | None = None, *, clouds: list[str] |
         finally:
             cluster_dir.protect_files()  # Terraform wrote its state 0644
         cluster = done.cluster
+        spec = container.spec_for(done.deployment)
+        cluster.container = spec.to_record() if spec else None
         record = cluster_dir.load()
         cluster_dir.update(status=state.STATUS_UP, nodes=cluster.node_records(),
+                           container=cluster.container or {},
                            ssh_user=cluster.ssh_user, ssh_port=cluster.ssh_port,
                            ssh_key=str(cluster.ssh_key), node_env=cluster.node_env,
                            launched_at=record.launched_at or time.time(),

@@ -68,7 +68,8 @@ def _write_module(template: str, out_dir: Path, context: dict[str, Any],
                   tfvars: dict[str, Any], extra_files: dict[str, str], root: bool) -> list[Path]:
     """Render templates/<template>/ into out_dir; return the files written (sorted).
 
-    `*.j2` files are rendered with `context` and lose the suffix; other files
+    `*.j2` files are rendered with `context` and lose the suffix (one that renders
+    empty is left out: an optional file); other files
     are copied as they are. Files from an earlier render that the template no
     longer has are removed; Terraform's own state and plugin dirs are kept.
     """
@@ -87,7 +88,8 @@ def _write_module(template: str, out_dir: Path, context: dict[str, Any],
             continue
         if path.suffix == ".j2":
             text = env.get_template(relative.as_posix()).render(**context)
-            wanted[relative.with_suffix("")] = text
+            if text.strip():  # an optional file (all of it inside an `{% if %}`)
+                wanted[relative.with_suffix("")] = text
         else:
             wanted[relative] = path.read_bytes()
             if os.access(path, os.X_OK):

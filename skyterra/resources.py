@@ -293,7 +293,7 @@ SKYPILOT_IMAGE_TAG = re.compile(r"^skypilot:[a-z0-9][a-z0-9.-]*$", re.IGNORECASE
 def parse_image_id(value: Any, region: str | None = None, field: str = "resources.image_id"
                    ) -> str | dict[str, str] | None:
     """image_id: an image string, a {region: image} map, or a skypilot: tag (→ None: the
-    cloud's default image). docker: images are refused until containers land (issue 14)."""
+    cloud's default image). `docker:<image>` runs the task in that container (container.py)."""
     if value is None:
         return None
     if isinstance(value, dict):
@@ -317,11 +317,9 @@ def parse_image_id(value: Any, region: str | None = None, field: str = "resource
     if not isinstance(value, str) or not value.strip():
         raise TaskError(f"expected a non-empty string, got {value!r}.", field=field)
     value = value.strip()
-    if value.lower().startswith("docker:"):
-        raise NotSupportedError(f"image_id {value!r}: docker images are not supported by "
-                                "skyterra yet (issue 14); remove image_id to use the default "
-                                "GPU image and install what the task needs in setup.",
-                                field=field)
+    if is_container_image(value):  # a container per node (per region, inside a map)
+        check_image_id(value, field)
+        return value
     if SKYPILOT_IMAGE_TAG.match(value):
         return None
     return value
@@ -370,7 +368,10 @@ class Resources:
             if value is not None and (not isinstance(value, str) or not value.strip()):
                 raise TaskError(f"expected a non-empty string, got {value!r}.",
                                 field=f"resources.{key}")
-        set_("image_id", parse_image_id(self.image_id, self.region))
+        if is_container_image(self.image_id):  # docker:<image>: a container on every node
+            check_image_id(self.image_id)
+        else:
+            set_("image_id", parse_image_id(self.image_id, self.region))
         if self.accelerators is not None:
             choices, _ = parse_accelerator_choices(self.accelerators)
             if len(choices) == 1:
@@ -462,6 +463,53 @@ def ignored_resource_keys(config: Any, field: str = "resources") -> list[str]:
         return []
     return [f"{field}.{key} is ignored: it {IGNORED_RESOURCE_KEYS[key]}."
             for key in config if key in IGNORED_RESOURCE_KEYS and config[key] is not None]
+
+
+CONTAINER_PREFIX = "docker:"
+# [registry[:port]/]path[:tag][@sha256:digest], lower-case path components.
+_IMAGE_REFERENCE = re.compile(
+    r"^(?:(?P<registry>[A-Za-z0-9.-]+(?::[0-9]+)?)/)?"
+    r"(?P<path>[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*)"
+    r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
+    r"(?:@(?P<digest>sha256:[0-9a-f]{64}))?$")
+
+
+def is_container_image(image_id: Any) -> bool:
+    """Is this image_id a container image (`docker:<image>`) rather than a machine image?"""
+    return isinstance(image_id, str) and image_id.strip().startswith(CONTAINER_PREFIX)
+
+
+def parse_container_image(image_id: str, field: str = "resources.image_id") -> str:
+    """`docker:<image>` → the image reference; a malformed reference is a TaskError."""
+    reference = image_id.strip()[len(CONTAINER_PREFIX):].strip()
+    if not _IMAGE_REFERENCE.match(reference):
+        raise TaskError(
+            f"image_id {image_id!r} is not a valid container image reference. Write "
+            "'docker:<image>[:tag]' or 'docker:<registry>/<path>[:tag][@sha256:…]' with a "
+            "lower-case path, e.g. 'docker:ubuntu:22.04' or "
+            "'docker:nvcr.io/nvidia/pytorch:24.05-py3'.", field=field)
+    return reference
+
+
+def registry_of(reference: str) -> str:
+    """The registry host of an image reference ('' for Docker Hub)."""
+    first, _, rest = reference.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return ""
+
+
+def check_image_id(image_id: Any, field: str = "resources.image_id") -> None:
+    """`docker:<image>` (a container on every node) must be a valid image reference;
+    machine images are checked by each cloud."""
+    if is_container_image(image_id):
+        parse_container_image(image_id, field)
+
+
+def machine_image(image_id: str | None) -> str | None:
+    """The machine image a cloud boots: None (its default) when image_id names a
+    container (`docker:`), which then runs on the default image."""
+    return None if is_container_image(image_id) else image_id
 
 
 def resources_from_config(config: Any, field: str = "resources") -> Resources:

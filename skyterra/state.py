@@ -70,6 +70,8 @@ class ClusterRecord:
     # Values a cloud keeps stable for the cluster (Cloud.prepare: the local cloud's slot,
     # port and nodes dir; the SSH ingress chosen at launch).
     cloud_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # The task's container (image_id: docker:...), container.ContainerSpec.to_record().
+    container: dict[str, Any] = dataclasses.field(default_factory=dict)
     created_at: float = dataclasses.field(default_factory=time.time)
     launched_at: float | None = None
     last_error: str = ""

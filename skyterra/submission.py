@@ -10,9 +10,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from skyterra import buckets, executor, gpucheck, jobs, state
+from skyterra import buckets, container, executor, gpucheck, jobs, state
 from skyterra import progress as reporting
-from skyterra.cluster import Cluster
+from skyterra.cluster import Cluster, Node
 from skyterra.errors import SkyterraError
 from skyterra.task import Task
 
@@ -57,6 +57,22 @@ def _task_env(task: Task) -> dict[str, str]:
             **{k: v for k, v in task.secrets.items() if v is not None}}
 
 
+def _start_container(cluster: Cluster, task: Task, envs: dict[str, str]) -> None:
+    """With `image_id: docker:...` every node runs its jobs in one container: start it
+    (or keep the running one) once the files it mounts are on the nodes."""
+    spec = container.ContainerSpec.from_record(cluster.container)
+    if spec is not None:
+        container.ensure(cluster, spec, container.mount_paths(task), envs)
+
+
+def _in_container(cluster: Cluster, script: str,
+                  env_for: Callable[[Node], dict[str, str]]) -> str:
+    """The job script: `script` itself, or a wrapper that runs it in the node's container."""
+    if not cluster.container:
+        return script
+    return container.wrap(script, list(env_for(cluster.head)))
+
+
 def submit(cluster: Cluster, cluster_dir: state.ClusterDir, task: Task, out: Output, *,
            run_setup: bool, progress: Output,
            env_overrides: dict[str, str] | None = None) -> jobs.Job:
@@ -70,11 +86,15 @@ def submit(cluster: Cluster, cluster_dir: state.ClusterDir, task: Task, out: Out
     envs = {**buckets.node_env(task, cluster.cloud), **_task_env(task)}
     try:
         _sync(cluster, task, progress)
+        _start_container(cluster, task, envs)
         if run_setup and task.setup:
             job.status = jobs.SETTING_UP
             store.save(job)
             progress("running setup on all nodes")
-            jobs.run_setup(cluster, task.setup, envs, job, out, progress, env_overrides)
+            setup_env = lambda node: jobs.job_env(cluster, node, envs, job.job_id, "setup",
+                                                  env_overrides)
+            jobs.run_setup(cluster, _in_container(cluster, task.setup, setup_env), envs, job,
+                           out, progress, env_overrides)
         if run_setup and cluster.num_gpus_per_node > 0:  # a launch: GPUs first, then run
             job.status = jobs.SETTING_UP
             store.save(job)
@@ -82,9 +102,11 @@ def submit(cluster: Cluster, cluster_dir: state.ClusterDir, task: Task, out: Out
         job.status, job.started_at = jobs.RUNNING, time.time()
         store.save(job)
         if task.run:
-            jobs.start_all(cluster, job.key, buckets.wrap_run(task, task.run),
-                           lambda node: jobs.job_env(cluster, node, envs, job.job_id, "run",
-                                                     env_overrides))
+            run_env = lambda node: jobs.job_env(cluster, node, envs, job.job_id, "run",
+                                                env_overrides)
+            jobs.start_all(cluster, job.key,
+                           _in_container(cluster, buckets.wrap_run(task, task.run), run_env),
+                           run_env)
         else:
             jobs.finish(store, job, {n.rank: 0 for n in cluster.nodes}, cluster)
     except BaseException:  # Ctrl-C included: the job record must not stay "running"

@@ -1,5 +1,7 @@
-"""Find what a test left behind: node sshds, anything started on a node, mounts, and
-the shared SSH master connections (connection.py) of clusters under a skyterra home."""
+"""Find what a test left behind: node sshds, anything started on a node, containers
+(a node's podman keeps its store under the node's home, so a container's conmon names
+that path), mounts, and the shared SSH master connections (connection.py) of clusters
+under a skyterra home."""
 
 from __future__ import annotations
 
@@ -28,8 +30,9 @@ def _master_of(cmdline: bytes, needle: bytes) -> bool:
 
 
 def leftover_processes(root: str) -> list[str]:
-    """Processes whose command line, SKYTERRA_NODE_ID marker or SSH master marker
-    (an `ssh: ... [mux]` connection of a cluster under `root`) mentions `root`."""
+    """Processes whose command line, SKYTERRA_NODE_ID marker or SSH master marker (an
+    `ssh: ... [mux]` connection of a cluster under `root`) mentions `root`: node sshds,
+    jobs, masters, and containers (conmon, podman) whose store lies under `root`."""
     needle = root.encode()
     found = []
     for proc in Path("/proc").iterdir():
@@ -42,7 +45,9 @@ def leftover_processes(root: str) -> list[str]:
             continue  # a zombie holds nothing; its parent reaps it
         marker = any(item.startswith((b"SKYTERRA_NODE_ID=", MUX_MARKER)) and needle in item
                      for item in environ.split(b"\0")) or _master_of(cmdline, needle)
-        if marker or (b"sshd" in cmdline and needle in cmdline):
+        program = cmdline.split(b"\0", 1)[0].rsplit(b"/", 1)[-1]
+        tool = b"sshd" in cmdline or program in (b"conmon", b"podman")
+        if marker or (tool and needle in cmdline):
             text = cmdline.replace(b"\0", b" ").decode(errors="replace")
             found.append(f"{proc.name}: {text}")
     return found

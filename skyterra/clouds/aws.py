@@ -14,11 +14,13 @@ import os
 import re
 from typing import TYPE_CHECKING, Any
 
+from skyterra import container
 from skyterra.catalog import fabric as fabrics
 from skyterra.catalog.fabric import chosen_fabric, fabric_notes
 from skyterra.clouds import register
 from skyterra.clouds.base import Cloud, CloudSettings, CredentialReport, cidr_list
 from skyterra.errors import ConfigError, TaskError
+from skyterra.resources import machine_image
 
 if TYPE_CHECKING:
     from skyterra.deployment import Deployment
@@ -185,7 +187,8 @@ class AWS(Cloud):
         return {"network": network, "custom_image": image_id is not None,
                 "spot": bool(deployment.candidate.use_spot),
                 "efa": self.fabric(deployment) is not None,
-                "storage": bool(_s3_buckets(deployment))}
+                "storage": bool(_s3_buckets(deployment)),
+                "container": container.spec_for(deployment) is not None}
 
     def tfvars(self, deployment: Deployment) -> dict[str, Any]:
         resources, candidate, settings = (deployment.resources, deployment.candidate,
@@ -222,6 +225,10 @@ class AWS(Cloud):
             values["ssh_cidrs"] = list(deployment.ssh_cidrs)
         if _s3_buckets(deployment):  # the nodes' role may use exactly these buckets
             values["storage_buckets"] = _s3_buckets(deployment)
+        if container.spec_for(deployment) is not None:
+            # IMDSv2 answers one hop by default: a container (one more hop) needs two.
+            values["metadata_hop_limit"] = 2
+            values["container_setup_script"] = container.boot_script("", deployment)
         return values
 
     def root_files(self, deployment: Deployment) -> dict[str, str]:
@@ -377,7 +384,7 @@ class AWS(Cloud):
         default = (DLAMI_SSM_PARAMETERS if candidate.accelerator else UBUNTU_SSM_PARAMETERS)[arch]
         if candidate.accelerator in NEURON_ACCELERATORS:
             default = NEURON_SSM_PARAMETER
-        image = deployment.resources.image_id
+        image = machine_image(deployment.resources.image_id)
         if image is None:
             return None, default
         image = image.strip()

@@ -16,12 +16,14 @@ import shutil
 import subprocess
 from typing import TYPE_CHECKING, Any
 
+from skyterra import container
 from skyterra.catalog import fabric as fabrics
 from skyterra.catalog.fabric import chosen_fabric, fabric_notes
 from skyterra.clouds import register
 from skyterra.clouds.base import Cloud, CloudSettings, CredentialReport
 from skyterra.clouds.gcp import NODE_SETUP_SCRIPT, source_ranges
 from skyterra.errors import TaskError
+from skyterra.resources import machine_image
 
 if TYPE_CHECKING:
     from skyterra.deployment import Deployment
@@ -210,7 +212,7 @@ class Azure(Cloud):
     # --- rendering --------------------------------------------------------------------
     def template_context(self, deployment: Deployment) -> dict[str, Any]:
         resources, candidate = deployment.resources, deployment.candidate
-        _, image_id = image_source(resources.image_id)
+        _, image_id = image_source(machine_image(resources.image_id))
         return {
             "gpu": bool(candidate.accelerator),
             "spot": bool(candidate.use_spot),
@@ -225,7 +227,7 @@ class Azure(Cloud):
     def tfvars(self, deployment: Deployment) -> dict[str, Any]:
         resources, candidate, settings = (deployment.resources, deployment.candidate,
                                           deployment.settings)
-        image, image_id = image_source(resources.image_id, default_image(
+        image, image_id = image_source(machine_image(resources.image_id), default_image(
             candidate.instance_type, bool(candidate.accelerator)))
         premium = premium_storage(candidate.instance_type)
         disk_type = "Premium_LRS" if premium and resources.disk_tier != "low" \
@@ -249,8 +251,9 @@ class Azure(Cloud):
             "ssh_public_key": deployment.public_key,
             **source_ranges(deployment),
             "tags": dict(resources.labels),
-            "custom_data": NODE_SETUP_SCRIPT + (STORAGE_TOOLS if _containers(deployment)
-                                                else ""),
+            "custom_data": container.boot_script(
+                NODE_SETUP_SCRIPT + (STORAGE_TOOLS if _containers(deployment) else ""),
+                deployment),
             **({"storage_containers": _containers(deployment)} if _containers(deployment)
                else {}),
         }

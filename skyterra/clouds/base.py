@@ -131,6 +131,12 @@ class Cloud:
     def warnings(self, deployment: Deployment) -> list[str]:
         return []
 
+    def container_runtime(self, deployment: Deployment) -> dict[str, Any]:
+        """How this cloud's nodes run a task's container (`image_id: docker:...`):
+        {"runtime": "docker" | "podman", "image_stores": [...]} (skyterra/container.py).
+        The boot script of a cloud installs the runtime when the image lacks it."""
+        return {"runtime": "docker"}
+
     def orphans(self, cluster_dir: Path) -> list[str]:
         """Resources of this cluster that outlived `terraform destroy` (lost state).
 

@@ -13,11 +13,13 @@ import os
 import re
 from typing import TYPE_CHECKING, Any
 
+from skyterra import container
 from skyterra.catalog import fabric as fabrics
 from skyterra.catalog.fabric import chosen_fabric, fabric_notes
 from skyterra.clouds import register
 from skyterra.clouds.base import Cloud, CloudSettings, CredentialReport
 from skyterra.errors import ConfigError, TaskError
+from skyterra.resources import machine_image
 
 if TYPE_CHECKING:
     from skyterra.catalog import Candidate
@@ -241,8 +243,8 @@ class GCP(Cloud):
             if not _GCP_LABEL.match(value):
                 raise TaskError(f"GCP label values may only contain lowercase letters, digits, "
                                 f"'_' and '-'; got {value!r}.", field=f"resources.labels.{key}")
-        image = resources.image_id or (DEFAULT_GPU_IMAGE if candidate.accelerator
-                                       else DEFAULT_CPU_IMAGE)
+        image = machine_image(resources.image_id) or (
+            DEFAULT_GPU_IMAGE if candidate.accelerator else DEFAULT_CPU_IMAGE)
         return {
             "cluster_name": deployment.name,
             "num_nodes": deployment.num_nodes,
@@ -263,8 +265,9 @@ class GCP(Cloud):
             "ssh_public_key": deployment.public_key,
             **source_ranges(deployment),
             "labels": labels,
-            "startup_script": NODE_SETUP_SCRIPT + (STORAGE_TOOLS if _gcs_buckets(deployment)
-                                                   else ""),
+            "startup_script": container.boot_script(
+                NODE_SETUP_SCRIPT + (STORAGE_TOOLS if _gcs_buckets(deployment) else ""),
+                deployment),
             "service_account": settings.gcp_service_account,
             **({"storage_buckets": _gcs_buckets(deployment)} if _gcs_buckets(deployment)
                else {}),

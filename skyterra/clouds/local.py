@@ -123,6 +123,9 @@ class LocalSettings(CloudSettings):
     nodes_dir: str = ""
     node_path: str | None = None  # PATH of every node session (default: see node_path())
     local_unavailable_zones: tuple[str, ...] | None = None   # test-only: simulated stockouts
+    # podman image stores the nodes use read-only, so an image built here runs without
+    # a registry (`podman --root DIR import ...`); `image_id: docker:` on the local cloud.
+    container_image_stores: tuple[str, ...] = ()
 
 
 @register
@@ -195,6 +198,14 @@ class Local(Cloud):
                          "file_mounts targets are the host's and common to all nodes); run as "
                          "root to give each node a copy-on-write filesystem of its own.")
         return notes
+
+    def container_runtime(self, deployment: Deployment) -> dict[str, Any]:
+        """podman (Debian's, with runc): each node gets a container store of its own."""
+        settings = deployment.settings
+        stores = getattr(settings, "container_image_stores", ()) or ()
+        if isinstance(stores, str):
+            stores = (stores,)
+        return {"runtime": "podman", "image_stores": [str(s) for s in stores]}
 
     def prepare(self, name: str, directory: Path, stored: dict[str, Any]) -> dict[str, Any]:
         """A loopback slot, SSH port and nodes dir for the cluster, chosen once and kept.

@@ -111,6 +111,9 @@ VARIANTS = {
         dataclasses.replace(G6_L4X4, use_spot=True, zone=None),
         {"ssh_cidrs": [CALLER], "subnet_id": "subnet-0123456789abcdef0",
          "associate_public_ip": True, "port_cidrs": ["198.51.100.0/24"]}),
+    "docker-image": (
+        variant_task({"image_id": "docker:nvcr.io/nvidia/pytorch:24.05-py3"}, num_nodes=2),
+        G6_L4X4, {"ssh_cidrs": [CALLER]}),
 }
 
 
@@ -333,3 +336,28 @@ def test_a_bucket_mount_gives_the_nodes_a_role_scoped_to_exactly_that_bucket(mot
     tfvars = json.loads((module / TFVARS_FILE).read_text())
     assert tfvars["storage_buckets"] == ["ckpt-7", "train-data-7"]
     assert "AKIA" not in "".join(p.read_text() for p in module.glob("*.tf"))
+
+
+def test_a_docker_image_plans_the_default_ami_with_metadata_hop_limit_2_and_a_runtime_boot(
+        moto, tmp_path):
+    task, candidate, options = VARIANTS["docker-image"]
+    render(task, candidate, tmp_path, {**options, "aws_endpoint_url": moto.url})
+    tfvars = json.loads((tmp_path / "terraform.tfvars.json").read_text())
+    assert tfvars["metadata_hop_limit"] == 2
+    assert "nvidia-container-toolkit" in tfvars["container_setup_script"]
+    assert tfvars["image_id"] is None               # the container is no machine image
+    resources = _plan(moto, tmp_path)
+    for rank in range(2):
+        node = resources[f"aws_instance.node[{rank}]"]["values"]
+        assert node["ami"] == MOTO_UBUNTU_DLAMI       # the DLAMI has docker + toolkit
+        options_block = node["metadata_options"][0]
+        assert options_block["http_put_response_hop_limit"] == 2
+        assert options_block["http_tokens"] == "required"
+
+
+def test_without_a_docker_image_the_module_has_no_container_variables(tmp_path):
+    task, candidate, options = VARIANTS["vpc-custom-ami-ports-labels"]
+    render(task, candidate, tmp_path, options)
+    assert not (tmp_path / "container.tf").exists()
+    assert "hop_limit" not in (tmp_path / "main.tf").read_text()
+    assert "metadata_hop_limit" not in (tmp_path / "terraform.tfvars.json").read_text()

@@ -62,10 +62,11 @@ def test_image_id_map_pins_each_choice_to_its_region():
         resources_from_config({"region": "eu-west-1", "image_id": {"us-west-2": "ami-2"}})
 
 
-def test_skypilot_image_tags_mean_the_default_image_and_docker_waits_for_issue_14():
+def test_skypilot_image_tags_mean_the_default_image_and_docker_images_are_kept():
     assert Resources(image_id="skypilot:gpu-ubuntu-2204").image_id is None
-    with pytest.raises(NotSupportedError, match="issue 14"):
-        Resources(image_id="docker:ubuntu:22.04")
+    assert Resources(image_id="docker:ubuntu:22.04").image_id == "docker:ubuntu:22.04"
+    by_region = Resources(image_id={"us-east-1": "docker:ubuntu:22.04"}).image_id
+    assert by_region == {"us-east-1": "docker:ubuntu:22.04"}
 
 
 def test_tpus_are_refused_by_name():

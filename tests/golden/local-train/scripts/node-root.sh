@@ -81,4 +81,14 @@ mount -t proc -o nosuid,nodev,noexec proc "$root/proc"
 mkdir -p -- "$root$dir"
 mount --bind -- "$dir" "$root$dir"
 
+# pivot_root, not just chroot: a chroot is not the root of the mount namespace, and
+# tools that enter a namespace later (`runc exec`, i.e. podman exec of a task
+# container) would land in the namespace's real root, the host's /. After the
+# pivot the host's / is detached; chroot only where pivot_root is missing.
+cd -- "$root"
+if command -v pivot_root >/dev/null 2>&1 && pivot_root . .; then
+  umount -l .
+  cd /
+  exec "$@"
+fi
 exec chroot -- "$root" "$@"
