@@ -20,7 +20,16 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from skyterra import backend, config, deployment, executor, provision, ssh_config, state
+from skyterra import (
+    backend,
+    config,
+    deployment,
+    executor,
+    ledger,
+    provision,
+    ssh_config,
+    state,
+)
 from skyterra.catalog import Candidate
 from skyterra.clouds import all_clouds, get_cloud
 from skyterra.cluster import Cluster
@@ -153,7 +162,8 @@ def bring_up(task: Task, cluster_name: str | None = None, *, clouds: list[str] |
             cluster_dir.protect_files()  # Terraform wrote its state 0644
         cluster = done.cluster
         record = cluster_dir.load()
-        cluster_dir.update(status=state.STATUS_UP, nodes=cluster.node_records(),
+        _record_in_ledger(record, done.deployment.candidate)
+        cluster_dir.update(status=state.STATUS_UP, status_reason="", nodes=cluster.node_records(),
                            ssh_user=cluster.ssh_user, ssh_port=cluster.ssh_port,
                            ssh_key=str(cluster.ssh_key), node_env=cluster.node_env,
                            launched_at=record.launched_at or time.time(),
@@ -162,6 +172,22 @@ def bring_up(task: Task, cluster_name: str | None = None, *, clouds: list[str] |
         progress(f"cluster '{name}' is up: {len(cluster.nodes)} node(s), head "
                  f"{cluster.head.ip} (ssh {name}, once `skyterra ssh-setup` is done)")
         yield ClusterUp(name, cluster, cluster_dir, done.deployment.candidate, candidates)
+
+
+def _record_in_ledger(record: state.ClusterRecord, candidate: Candidate) -> None:
+    """A first launch opens the cluster's line in the cost ledger; a stopped one restarts
+    its clock."""
+    if not record.launched_at:
+        ledger.record_event(record.name, ledger.LAUNCH, price=candidate.cluster_price,
+                            resources={"cloud": candidate.cloud, "region": candidate.region,
+                                       "zone": candidate.zone,
+                                       "instance_type": candidate.instance_type,
+                                       "accelerator": candidate.accelerator,
+                                       "accelerator_count": candidate.accelerator_count,
+                                       "num_nodes": record.num_nodes,
+                                       "use_spot": candidate.use_spot})
+    elif record.status == state.STATUS_STOPPED:
+        ledger.record_event(record.name, ledger.START)
 
 
 def _provision(task: Task, cluster_dir: state.ClusterDir, candidates: list[Candidate],
@@ -186,6 +212,8 @@ def _recorded(task: Task, cluster_dir: state.ClusterDir, candidates: list[Candid
     for index, candidate in enumerate(candidates):
         record = cluster_dir.load()
         stored = record.cloud_options if record.cloud == candidate.cloud else {}
+        # A launch starts a stopped cluster again (SkyPilot's `launch` does too).
+        stored = {k: v for k, v in stored.items() if k != deployment.STORED_NODES_RUNNING}
         chosen = deployment.for_record(cluster_dir, dataclasses.replace(
             record, cloud_options=stored), task=task, candidate=candidate,
             detect_address=True)

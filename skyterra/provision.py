@@ -60,6 +60,17 @@ def apply(deployment: Deployment, known_hosts: Path, progress: Progress,
                        changed)
 
 
+def apply_outputs(deployment: Deployment, progress: Progress) -> dict:
+    """Render and apply one deployment; return its outputs (no cluster is built: a
+    stopped cluster's outputs may have no addresses)."""
+    render(deployment)
+    ws = workspace(deployment.directory, deployment.cloud.name, progress)
+    init(ws)
+    if ws.plan():
+        ws.apply_plan()
+    return ws.outputs()
+
+
 def cluster_from_outputs(deployment: Deployment, outputs: dict, known_hosts: Path) -> Cluster:
     candidate = deployment.candidate
     return Cluster.from_terraform_outputs(

@@ -28,9 +28,10 @@ RESOURCE_KEYS = (
     "cloud", "infra", "region", "zone", "accelerators", "cpus", "memory", "instance_type",
     "use_spot", "disk_size", "disk_tier", "image_id", "ports", "labels", "any_of", "ordered",
     "autostop", "accelerator_args", "job_recovery", "network_tier", "spot_recovery",
+    "max_hourly_cost",
 )
 # Keys SkyPilot accepts that we reject loudly rather than ignore.
-UNSUPPORTED_RESOURCE_KEYS = ("autostop", "accelerator_args", "job_recovery", "network_tier",
+UNSUPPORTED_RESOURCE_KEYS = ("accelerator_args", "job_recovery", "network_tier",
                              "spot_recovery")
 
 _CPU_MEM = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(\+?)\s*$")
@@ -195,6 +196,8 @@ class Resources:
     ports: Any = None
     labels: Any = None
     infra: str | None = None
+    autostop: Any = None                 # autostop.parse forms; kept as its mapping
+    max_hourly_cost: float | None = None  # $/h per node; dearer candidates are refused
 
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)
@@ -235,6 +238,17 @@ class Resources:
                             field="resources.disk_tier")
         set_("ports", parse_ports(self.ports) if self.ports is not None else ())
         set_("labels", parse_labels(self.labels) if self.labels is not None else {})
+        if self.autostop is not None:
+            from skyterra import autostop
+
+            parsed = autostop.parse(self.autostop)
+            set_("autostop", parsed.to_record() if parsed else None)
+        if self.max_hourly_cost is not None:
+            cost = self.max_hourly_cost
+            if isinstance(cost, bool) or not isinstance(cost, (int, float)) or cost <= 0:
+                raise TaskError(f"expected a positive number of dollars per hour, got "
+                                f"{cost!r}.", field="resources.max_hourly_cost")
+            set_("max_hourly_cost", float(cost))
 
     # --- what the optimizer and executor read -------------------------------------
     @property

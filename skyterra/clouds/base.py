@@ -114,6 +114,20 @@ class Cloud:
         """Every value the module needs: written to terraform.tfvars.json."""
         raise NotImplementedError
 
+    def check_stoppable(self, record: Any) -> None:
+        """Raise a SkyterraError if this cluster's nodes cannot be stopped (kept, not paid)."""
+
+    def start_autostop(self, cluster_dir: Path, record: Any, setting: Any) -> None:
+        """Install the idle watcher (autostop.WATCHER_SCRIPT) for `setting` on the cluster."""
+        from skyterra.errors import NotSupportedError
+
+        raise NotSupportedError(f"autostop is not available on {self.name} yet: stop or "
+                                "destroy the cluster yourself (`skyterra stop NAME`).",
+                                field="resources.autostop")
+
+    def cancel_autostop(self, cluster_dir: Path, record: Any) -> None:
+        """Remove the idle watcher again (nothing happens when there is none)."""
+
     def root_files(self, deployment: Deployment) -> dict[str, str]:
         """Extra files for a root module only (never a child module): e.g. a provider
         override that points at an emulator."""

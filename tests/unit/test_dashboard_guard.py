@@ -145,11 +145,9 @@ def test_sdk_errors_come_back_as_json_with_the_sdk_message(skyterra_home):
 def test_features_still_being_written_stay_off_until_the_sdk_has_them(skyterra_home):
     with dashboard_in_thread() as (url, _, _):
         assert request(url, "/api/features").json() == {
-            "stop": False, "start": False, "cost_report": False, "managed_jobs": False}
-        csrf = {"X-Skyterra-CSRF": _csrf(url)}
-        assert request(url, "/api/clusters/a/stop", "POST", csrf).status == 501
+            "stop": True, "start": True, "cost_report": True, "managed_jobs": False}
         assert request(url, "/api/managed-jobs").status == 501
-        assert request(url, "/api/cost").json()["source"] == "estimate"
+        assert request(url, "/api/cost").json()["source"] == "cost_report"
 
 
 def test_features_appear_when_the_sdk_has_them(skyterra_home, monkeypatch):
@@ -167,7 +165,7 @@ def test_features_appear_when_the_sdk_has_them(skyterra_home, monkeypatch):
         raising=False)
     with dashboard_in_thread() as (url, _, _):
         features = request(url, "/api/features").json()
-        assert features == {"stop": True, "start": False, "cost_report": True,
+        assert features == {"stop": True, "start": True, "cost_report": True,
                             "managed_jobs": True}
         done = request(url, "/api/clusters/team-a/stop", "POST", {"X-Skyterra-CSRF": _csrf(url)})
         assert done.status == 200 and stopped == ["team-a"]

@@ -219,7 +219,10 @@ def test_ports(value, expected):
     ({"disk_tier": "hihg"}, "resources.disk_tier", ["Did you mean 'high'"]),
     ({"acelerators": "L4"}, "resources.acelerators", ["Did you mean 'accelerators'"]),
     ({"cpu": 4}, "resources.cpu", ["Did you mean 'cpus'"]),
-    ({"autostop": 10}, "resources.autostop", ["not supported"]),
+    ({"autostop": {"hook": "git push"}}, "resources.autostop.hook", ["not supported"]),
+    ({"autostop": {"wait_for": "ssh"}}, "resources.autostop.wait_for", ["jobs_and_ssh"]),
+    ({"autostop": "soon"}, "resources.autostop", ["10m"]),
+    ({"max_hourly_cost": -1}, "resources.max_hourly_cost", ["positive"]),
     ({"job_recovery": "x"}, "resources.job_recovery", ["not supported"]),
 ])
 def test_bad_resource_keys(config, field, words):
