@@ -63,7 +63,7 @@ def _apply_power(cluster_dir: state.ClusterDir, record: state.ClusterRecord, run
     chosen = deployment.for_record(cluster_dir, dataclasses.replace(record,
                                                                     cloud_options=options))
     try:
-        outputs = provision.apply_outputs(chosen, progress)
+        outputs = provision.apply_outputs(chosen, progress, refresh=running)
     finally:
         cluster_dir.protect_files()
     cluster_dir.update(cloud_options=chosen.stored)

@@ -60,14 +60,17 @@ def apply(deployment: Deployment, known_hosts: Path, progress: Progress,
                        changed)
 
 
-def apply_outputs(deployment: Deployment, progress: Progress) -> dict:
+def apply_outputs(deployment: Deployment, progress: Progress, refresh: bool = False) -> dict:
     """Render and apply one deployment; return its outputs (no cluster is built: a
-    stopped cluster's outputs may have no addresses)."""
+    stopped cluster's outputs may have no addresses). refresh: read the resources again
+    after the apply (a started instance has a new public IP)."""
     render(deployment)
     ws = workspace(deployment.directory, deployment.cloud.name, progress)
     init(ws)
     if ws.plan():
         ws.apply_plan()
+        if refresh:
+            ws.refresh()
     return ws.outputs()
 
 

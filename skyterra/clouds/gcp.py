@@ -236,6 +236,7 @@ class GCP(Cloud):
             "ssh_public_key": deployment.public_key,
             **source_ranges(deployment),
             "labels": labels,
+            "nodes_running": deployment.nodes_running,
             "startup_script": NODE_SETUP_SCRIPT,
             "service_account": settings.gcp_service_account,
         }
