@@ -72,6 +72,8 @@ def launch_cluster(task: Task, cluster_name: str | None = None, *,
     `resources.autostop`.
     """
     setting = _launch_autostop(task, idle_minutes_to_autostop, down)
+    if setting is not None:
+        clouds = _clouds_with_autostop(task, clouds)
     if dryrun_only:
         return dryrun(task, cluster_name, clouds)
     with launcher.bring_up(task, cluster_name, clouds=clouds, candidates=candidates,
@@ -97,6 +99,22 @@ def _launch_autostop(task: Task, idle_minutes: int | None, down: bool
     if setting is not None and down:
         setting = autostop.Autostop(setting.idle_minutes, True, setting.wait_for)
     return setting
+
+
+def _clouds_with_autostop(task: Task, clouds: list[str] | None) -> list[str]:
+    """A task that asks for autostop goes only where the watcher can be installed, checked
+    before anything is created (not after the nodes are up)."""
+    from skyterra.clouds import get_cloud
+    from skyterra.errors import NotSupportedError
+
+    wanted = launcher.clouds_for(task, clouds)
+    usable = [name for name in wanted if get_cloud(name).supports_autostop]
+    if not usable:
+        raise NotSupportedError(f"autostop is not available on {', '.join(wanted)} yet (only "
+                                "on the local cloud). Remove resources.autostop / -i, and "
+                                "stop the cluster yourself with `skyterra stop NAME`.",
+                                field="resources.autostop")
+    return usable
 
 
 def stop(cluster_name: str, *, progress: Output = print_line) -> str:

@@ -67,6 +67,7 @@ class Cloud:
     error_patterns: tuple[tuple[str, str], ...] = ()
     node_resource = ""       # Terraform address of the per-node resource (count-indexed)
     needs_ssh_cidrs = True   # SSH ingress is limited to the caller's address(es)
+    supports_autostop = False  # start_autostop works here (a task with autostop goes only here)
 
     def offers(self, resources: Resources, num_nodes: int) -> list[Candidate]:
         """Catalog rows that satisfy `resources`, cheapest first."""

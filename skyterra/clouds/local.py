@@ -122,6 +122,7 @@ class Local(Cloud):
     template = "local"
     node_resource = "terraform_data.node"
     needs_ssh_cidrs = False  # loopback only
+    supports_autostop = True
     auto_enabled = False     # only when asked for (--cloud local, cloud: local, SKYTERRA_CLOUDS)
     settings_class = LocalSettings
     error_patterns = (("capacity", r"InsufficientInstanceCapacity"),

@@ -97,3 +97,13 @@ def test_max_hourly_cost_drops_dearer_candidates_and_says_when_none_is_left():
         optimize(broke, [_Offers()])
     message = str(raised.value)
     assert "max_hourly_cost" in message and "$0.50/h" in message and "$1.00/h" in message
+
+
+def test_a_task_with_autostop_is_refused_before_anything_exists_where_it_is_not_built(
+        skyterra_home):
+    task = Task.from_yaml_config({"run": "true", "resources": {"accelerators": "L4:4",
+                                                               "autostop": 10}})
+    with pytest.raises(NotSupportedError) as raised:
+        api.launch_cluster(task, "nope", clouds=["aws"], dryrun_only=True)
+    assert "autostop is not available on aws" in str(raised.value)
+    assert not (skyterra_home / "clusters" / "nope").exists()
