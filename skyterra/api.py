@@ -11,7 +11,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from skyterra import backend, buckets, config, executor, jobs, launcher, pipeline, provision, state
+from skyterra import (
+    autostop,
+    backend,
+    buckets,
+    config,
+    executor,
+    jobs,
+    launcher,
+    ledger,
+    pipeline,
+    planning,
+    power,
+    provision,
+    state,
+)
 from skyterra import dag as _dag
 from skyterra.cluster import Cluster
 from skyterra.dag import Dag
@@ -23,11 +37,11 @@ from skyterra.submission import DetachedInterrupt, follow_job, submit
 from skyterra.task import Task
 
 __all__ = ["Dag", "DetachedInterrupt", "LaunchResult", "PipelineError", "Request", "attach",
-           "cancel", "down", "dryrun", "dryrun_dag", "exec", "get", "get_cluster",
-           "job_exit_code", "job_status", "jobs_cancel", "jobs_launch", "jobs_logs",
-           "jobs_queue", "jobs_wait", "launch", "launch_cluster", "launch_dag",
-           "plan_candidates", "provision_log", "queue", "render", "status", "stream_and_get",
-           "tail_logs"]
+           "autostop_cluster", "cancel", "cost_report", "down", "dryrun", "dryrun_dag", "exec",
+           "get", "get_cluster", "job_exit_code", "job_status", "jobs_cancel", "jobs_launch",
+           "jobs_logs", "jobs_queue", "jobs_wait", "launch", "launch_cluster", "launch_dag",
+           "plan_candidates", "provision_log", "queue", "render", "start", "status", "stop",
+           "stream_and_get", "tail_logs"]
 
 Output = Callable[[str], None]
 
@@ -55,11 +69,17 @@ def launch_cluster(task: Task, cluster_name: str | None = None, *,
                    clouds: list[str] | None = None, detach_run: bool = False,
                    provision_only: bool = False, dryrun_only: bool = False,
                    candidates: list | None = None, out: Output = print_line,
-                   progress: Output = print_line) -> LaunchResult:
+                   progress: Output = print_line, idle_minutes_to_autostop: int | None = None,
+                   down: bool = False) -> LaunchResult:
     """Provision (or reuse) the cluster, sync, set up, and start the run as a job.
 
     `candidates`: a ranking already made (`plan_candidates`) and shown to the user.
+    `idle_minutes_to_autostop` / `down` (SkyPilot's names) override the task's
+    `resources.autostop`.
     """
+    setting = _launch_autostop(task, idle_minutes_to_autostop, down)
+    if setting is not None:
+        clouds = planning.clouds_with_autostop(task, clouds)
     if dryrun_only:
         return dryrun(task, cluster_name, clouds)
     with launcher.bring_up(task, cluster_name, clouds=clouds, candidates=candidates,
@@ -68,6 +88,10 @@ def launch_cluster(task: Task, cluster_name: str | None = None, *,
             return LaunchResult(up.name, None, up.candidate, up.candidates)
         job = submit(up.cluster, up.cluster_dir, task, out, run_setup=True,
                      progress=up.progress)
+    if setting is not None:
+        power.set_autostop(up.name, setting)
+        progress(f"autostop: cluster '{up.name}' will be {setting.reason()} "
+                 f"(wait_for: {setting.wait_for})")
     result = LaunchResult(up.name, job.job_id, up.candidate, up.candidates)
     if not detach_run:
         result.exit_code = follow_job(up.cluster, up.cluster_dir, job, out)
@@ -90,6 +114,45 @@ def dryrun_dag(dag: Dag, cluster_name: str | None = None, clouds: list[str] | No
                out_dir: Path | None = None) -> list[LaunchResult]:
     """Every task's dry run: candidates and rendered module, nothing created."""
     return _dag.dryrun(dag, cluster_name, clouds, out_dir)
+
+
+def _launch_autostop(task: Task, idle_minutes: int | None, down: bool
+                     ) -> autostop.Autostop | None:
+    if idle_minutes is not None:
+        return autostop.parse({"idle_minutes": idle_minutes, "down": down}, "-i/--idle-minutes")
+    setting = autostop.Autostop.from_record(task.resources[0].autostop)
+    if setting is not None and down:
+        setting = autostop.Autostop(setting.idle_minutes, True, setting.wait_for)
+    return setting
+
+
+def stop(cluster_name: str, *, progress: Output = print_line) -> str:
+    """Stop the cluster's nodes: disks and state kept, compute no longer paid."""
+    fetch_shared(cluster_name, progress)
+    return power.stop(cluster_name, progress=progress)
+
+
+def start(cluster_name: str, *, progress: Output = print_line) -> state.ClusterRecord:
+    """Start a stopped cluster's nodes again (same disks; new IPs are read back)."""
+    fetch_shared(cluster_name, progress)
+    power.start(cluster_name, progress=progress)
+    return state.ClusterDir(cluster_name).load()
+
+
+def autostop_cluster(cluster_name: str, idle_minutes: int | None = None, *, down: bool = False,
+                     wait_for: str = "jobs_and_ssh", cancel: bool = False) -> None:
+    """Set (or cancel) autostop on an UP cluster; idle_minutes None: SkyPilot's 5."""
+    if cancel:
+        power.set_autostop(cluster_name, None)
+        return
+    power.set_autostop(cluster_name, autostop.parse(
+        {"idle_minutes": autostop.DEFAULT_IDLE_MINUTES if idle_minutes is None
+         else idle_minutes, "down": down, "wait_for": wait_for}, "autostop"))
+
+
+def cost_report(now: float | None = None) -> list[ledger.CostRow]:
+    """Every cluster this home launched, destroyed ones included: price, up-time, cost."""
+    return ledger.report(now=now)
 
 
 def get_cluster(name: str) -> tuple[state.ClusterDir, state.ClusterRecord, Cluster]:
@@ -143,7 +206,10 @@ def down(cluster_name: str, *, progress: Output = print_line, purge: bool = Fals
                                 "removes skyterra's record.")
         if record.owner != "external" and record.cloud:
             _remove_containers(cluster_dir, record, progress)
+            power.before_destroy(cluster_dir, record)
             provision.destroy_cluster(cluster_dir, record, progress)
+            if record.launched_at:
+                ledger.record_event(cluster_name, ledger.DESTROY)
         buckets.release(cluster_name, progress)
         state.forget(cluster_dir)
     return "forgotten" if record.owner == "external" else "destroyed"
@@ -164,8 +230,19 @@ def _remove_containers(cluster_dir: state.ClusterDir, record: state.ClusterRecor
         progress(f"could not remove every task container ({error}); destroying the nodes")
 
 
-def status(cluster_names: list[str] | None = None) -> list[state.ClusterRecord]:
-    """Clusters of this machine, plus those in the shared backend (when it can be listed)."""
+def status(cluster_names: list[str] | None = None, *, notes: list[str] | None = None,
+           progress: Output = print_line) -> list[state.ClusterRecord]:
+    """Clusters of this machine, plus those in the shared backend (when it can be listed).
+
+    A cluster whose autostop watcher fired is reconciled first (recorded STOPPED, or
+    destroyed and forgotten); what happened is appended to `notes`.
+    """
+    for record in list(state.list_clusters()):
+        if cluster_names and record.name not in cluster_names:
+            continue
+        note = power.reconcile(record.name, progress)
+        if note and notes is not None:
+            notes.append(note)
     shared = backend.shared_backend(config.load())
     listed = backend.list_cluster_names(shared) if shared else None
     for name in cluster_names or listed or []:

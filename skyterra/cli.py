@@ -232,11 +232,20 @@ def _candidate_json(c) -> dict:
               help="Stop after the nodes exist (tests against emulators).")
 @click.option("-v", "--verbose", is_flag=True, help="Show Terraform's and setup's output as "
               "it comes (a terminal otherwise shows one live line per phase).")
+@click.option("-i", "--idle-minutes-to-autostop", "idle_minutes", type=int,
+              help="Stop the cluster after this many idle minutes (overrides the YAML).")
+@click.option("--down", is_flag=True, help="With autostop: terminate instead of stop.")
+@click.option("--max-hourly-cost", type=float, help="Refuse machines dearer than this $/h "
+              "per node.")
 @handles_errors
 def launch(task_yaml, cluster_name, cloud, num_nodes, gpus, envs, env_file, secrets,
-           detach_run, yes, dryrun, out_dir, as_json, provision_only, verbose):
+           detach_run, yes, dryrun, out_dir, as_json, provision_only, verbose, idle_minutes,
+           down, max_hourly_cost):
     """Launch TASK_YAML on a new cluster (or reuse the cluster -c NAME)."""
     dag = _load_dag(task_yaml, envs, env_file, secrets, num_nodes, cloud, gpus)
+    if max_hourly_cost is not None:
+        for each in dag.tasks:
+            each.set_resources_override(max_hourly_cost=max_hourly_cost)
     clouds = [dag.tasks[0].resources[0].cloud] if cloud else None
     if len(dag) > 1:
         _launch_pipeline(dag, cluster_name, clouds, dryrun, out_dir, as_json)
@@ -264,7 +273,8 @@ def launch(task_yaml, cluster_name, cloud, num_nodes, gpus, envs, env_file, secr
         click.confirm(f"Launch {task.num_nodes} node(s) of {candidates[0].describe()}?",
                       abort=True, default=True)
     result = _launch_with_progress(api, task, cluster_name, clouds, detach_run,
-                                   provision_only, verbose, candidates)
+                                   provision_only, verbose, candidates,
+                                   idle_minutes_to_autostop=idle_minutes, down=down)
     if result.job_id is not None and detach_run:
         click.echo(f"Job {result.job_id} is running on cluster '{result.cluster_name}'. "
                    f"Follow it: skyterra logs {result.cluster_name} {result.job_id}")
@@ -306,7 +316,7 @@ def _launch_pipeline(dag, cluster_name, clouds, dryrun: bool, out_dir, as_json: 
 
 
 def _launch_with_progress(api, task, cluster_name, clouds, detach_run, provision_only,
-                          verbose, candidates=None):
+                          verbose, candidates=None, **autostop):
     """Launch with a live view on a terminal; on failure, print what it hid, in full."""
     from skyterra import progress
     from skyterra.errors import SkyterraError
@@ -315,7 +325,7 @@ def _launch_with_progress(api, task, cluster_name, clouds, detach_run, provision
     try:
         return api.launch_cluster(task, cluster_name, clouds=clouds, detach_run=detach_run,
                                   provision_only=provision_only, candidates=candidates,
-                                  out=_echo, progress=reporter)
+                                  out=_echo, progress=reporter, **autostop)
     except (SkyterraError, KeyboardInterrupt) as error:
         dump = getattr(reporter, "dump", None)
         if dump is not None and isinstance(error, SkyterraError):
@@ -355,8 +365,10 @@ def _age(since: float | None) -> str:
 @main.command()
 @click.argument("clusters", nargs=-1)
 @click.option("--json", "as_json", is_flag=True)
+@click.option("-r", "--refresh", is_flag=True, help="Accepted for SkyPilot compatibility: "
+              "status always reconciles what autostop did.")
 @handles_errors
-def status(clusters, as_json):
+def status(clusters, as_json, refresh):
     """List clusters: nodes, IPs, cloud, $/h, up-time."""
     import dataclasses
 
@@ -364,7 +376,10 @@ def status(clusters, as_json):
 
     from skyterra import api
 
-    records = api.status(list(clusters) or None)
+    notes: list[str] = []
+    records = api.status(list(clusters) or None, notes=notes, progress=_progress)
+    for note in notes:
+        click.echo(note, err=as_json)
     if as_json:
         click.echo(json.dumps([{k: v for k, v in dataclasses.asdict(r).items()
                                 if k not in ("task", "node_env")} for r in records], indent=2))
@@ -374,14 +389,15 @@ def status(clusters, as_json):
         return
     table = Table()
     for column in ("name", "status", "cloud", "where", "resources", "nodes", "head IP",
-                   "$/h", "up"):
+                   "$/h", "up", "autostop"):
         table.add_column(column)
     for r in records:
         gpus = f" {r.accelerator}:{r.accelerator_count}" if r.accelerator else ""
-        table.add_row(r.name, r.status, r.cloud or "-", r.zone or r.region or "-",
+        shown = f"{r.status} ({r.status_reason})" if r.status_reason else r.status
+        table.add_row(r.name, shown, r.cloud or "-", r.zone or r.region or "-",
                       f"{r.instance_type}{gpus}", str(r.num_nodes),
                       r.nodes[0]["ip"] if r.nodes else "-", f"{r.price:.2f}",
-                      _age(r.launched_at))
+                      _age(r.launched_at), _autostop_text(r.autostop))
     _console().print(table)
 
 
@@ -417,6 +433,98 @@ def destroy(clusters, yes, forget):
 
 
 main.add_command(destroy, name="down")
+
+
+def _autostop_text(setting: dict) -> str:
+    if not setting:
+        return "-"
+    return f"{setting['idle_minutes']}m{' (down)' if setting.get('down') else ''}"
+
+
+@main.command()
+@click.argument("clusters", nargs=-1, required=True)
+@handles_errors
+def stop(clusters):
+    """Stop clusters: disks and state kept, compute no longer paid (`start` resumes)."""
+    from skyterra import api
+
+    for name in clusters:
+        outcome = api.stop(name, progress=_progress)
+        click.echo(f"Cluster '{name}' {outcome}. Start it again: skyterra start {name}")
+
+
+@main.command()
+@click.argument("clusters", nargs=-1, required=True)
+@handles_errors
+def start(clusters):
+    """Start stopped clusters again (same disks; new IPs are read back)."""
+    from skyterra import api
+
+    for name in clusters:
+        record = api.start(name, progress=_progress)
+        click.echo(f"Cluster '{name}' is UP again: {record.num_nodes} node(s), head "
+                   f"{record.nodes[0]['ip']}.")
+
+
+@main.command()
+@click.argument("cluster_name")
+@click.option("-i", "--idle-minutes", type=int, help="Idle minutes before it stops (5).")
+@click.option("--down", is_flag=True, help="Terminate instead of stop.")
+@click.option("--wait-for", type=click.Choice(["jobs_and_ssh", "jobs", "none"]),
+              default="jobs_and_ssh", show_default=True, help="What counts as busy.")
+@click.option("--cancel", is_flag=True, help="Turn autostop off.")
+@handles_errors
+def autostop(cluster_name, idle_minutes, down, wait_for, cancel):
+    """Stop (or --down: terminate) CLUSTER_NAME after it has been idle for a while."""
+    from skyterra import api
+
+    api.autostop_cluster(cluster_name, idle_minutes, down=down, wait_for=wait_for,
+                         cancel=cancel)
+    if cancel:
+        click.echo(f"Autostop of cluster '{cluster_name}' cancelled.")
+    else:
+        verb = "torn down" if down else "stopped"
+        click.echo(f"Cluster '{cluster_name}' will be {verb} after "
+                   f"{5 if idle_minutes is None else idle_minutes} idle minute(s).")
+
+
+@main.command(name="cost-report")
+@click.option("--json", "as_json", is_flag=True)
+@handles_errors
+def cost_report(as_json):
+    """What every cluster of this skyterra home cost: price, up-time, total (destroyed too)."""
+    import dataclasses
+
+    from rich.table import Table
+
+    from skyterra import api
+
+    rows = api.cost_report()
+    if as_json:
+        click.echo(json.dumps([dataclasses.asdict(r) for r in rows], indent=2))
+        return
+    if not rows:
+        click.echo("No clusters launched from this skyterra home yet.")
+        return
+    table = Table()
+    for column in ("name", "status", "resources", "launched", "up-time", "$/h", "cost $"):
+        table.add_column(column)
+    for r in rows:
+        res = r.resources
+        gpus = f" {res.get('accelerator')}:{res.get('accelerator_count')}" \
+            if res.get("accelerator") else ""
+        table.add_row(r.name, r.status + (f" ({r.reason})" if r.reason else ""),
+                      f"{res.get('num_nodes', 1)}x {res.get('instance_type', '?')}{gpus} "
+                      f"{res.get('cloud', '')}",
+                      time.strftime("%Y-%m-%d %H:%M", time.localtime(r.launched_at)),
+                      _duration(r.duration), f"{r.price:.2f}", f"{r.total_cost:.2f}")
+    _console().print(table)
+    click.echo(f"Total: ${sum(r.total_cost for r in rows):.2f}")
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m{seconds % 60:02d}s"
 
 
 @main.command()

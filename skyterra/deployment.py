@@ -25,6 +25,8 @@ from skyterra.task import Task
 # Key of the stored values (ClusterRecord.cloud_options) that keeps the SSH ingress
 # chosen at launch, so that later renders (destroy, fetch) need no network.
 STORED_SSH_CIDRS = "ssh_cidrs"
+# Key of the stored values that says whether the nodes run (skyterra stop/start); absent: yes.
+STORED_NODES_RUNNING = "nodes_running"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +49,11 @@ class Deployment:
     backend: dict[str, Any] | None = None   # shared state backend settings
     registry: dict[str, Any] | None = None  # the cluster's record kept in that state
     root: bool = True                # a root module: provider configuration included
+
+    @property
+    def nodes_running(self) -> bool:
+        """False once the cluster was stopped: every cloud's module gets `nodes_running`."""
+        return bool(self.stored.get(STORED_NODES_RUNNING, True))
 
     @property
     def resources(self) -> Resources:

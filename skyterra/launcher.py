@@ -21,6 +21,7 @@ from skyterra import (
     container,
     deployment,
     executor,
+    ledger,
     provision,
     ssh_config,
     state,
@@ -107,7 +108,8 @@ def bring_up(task: Task, cluster_name: str | None = None, *, clouds: list[str] |
         spec = container.spec_for(done.deployment)
         cluster.container = spec.to_record() if spec else None
         record = cluster_dir.load()
-        cluster_dir.update(status=state.STATUS_UP, nodes=cluster.node_records(),
+        _record_in_ledger(record, done.deployment.candidate)
+        cluster_dir.update(status=state.STATUS_UP, status_reason="", nodes=cluster.node_records(),
                            container=cluster.container or {},
                            ssh_user=cluster.ssh_user, ssh_port=cluster.ssh_port,
                            ssh_key=str(cluster.ssh_key), node_env=cluster.node_env,
@@ -124,6 +126,22 @@ def bring_up(task: Task, cluster_name: str | None = None, *, clouds: list[str] |
             raise
         finally:
             logged.close()
+
+
+def _record_in_ledger(record: state.ClusterRecord, candidate: Candidate) -> None:
+    """A first launch opens the cluster's line in the cost ledger; a stopped one restarts
+    its clock."""
+    if not record.launched_at:
+        ledger.record_event(record.name, ledger.LAUNCH, price=candidate.cluster_price,
+                            resources={"cloud": candidate.cloud, "region": candidate.region,
+                                       "zone": candidate.zone,
+                                       "instance_type": candidate.instance_type,
+                                       "accelerator": candidate.accelerator,
+                                       "accelerator_count": candidate.accelerator_count,
+                                       "num_nodes": record.num_nodes,
+                                       "use_spot": candidate.use_spot})
+    elif record.status == state.STATUS_STOPPED:
+        ledger.record_event(record.name, ledger.START)
 
 
 def _provision(task: Task, cluster_dir: state.ClusterDir, candidates: list[Candidate],
@@ -148,6 +166,8 @@ def _recorded(task: Task, cluster_dir: state.ClusterDir, candidates: list[Candid
     for index, candidate in enumerate(candidates):
         record = cluster_dir.load()
         stored = record.cloud_options if record.cloud == candidate.cloud else {}
+        # A launch starts a stopped cluster again (SkyPilot's `launch` does too).
+        stored = {k: v for k, v in stored.items() if k != deployment.STORED_NODES_RUNNING}
         chosen = deployment.for_record(cluster_dir, dataclasses.replace(
             record, cloud_options=stored), task=task, candidate=candidate,
             detect_address=True)

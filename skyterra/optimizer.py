@@ -69,6 +69,22 @@ def _offers(resources: Resources, clouds: list[Offerer], num_nodes: int) -> list
     return sorted(found, key=lambda c: c.price)
 
 
+def _within_budget(resources: Resources, offers: list[Candidate]) -> list[Candidate]:
+    """`max_hourly_cost` (SkyPilot: $/h of one node of these resources) drops dearer offers;
+    a budget that leaves nothing is refused with the cheapest price that would fit."""
+    limit = resources.max_hourly_cost
+    if limit is None or not offers:
+        return offers
+    kept = [c for c in offers if c.price <= limit]
+    if not kept:
+        cheapest = min(offers, key=lambda c: c.price)
+        raise TaskError(f"max_hourly_cost is ${limit:.2f}/h per node, but the cheapest machine "
+                        f"for {catalog.describe_request(resources)} costs "
+                        f"${cheapest.price:.2f}/h ({cheapest.describe()}). Raise the limit "
+                        "or ask for smaller resources.", field="resources.max_hourly_cost")
+    return kept
+
+
 def _dedupe(candidates: list[Candidate]) -> list[Candidate]:
     """The same machine at the same place once, at its first (best-ranked) position."""
     seen: set[tuple] = set()
@@ -106,7 +122,8 @@ def optimize(task: Task, clouds: list[Offerer]) -> list[Candidate]:
     if not clouds:
         raise TaskError("no cloud is enabled: run `skyterra check` to see which credentials "
                         "are missing, or pass --cloud.", source=task.source)
-    per_choice = [_offers(r, clouds, task.num_nodes) for r in task.resources]
+    per_choice = [_within_budget(r, _offers(r, clouds, task.num_nodes))
+                  for r in task.resources]
     if task.resources_ordered:
         ranked = [c for choice in per_choice for c in choice]
     else:

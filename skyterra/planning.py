@@ -80,6 +80,8 @@ def dryrun(task: Task, cluster_name: str | None = None, clouds: list[str] | None
                                     cluster_name)
     task.check_required_envs()
     task.check_local_paths()
+    if any(r.autostop for r in task.resources):  # as a launch would: before anything
+        clouds = clouds_with_autostop(task, clouds)
     candidates = plan_candidates(task, clouds)
     best = candidates[0]
     directory = Path(out_dir) if out_dir else state.ensure_home().parent / "dryrun" / name
@@ -95,3 +97,16 @@ def dryrun(task: Task, cluster_name: str | None = None, clouds: list[str] | None
     return LaunchResult(name, None, best, candidates, rendered_dir=directory, notes=notes)
 
 
+def clouds_with_autostop(task: Task, clouds: list[str] | None) -> list[str]:
+    """A task that asks for autostop goes only where the watcher can be installed, checked
+    before anything is created (not after the nodes are up)."""
+    from skyterra.errors import NotSupportedError
+
+    wanted = clouds_for(task, clouds)
+    usable = [name for name in wanted if get_cloud(name).supports_autostop]
+    if not usable:
+        raise NotSupportedError(f"autostop is not available on {', '.join(wanted)} yet (only "
+                                "on the local cloud). Remove resources.autostop / -i, and "
+                                "stop the cluster yourself with `skyterra stop NAME`.",
+                                source=task.source, field="resources.autostop")
+    return usable

@@ -141,6 +141,20 @@ def _state_outputs(directory: Path) -> dict | None:
             if isinstance(item, dict)}
 
 
+def apply_outputs(deployment: Deployment, progress: Progress, refresh: bool = False) -> dict:
+    """Render and apply one deployment; return its outputs (no cluster is built: a
+    stopped cluster's outputs may have no addresses). refresh: read the resources again
+    after the apply (a started instance has a new public IP)."""
+    render(deployment)
+    ws = workspace(deployment.directory, deployment.cloud.name, progress)
+    init(ws)
+    if ws.plan():
+        ws.apply_plan()
+        if refresh:
+            ws.refresh()
+    return ws.outputs()
+
+
 def cluster_from_outputs(deployment: Deployment, outputs: dict, known_hosts: Path) -> Cluster:
     candidate = deployment.candidate
     return Cluster.from_terraform_outputs(

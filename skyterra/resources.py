@@ -39,13 +39,9 @@ RESOURCE_KEYS = (
 # Keys SkyPilot accepts that we reject loudly rather than ignore (each names the issue
 # that will implement it, so the message can say so).
 UNSUPPORTED_RESOURCE_KEYS = {
-    "autostop": "autostop is not supported by skyterra yet (issue 17); remove it and "
-                "run `skyterra destroy` when the job is done.",
-    "max_hourly_cost": "max_hourly_cost is not supported by skyterra yet (issue 17); remove "
-                       "it (`skyterra launch --dryrun` shows every candidate's price).",
-    "container_image": "container_image (a container as the task runtime) is not supported "
-                       "by skyterra yet (issue 14); remove it and install what the task "
-                       "needs in setup.",
+    "container_image": "container_image is not supported by skyterra; write the image as "
+                       "image_id: docker:<image> (setup and run then run in that container "
+                       "on every node).",
 }
 # Keys that only mean something on backends skyterra does not use: accepted with a
 # warning that names them (see `ignored_resource_keys`).
@@ -349,6 +345,8 @@ class Resources:
     labels: Any = None
     infra: str | None = None
     job_recovery: Any = None          # managed jobs only (skyterra jobs launch)
+    autostop: Any = None                 # autostop.parse forms; kept as its mapping
+    max_hourly_cost: float | None = None  # $/h per node; dearer candidates are refused
 
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)
@@ -395,6 +393,17 @@ class Resources:
         set_("ports", parse_ports(self.ports) if self.ports is not None else ())
         set_("labels", parse_labels(self.labels) if self.labels is not None else {})
         set_("job_recovery", parse_job_recovery(self.job_recovery))
+        if self.autostop is not None:
+            from skyterra import autostop
+
+            parsed = autostop.parse(self.autostop)
+            set_("autostop", parsed.to_record() if parsed else None)
+        if self.max_hourly_cost is not None:
+            cost = self.max_hourly_cost
+            if isinstance(cost, bool) or not isinstance(cost, (int, float)) or cost <= 0:
+                raise TaskError(f"expected a positive number of dollars per hour, got "
+                                f"{cost!r}.", field="resources.max_hourly_cost")
+            set_("max_hourly_cost", float(cost))
 
     # --- what the optimizer and executor read -------------------------------------
     @property

@@ -32,6 +32,7 @@ from skyterra.errors import (
 
 CLUSTER_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,33}[a-z0-9])?$")
 STATUS_INIT, STATUS_UP, STATUS_FAILED = "INIT", "UP", "FAILED"
+STATUS_STOPPED = "STOPPED"   # skyterra stop / autostop: disks kept, compute not paid
 # Files (and Terraform's folder) of a cluster dir that only the owner may read.
 PRIVATE_FILES = ("cluster.json", "terraform.tfvars.json", "terraform.tfstate",
                  "terraform.tfstate.backup", "plan.tfplan", "outputs.json", ".terraform")
@@ -75,6 +76,9 @@ class ClusterRecord:
     created_at: float = dataclasses.field(default_factory=time.time)
     launched_at: float | None = None
     last_error: str = ""
+    # autostop.Autostop as a mapping (idle_minutes, down, wait_for), or {} when off.
+    autostop: dict[str, Any] = dataclasses.field(default_factory=dict)
+    status_reason: str = ""           # why the status is what it is ("autostopped after ...")
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ClusterRecord:

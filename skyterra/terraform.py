@@ -292,6 +292,12 @@ class Workspace:
                                       lock_timeout="0s", refresh=False)
         self._check("destroy", result)
 
+    def refresh(self) -> None:
+        """Read every resource again into the state (apply -refresh-only): after a start,
+        the instances' new public IPs, which the apply that started them did not read."""
+        self._check("refresh", self._tf.cmd("apply", "-refresh-only", "-auto-approve",
+                                            "-input=false", "-no-color", "-lock-timeout=0s"))
+
     def outputs(self) -> dict[str, Any]:
         out = self._check("output", self._tf.output_cmd(json=IsFlagged))
         try:

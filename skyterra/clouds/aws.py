@@ -19,7 +19,7 @@ from skyterra.catalog import fabric as fabrics
 from skyterra.catalog.fabric import chosen_fabric, fabric_notes
 from skyterra.clouds import register
 from skyterra.clouds.base import Cloud, CloudSettings, CredentialReport, cidr_list
-from skyterra.errors import ConfigError, TaskError
+from skyterra.errors import ConfigError, NotSupportedError, TaskError
 from skyterra.resources import machine_image
 
 if TYPE_CHECKING:
@@ -45,6 +45,8 @@ UBUNTU_SSM_PARAMETERS = {
              "arm64/hvm/ebs-gp2/ami-id",
 }
 
+# Stored value (record.cloud_options): autostop with down=true, so `shutdown -h now` terminates.
+AUTODOWN = "autodown"
 DEFAULT_DISK_SIZE = 256  # GiB; DLAMIs are ~100 GiB and checkpoints need room
 # resources.disk_tier -> (gp3 IOPS, gp3 throughput MiB/s); None = gp3 baseline 3000/125.
 DISK_TIERS = {
@@ -190,6 +192,15 @@ class AWS(Cloud):
                 "storage": bool(_s3_buckets(deployment)),
                 "container": container.spec_for(deployment) is not None}
 
+    def check_stoppable(self, deployment: Any) -> None:
+        """EC2 cannot stop a one-time spot instance (it can only be terminated)."""
+        if deployment.candidate.use_spot:
+            raise NotSupportedError(
+                f"cluster '{deployment.name}' runs on spot instances, which AWS cannot stop "
+                "(a one-time spot instance can only be terminated). Destroy it with "
+                f"`skyterra destroy {deployment.name}`, or use on-demand nodes "
+                "(use_spot: false) for clusters you want to stop.", field="resources.use_spot")
+
     def tfvars(self, deployment: Deployment) -> dict[str, Any]:
         resources, candidate, settings = (deployment.resources, deployment.candidate,
                                           deployment.settings)
@@ -208,6 +219,8 @@ class AWS(Cloud):
             "disk_iops": iops,
             "disk_throughput": throughput,
             "labels": dict(resources.labels),
+            "nodes_running": deployment.nodes_running,
+            "shutdown_behavior": "terminate" if deployment.stored.get(AUTODOWN) else "stop",
             "ssh_user": self.ssh_user(deployment),
             "ssh_public_key": deployment.public_key,
             "ssh_private_key_path": str(deployment.private_key_path),

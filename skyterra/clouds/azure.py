@@ -22,7 +22,7 @@ from skyterra.catalog.fabric import chosen_fabric, fabric_notes
 from skyterra.clouds import register
 from skyterra.clouds.base import Cloud, CloudSettings, CredentialReport
 from skyterra.clouds.gcp import NODE_SETUP_SCRIPT, source_ranges
-from skyterra.errors import TaskError
+from skyterra.errors import NotSupportedError, TaskError
 from skyterra.resources import machine_image
 
 if TYPE_CHECKING:
@@ -223,6 +223,17 @@ class Azure(Cloud):
             "ports": bool(resources.ports),
             "storage": bool(_containers(deployment)),
         }
+
+    def check_stoppable(self, deployment: Any) -> None:
+        """azurerm cannot express a VM's power state (no argument or resource for it), so a
+        stop through Terraform would drift; the Azure CLI does it, outside skyterra."""
+        name = deployment.name
+        raise NotSupportedError(
+            f"skyterra cannot stop Azure cluster '{name}' yet: the azurerm provider has no "
+            "power-state setting, so Terraform cannot keep it stopped. Deallocate the VMs "
+            f"with the Azure CLI (`az vm deallocate --ids $(az vm list -g skyterra-{name} "
+            "--query '[].id' -o tsv)`, later `az vm start --ids ...`), or destroy the "
+            f"cluster with `skyterra destroy {name}`.", field="cluster")
 
     def tfvars(self, deployment: Deployment) -> dict[str, Any]:
         resources, candidate, settings = (deployment.resources, deployment.candidate,

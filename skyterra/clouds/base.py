@@ -67,6 +67,7 @@ class Cloud:
     error_patterns: tuple[tuple[str, str], ...] = ()
     node_resource = ""       # Terraform address of the per-node resource (count-indexed)
     needs_ssh_cidrs = True   # SSH ingress is limited to the caller's address(es)
+    supports_autostop = False  # start_autostop works here (a task with autostop goes only here)
 
     def offers(self, resources: Resources, num_nodes: int) -> list[Candidate]:
         """Catalog rows that satisfy `resources`, cheapest first."""
@@ -113,6 +114,20 @@ class Cloud:
     def tfvars(self, deployment: Deployment) -> dict[str, Any]:
         """Every value the module needs: written to terraform.tfvars.json."""
         raise NotImplementedError
+
+    def check_stoppable(self, record: Any) -> None:
+        """Raise a SkyterraError if this cluster's nodes cannot be stopped (kept, not paid)."""
+
+    def start_autostop(self, cluster_dir: Path, record: Any, setting: Any) -> None:
+        """Install the idle watcher (autostop.WATCHER_SCRIPT) for `setting` on the cluster."""
+        from skyterra.errors import NotSupportedError
+
+        raise NotSupportedError(f"autostop is not available on {self.name} yet: stop or "
+                                "destroy the cluster yourself (`skyterra stop NAME`).",
+                                field="resources.autostop")
+
+    def cancel_autostop(self, cluster_dir: Path, record: Any) -> None:
+        """Remove the idle watcher again (nothing happens when there is none)."""
 
     def root_files(self, deployment: Deployment) -> dict[str, str]:
         """Extra files for a root module only (never a child module): e.g. a provider

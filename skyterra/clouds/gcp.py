@@ -265,6 +265,7 @@ class GCP(Cloud):
             "ssh_public_key": deployment.public_key,
             **source_ranges(deployment),
             "labels": labels,
+            "nodes_running": deployment.nodes_running,
             "startup_script": container.boot_script(
                 NODE_SETUP_SCRIPT + (STORAGE_TOOLS if _gcs_buckets(deployment) else ""),
                 deployment),

@@ -25,6 +25,7 @@ import ipaddress
 import json
 import os
 import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -134,6 +135,7 @@ class Local(Cloud):
     template = "local"
     node_resource = "terraform_data.node"
     needs_ssh_cidrs = False  # loopback only
+    supports_autostop = True
     auto_enabled = False     # only when asked for (--cloud local, cloud: local, SKYTERRA_CLOUDS)
     settings_class = LocalSettings
     error_patterns = (("capacity", r"InsufficientInstanceCapacity"),
@@ -243,6 +245,7 @@ class Local(Cloud):
             "zone": deployment.candidate.zone or ZONES[0],
             "unavailable_zones": sorted(unavailable),
             "boot_delay_seconds": float(os.environ.get(BOOT_DELAY_ENV, "0") or 0),
+            "nodes_running": deployment.nodes_running,
         }
 
     @staticmethod
@@ -266,6 +269,48 @@ class Local(Cloud):
             subprocess.run(["bash", str(script)], check=False, capture_output=True, timeout=60,
                            env={**os.environ, "SKYTERRA_NODE_DIR": node_dir,
                                 "SKYTERRA_NODE_NAME": Path(node_dir).name})
+
+    def start_autostop(self, cluster_dir: Path, record: Any, setting: Any) -> None:
+        """The watcher runs on this machine (the local nodes' "cloud"), reading the head's
+        job files in its home. It carries the head's node marker, so stopping or
+        destroying the cluster ends it like every process of the head; when it fires it
+        stops (or removes) the nodes with node-down.sh, workers first."""
+        from skyterra import autostop
+
+        self.cancel_autostop(cluster_dir, record)
+        dirs = [f"{record.cloud_options['nodes_dir']}/{record.name}-{k}"
+                for k in range(record.num_nodes)]
+        script = paths.templates_dir() / "local" / "scripts" / "node-down.sh"
+        stop_nodes = ('for d in "$@"; do SKYTERRA_NODE_KEEP=$KEEP SKYTERRA_NODE_DIR="$d" '
+                      f'bash {shlex.quote(str(script))} >/dev/null 2>&1; done')
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SKYTERRA_NODE")}
+        env.update(autostop.watcher_env(setting, jobs_dir=f"{dirs[0]}/home/.skyterra/jobs",
+                                        event_file=str(cluster_dir / autostop.EVENT_FILE),
+                                        host_pids=True),
+                   SKYTERRA_NODE_ID=dirs[0], KEEP="0" if setting.down else "1")
+        process = subprocess.Popen(
+            ["bash", "-c", autostop.WATCHER_SCRIPT, "autostop-watcher", "bash", "-c",
+             stop_nodes, "stop-nodes", *reversed(dirs)], env=env, start_new_session=True,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        (cluster_dir / "autostop.pid").write_text(f"{process.pid}\n")
+
+    def cancel_autostop(self, cluster_dir: Path, record: Any) -> None:
+        import signal
+
+        pid_file = cluster_dir / "autostop.pid"
+        try:
+            pid = int(pid_file.read_text().strip())
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+        except (OSError, ValueError):
+            pid_file.unlink(missing_ok=True)
+            return
+        if f"SKYTERRA_AUTOSTOP_EVENT={cluster_dir}".encode() in environ:
+            os.kill(pid, signal.SIGKILL)
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+        pid_file.unlink(missing_ok=True)
 
     def node_env(self, deployment: Deployment) -> dict[str, str]:
         return _loopback_env(deployment.settings.slot)

@@ -246,3 +246,20 @@ variable "port_cidrs" {
     error_message = "The port_cidrs must be null or a list of CIDR blocks such as [\"203.0.113.0/24\"]."
   }
 }
+
+variable "nodes_running" {
+  type        = bool
+  description = "false stops every instance (EBS volumes kept, compute not billed); true starts them again (skyterra stop / start)."
+  default     = true
+}
+
+variable "shutdown_behavior" {
+  type        = string
+  description = "What `shutdown -h now` on a node does (autostop: stop, autodown: terminate)."
+  default     = "stop"
+
+  validation {
+    condition     = contains(["stop", "terminate"], var.shutdown_behavior)
+    error_message = "The shutdown_behavior must be \"stop\" or \"terminate\"."
+  }
+}

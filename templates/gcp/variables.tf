@@ -253,3 +253,9 @@ variable "service_account" {
   description = "Service account of the nodes (null email: the project's default compute service account). null: the nodes run without a service account."
   default     = null
 }
+
+variable "nodes_running" {
+  type        = bool
+  description = "false stops every instance (desired_status TERMINATED: disks kept, compute not billed); true starts them again (skyterra stop / start)."
+  default     = true
+}

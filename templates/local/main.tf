@@ -92,3 +92,41 @@ resource "terraform_data" "node" {
     }
   }
 }
+
+# Power state of every node (stop/start): `nodes_running` is a value in the
+# tfvars, so stopping is a plan like any other and a second plan shows no drift.
+# Changing it replaces this small resource, whose create-time provisioner then
+# stops the node (node-down.sh with SKYTERRA_NODE_KEEP=1: every process ends,
+# home and filesystem layer stay) or starts it again (node-up.sh restarts the
+# sshd of a stopped node with its own host key; a running node is left alone).
+resource "terraform_data" "power" {
+  count = var.num_nodes
+
+  input            = { running = var.nodes_running, dir = terraform_data.node[count.index].output.dir }
+  triggers_replace = { running = var.nodes_running, node = terraform_data.node[count.index].id }
+
+  provisioner "local-exec" {
+    interpreter = ["bash"]
+    command     = "${path.module}/scripts/${self.input.running ? "node-up.sh" : "node-down.sh"}"
+    environment = merge(
+      {
+        for k, v in terraform_data.node[count.index].output.node_env : "SKYTERRA_NODE_ENV__${k}" => v
+      },
+      {
+        SKYTERRA_NODE_KEEP        = "1"
+        SKYTERRA_CLUSTER          = terraform_data.node[count.index].output.cluster
+        SKYTERRA_NODE_INDEX       = terraform_data.node[count.index].output.index
+        SKYTERRA_NODE_NAME        = terraform_data.node[count.index].output.name
+        SKYTERRA_NODE_DIR         = terraform_data.node[count.index].output.dir
+        SKYTERRA_NODE_IP          = terraform_data.node[count.index].output.ip
+        SKYTERRA_SSH_PORT         = terraform_data.node[count.index].output.ssh_port
+        SKYTERRA_SSH_USER         = terraform_data.node[count.index].output.ssh_user
+        SKYTERRA_SSH_PUBLIC_KEY   = terraform_data.node[count.index].output.ssh_public_key
+        SKYTERRA_NODE_PATH        = terraform_data.node[count.index].output.node_path
+        SKYTERRA_NODE_ENV_KEYS    = local.node_env_keys
+        SKYTERRA_ZONE             = terraform_data.node[count.index].output.zone
+        SKYTERRA_ZONE_UNAVAILABLE = "0"
+      },
+    )
+  }
+}

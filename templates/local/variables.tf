@@ -146,3 +146,9 @@ variable "boot_delay_seconds" {
     error_message = "The boot_delay_seconds must be from 0 to 600."
   }
 }
+
+variable "nodes_running" {
+  type        = bool
+  description = "false stops every node (all its processes end; its home and filesystem layer are kept); true starts them again (skyterra stop / start)."
+  default     = true
+}

@@ -231,3 +231,81 @@ def test_cli_launch_provision_only_on_moto_then_destroy(moto, skyterra_home, mon
                              catch_exceptions=False)
         assert done.exit_code == 0, done.output
     assert moto.leftovers() == []
+
+
+@pytest.mark.terraform
+def test_stop_then_start_through_terraform_keeps_volumes_tags_and_plans_clean(moto, tmp_path):
+    """skyterra stop/start on AWS is `nodes_running` in the tfvars: aws_ec2_instance_state
+    stops the instances (volumes stay), a plan afterwards has no changes; start brings
+    the same instances back and a refresh reads their public IPs. Labels are tags on
+    instances, root volumes and the security group."""
+    from skyterra.renderer import render as render_deployment
+    from tests.deployments import deployment_for
+    from tests.terraform.test_aws_module import KEY_PATH, TEST_PUBLIC_KEY
+
+    task = variant_task({"labels": {"team": "ml"}}, num_nodes=2)
+    module = tmp_path / "cluster"
+    options = {"ssh_cidrs": [CALLER], "aws_endpoint_url": moto.url, "placement_group": False}
+
+    def render_with(running: bool) -> None:
+        render_deployment(deployment_for(task, G6_L4X4, directory=module, name="pause",
+                                         public_key=TEST_PUBLIC_KEY, private_key_path=KEY_PATH,
+                                         options=options, stored={"nodes_running": running}))
+
+    def no_changes() -> bool:
+        again = terraform(module, "plan", *TF, "-detailed-exitcode", check=False)
+        return again.returncode == 0 and "No changes." in again.stdout
+
+    def changed_attributes() -> set[tuple[str, str]]:
+        """(resource address, attribute) of every planned change."""
+        terraform(module, "plan", *TF, "-out=check.tfplan")
+        plan = json.loads(terraform(module, "show", "-json", "check.tfplan").stdout)
+        found = set()
+        for change in plan.get("resource_changes", []):
+            before, after = change["change"]["before"] or {}, change["change"]["after"] or {}
+            if change["change"]["actions"] != ["no-op"]:
+                found |= {(change["address"], k) for k in set(before) | set(after)
+                          if before.get(k) != after.get(k)}
+        return found
+
+    moto.publish_public_parameter(DLAMI_SSM_PARAMETERS["x86_64"], MOTO_UBUNTU_DLAMI)
+    render_with(True)
+    terraform(module, "init", *TF)
+    ec2 = moto.client("ec2")
+    try:
+        terraform(module, "apply", *TF, "-auto-approve")
+        nodes = _instances(ec2)
+        ids = sorted(n["InstanceId"] for n in nodes)
+        for node in nodes:
+            assert _tags(node)["team"] == "ml" and _tags(node)["skyterra-cluster"] == "pause"
+            (volume_id,) = [m["Ebs"]["VolumeId"] for m in node["BlockDeviceMappings"]]
+            (volume,) = ec2.describe_volumes(VolumeIds=[volume_id])["Volumes"]
+            assert _tags(volume)["team"] == "ml" and _tags(volume)["skyterra-cluster"] == "pause"
+        (group,) = [g for g in ec2.describe_security_groups()["SecurityGroups"]
+                    if g["GroupName"] == "skyterra-pause"]
+        assert _tags(group)["team"] == "ml"
+
+        render_with(False)
+        terraform(module, "apply", *TF, "-auto-approve")
+        assert sorted(n["InstanceId"] for n in _instances(ec2)) == ids     # same instances
+        assert {n["State"]["Name"] for n in _instances(ec2)} == {"stopped"}
+        # No drift but one moto quirk: once a moto instance was stopped, the provider reads
+        # its security groups back empty (moto's DescribeInstances still lists them; EC2
+        # keeps them), so it plans to add the group again. Nothing else may change.
+        moto_quirk = {(f"aws_instance.node[{k}]", "vpc_security_group_ids") for k in (0, 1)}
+        assert changed_attributes() <= moto_quirk
+
+        render_with(True)
+        terraform(module, "apply", *TF, "-auto-approve")
+        terraform(module, "apply", *TF, "-refresh-only", "-auto-approve")
+        nodes = _instances(ec2)
+        assert {n["State"]["Name"] for n in nodes} == {"running"}
+        outputs = {k: v["value"] for k, v in
+                   json.loads(terraform(module, "output", "-json").stdout).items()}
+        by_id = {n["InstanceId"]: n for n in nodes}
+        assert outputs["node_ips"] == [by_id[i]["PublicIpAddress"]
+                                       for i in outputs["instance_ids"]]
+        assert changed_attributes() <= moto_quirk
+    finally:
+        terraform(module, "destroy", *TF, "-auto-approve")
+    assert moto.leftovers() == []

@@ -414,7 +414,7 @@ def test_scaling_from_two_to_three_nodes_keeps_the_first_two(local_cluster):
 
     cluster.set(num_nodes=3)
     proc = cluster.apply()
-    assert "1 added, 0 changed, 0 destroyed" in proc.stdout
+    assert "2 added, 0 changed, 0 destroyed" in proc.stdout  # node 2 and its power state
     after = cluster.sshd_pids()
     assert after[:2] == before
     assert len(after) == 3 and all(process_alive(p) for p in after)

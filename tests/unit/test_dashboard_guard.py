@@ -172,7 +172,7 @@ def test_features_appear_when_the_sdk_has_them(skyterra_home, monkeypatch):
         raising=False)
     with dashboard_in_thread() as (url, _, _):
         features = request(url, "/api/features").json()
-        assert features == {"stop": True, "start": False, "cost_report": True,
+        assert features == {"stop": True, "start": True, "cost_report": True,
                             "managed_jobs": True}
         done = request(url, "/api/clusters/team-a/stop", "POST", {"X-Skyterra-CSRF": _csrf(url)})
         assert done.status == 200 and stopped == ["team-a"]
@@ -229,8 +229,10 @@ def test_an_unexpected_failure_is_one_json_line_not_a_bare_500(skyterra_home, mo
         assert "RuntimeError: disk on fire" in reply.json()["error"]
 
 
-def test_managed_jobs_come_from_the_real_sdk(skyterra_home):
+def test_stop_start_cost_and_managed_jobs_come_from_the_real_sdk(skyterra_home):
     with dashboard_in_thread() as (url, _, _):
-        assert request(url, "/api/features").json()["managed_jobs"] is True
+        assert request(url, "/api/features").json() == {
+            "stop": True, "start": True, "cost_report": True, "managed_jobs": True}
+        assert request(url, "/api/cost").json()["source"] == "cost_report"
         reply = request(url, "/api/managed-jobs")
         assert reply.status == 200 and reply.json() == []  # no managed job in this home

@@ -219,7 +219,6 @@ def test_ports(value, expected):
     ({"disk_tier": "hihg"}, "resources.disk_tier", ["Did you mean 'high'"]),
     ({"acelerators": "L4"}, "resources.acelerators", ["Did you mean 'accelerators'"]),
     ({"cpu": 4}, "resources.cpu", ["Did you mean 'cpus'"]),
-    ({"autostop": 10}, "resources.autostop", ["not supported"]),
     ({"job_recovery": "x"}, "resources.job_recovery.strategy", ["FAILOVER"]),
     ({"job_recovery": "failovr"}, "resources.job_recovery.strategy", ["Did you mean 'FAILOVER'"]),
     ({"job_recovery": 3}, "resources.job_recovery", ["strategy"]),
@@ -231,6 +230,10 @@ def test_ports(value, expected):
      "resources.job_recovery.recover_on_exit_codes", ["0 to 255"]),
     ({"job_recovery": "FAILOVER", "spot_recovery": "FAILOVER"}, "resources.spot_recovery",
      ["not both"]),
+    ({"autostop": {"hook": "git push"}}, "resources.autostop.hook", ["not supported"]),
+    ({"autostop": {"wait_for": "ssh"}}, "resources.autostop.wait_for", ["jobs_and_ssh"]),
+    ({"autostop": "soon"}, "resources.autostop", ["10m"]),
+    ({"max_hourly_cost": -1}, "resources.max_hourly_cost", ["positive"]),
 ])
 def test_bad_resource_keys(config, field, words):
     with pytest.raises(TaskError) as info:

@@ -91,6 +91,9 @@ resource "google_compute_resource_policy" "placement" {
 resource "google_compute_instance" "node" {
   count = var.num_nodes
 
+  # skyterra stop / start: a value in the tfvars (TERMINATED = stopped, disks kept).
+  desired_status = var.nodes_running ? "RUNNING" : "TERMINATED"
+
   name         = "${var.cluster_name}-${count.index}"
   machine_type = var.machine_type
   zone         = var.zone

@@ -44,6 +44,7 @@ zone=${SKYTERRA_ZONE:-local-a}
 read -ra env_keys <<<"${SKYTERRA_NODE_ENV_KEYS:-}"
 
 created=0
+restart=0
 log_shown=0
 
 say() { echo "node-up: node $name ($ip:$port): $*" >&2; }
@@ -64,7 +65,8 @@ on_exit() {
   local rc=$?
   if ((rc != 0 && created)); then
     ((log_shown)) || say "ERROR: setup failed (exit $rc)"
-    SKYTERRA_NODE_DIR=$dir SKYTERRA_NODE_NAME=$name bash "$here/node-down.sh" >/dev/null 2>&1 \
+    SKYTERRA_NODE_KEEP=$restart SKYTERRA_NODE_DIR=$dir SKYTERRA_NODE_NAME=$name \
+      bash "$here/node-down.sh" >/dev/null 2>&1 \
       || say "cleanup failed: run SKYTERRA_NODE_DIR=$dir bash $here/node-down.sh"
     say "removed everything this node had started; nothing is left behind"
   fi
@@ -223,12 +225,21 @@ if [[ -e $dir || -L $dir ]]; then
     created=0
     exit 0
   fi
-  # A stale node (sshd dead): start from scratch, like a replaced instance.
-  SKYTERRA_NODE_DIR=$dir SKYTERRA_NODE_NAME=$name bash "$here/node-down.sh"
+  if [[ -f $dir/stopped && -f $dir/sshd_config && -f $dir/ssh_host_ed25519_key ]]; then
+    # A stopped node (skyterra stop, autostop): start its sshd again with the same
+    # host key, home and filesystem layer, like an instance that is started again.
+    restart=1
+  else
+    # A stale node (sshd dead): start from scratch, like a replaced instance.
+    SKYTERRA_NODE_KEEP=0 SKYTERRA_NODE_DIR=$dir SKYTERRA_NODE_NAME=$name bash "$here/node-down.sh"
+  fi
 fi
 
 # ---- create ---------------------------------------------------------------------
 umask 077
+if ((restart)); then
+  created=1 # a failed restart stops the node again (node-down keeps a stopped node's files)
+else
 mkdir -p -- "$(dirname -- "$dir")"
 mkdir -m 0700 -- "$dir" || fail "cannot create $dir"
 created=1
@@ -321,6 +332,8 @@ if ! out=$("$sshd" -t -f "$dir/sshd_config" 2>&1); then
   fi
 fi
 
+fi # restart
+
 # Start in its own session, with a clean environment that carries the node
 # marker (sshd passes it to its per-connection processes). All fds point away
 # from Terraform's pipes, or local-exec would wait for sshd to exit.
@@ -344,6 +357,7 @@ fi
 if [[ ${SKYTERRA_BOOT_DELAY:-0} != 0 ]]; then
   sleep "$SKYTERRA_BOOT_DELAY"
 fi
+rm -f -- "$dir/stopped"
 created=0
 if ((isolated)); then
   say "up (sshd pid $pid, home $dir/home, own filesystem: writes land in $dir/fs)"

@@ -10,7 +10,12 @@
 #
 # Succeeds when the node is already gone, so destroying twice works.
 #
-# Input (environment): SKYTERRA_NODE_DIR (required), SKYTERRA_NODE_NAME (for messages).
+# With SKYTERRA_NODE_KEEP=1 the node is only stopped (skyterra stop, autostop):
+# its processes end as above, but the directory (home, host key, filesystem
+# layer fs/upper) stays, marked `stopped`; node-up.sh starts it again.
+#
+# Input (environment): SKYTERRA_NODE_DIR (required), SKYTERRA_NODE_NAME (for messages),
+# SKYTERRA_NODE_KEEP.
 set -euo pipefail
 
 # If we run inside a session of some node ourselves, drop the marker so that
@@ -109,6 +114,14 @@ mapfile -t pids < <(node_pids)
 if ((${#pids[@]} > 0)); then
   echo "node-down: node $name: processes still alive after KILL: ${pids[*]}" >&2
   exit 1
+fi
+
+if [[ ${SKYTERRA_NODE_KEEP:-0} == 1 ]]; then
+  if [[ -f $dir/.skyterra-node && ! -L $dir ]]; then
+    rm -f -- "$dir/sshd.pid"
+    : >"$dir/stopped"
+  fi
+  exit 0
 fi
 
 if [[ -e $dir || -L $dir ]]; then

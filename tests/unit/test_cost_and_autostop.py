@@ -1,0 +1,109 @@
+"""The cost ledger (fixed clock), autostop's SkyPilot forms and the max_hourly_cost filter."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from skyterra import api, autostop, ledger
+from skyterra.catalog import Candidate
+from skyterra.errors import NotSupportedError, TaskError
+from skyterra.optimizer import optimize
+from skyterra.task import Task
+
+HOUR = 3600.0
+
+
+def test_a_destroyed_cluster_costs_its_running_time_at_its_launch_price(skyterra_home):
+    ledger.record_event("train", ledger.LAUNCH, at=1000.0, price=4.0,
+                        resources={"cloud": "aws", "instance_type": "g6.12xlarge",
+                                   "num_nodes": 2})
+    ledger.record_event("train", ledger.STOP, at=1000.0 + 2 * HOUR)      # 2 h running
+    ledger.record_event("train", ledger.START, at=1000.0 + 10 * HOUR)    # 8 h stopped: free
+    ledger.record_event("train", ledger.DESTROY, at=1000.0 + 10.5 * HOUR)
+    ledger.record_event("live", ledger.LAUNCH, at=5000.0, price=1.0)
+    (train, live) = api.cost_report(now=5000.0 + HOUR)
+    assert (train.name, train.status, train.launched_at) == ("train", "DESTROYED", 1000.0)
+    assert train.ended_at == 1000.0 + 10.5 * HOUR
+    assert train.duration == pytest.approx(2.5 * HOUR)
+    assert train.total_cost == pytest.approx(10.0)                     # 2.5 h x $4/h
+    assert train.resources["instance_type"] == "g6.12xlarge"
+    assert (live.status, live.ended_at, live.total_cost) == ("UP", None, pytest.approx(1.0))
+
+
+def test_a_name_launched_again_is_a_new_row_and_damaged_lines_are_skipped(skyterra_home):
+    ledger.record_event("a", ledger.LAUNCH, at=0.0, price=2.0)
+    ledger.record_event("a", ledger.DESTROY, at=HOUR, reason="autodowned after 5 min idle")
+    with ledger.ledger_path().open("a") as handle:
+        handle.write("{not json\n")
+    ledger.record_event("a", ledger.LAUNCH, at=2 * HOUR, price=3.0)
+    ledger.record_event("a", ledger.STOP, at=3 * HOUR)
+    first, second = ledger.report(now=10 * HOUR)
+    assert (first.total_cost, first.reason) == (pytest.approx(2.0),
+                                                "autodowned after 5 min idle")
+    assert (second.status, second.total_cost) == ("STOPPED", pytest.approx(3.0))
+    assert all(json.loads(line) for line in ledger.ledger_path().read_text().splitlines()
+               if line.startswith('{"'))
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (True, autostop.Autostop(5, False, "jobs_and_ssh")),
+    (10, autostop.Autostop(10)),
+    ("2h", autostop.Autostop(120)),
+    ({"idle_minutes": 1, "down": True}, autostop.Autostop(1, True)),
+    ({"wait_for": "none"}, autostop.Autostop(5, False, "none")),
+    (False, None),
+])
+def test_autostop_takes_every_skypilot_form(value, expected):
+    assert autostop.parse(value) == expected
+
+
+@pytest.mark.parametrize(("value", "error"), [
+    ({"hook": "git push"}, NotSupportedError), (0, TaskError), ("soon", TaskError),
+    ({"down": "yes"}, TaskError), ({"idle": 3}, TaskError), ([5], TaskError),
+])
+def test_bad_autostop_values_are_refused_naming_the_field(value, error):
+    with pytest.raises(error) as raised:
+        autostop.parse(value)
+    assert "resources.autostop" in str(raised.value)
+
+
+def test_autostop_survives_the_task_record_round_trip():
+    task = Task.from_yaml_config({"run": "true", "resources": {"autostop": "10m"}})
+    again = Task.from_yaml_config(task.to_yaml_config())
+    assert again.resources[0].autostop == {"idle_minutes": 10, "down": False,
+                                           "wait_for": "jobs_and_ssh"}
+
+
+class _Offers:
+    name = "fake"
+
+    def offers(self, resources, num_nodes):
+        return [Candidate(cloud="fake", region="r", zone=None, instance_type=t,
+                          accelerator=None, accelerator_count=0, vcpus=4, memory_gib=16,
+                          price=p, num_nodes=num_nodes) for t, p in (("small", 1.0),
+                                                                     ("big", 9.0))]
+
+    def explain(self, resources):
+        return "nothing"
+
+
+def test_max_hourly_cost_drops_dearer_candidates_and_says_when_none_is_left():
+    cheap = Task.from_yaml_config({"run": "true", "resources": {"max_hourly_cost": 5}})
+    assert [c.instance_type for c in optimize(cheap, [_Offers()])] == ["small"]
+    broke = Task.from_yaml_config({"run": "true", "resources": {"max_hourly_cost": 0.5}})
+    with pytest.raises(TaskError) as raised:
+        optimize(broke, [_Offers()])
+    message = str(raised.value)
+    assert "max_hourly_cost" in message and "$0.50/h" in message and "$1.00/h" in message
+
+
+def test_a_task_with_autostop_is_refused_before_anything_exists_where_it_is_not_built(
+        skyterra_home):
+    task = Task.from_yaml_config({"run": "true", "resources": {"accelerators": "L4:4",
+                                                               "autostop": 10}})
+    with pytest.raises(NotSupportedError) as raised:
+        api.launch_cluster(task, "nope", clouds=["aws"], dryrun_only=True)
+    assert "autostop is not available on aws" in str(raised.value)
+    assert not (skyterra_home / "clusters" / "nope").exists()
