@@ -106,3 +106,42 @@ def test_each_failed_step_names_node_image_and_keeps_the_cluster(code, words, tm
     text = str(error)
     assert words in text and "worker1 (10.0.0.2) of cluster 'c1'" in text
     assert "ubuntu:22.04" in text and "skyterra destroy c1" in text
+
+
+def test_azure_boot_script_installs_the_runtime_only_with_a_container():
+    from skyterra.clouds import azure as azure_mod
+
+    candidate = Candidate(cloud="azure", region="eastus", zone="1",
+                          instance_type="Standard_NC24ads_A100_v4", accelerator="A100-80GB",
+                          accelerator_count=1, vcpus=24, memory_gib=220, price=3.7)
+
+    def deploy(image_id):
+        resources = {"accelerators": "A100-80GB:1", **({"image_id": image_id} if image_id else {})}
+        task = Task.from_yaml_config({"run": "true", "resources": resources})
+        return deployment_for(task, candidate, public_key=KEY, options={
+            "ssh_cidrs": ["203.0.113.7/32"],
+            "azure_subscription_id": "00000000-0000-0000-0000-000000000000"})
+    plain, boxed = deploy(None), deploy("docker:nvcr.io/nvidia/pytorch:24.05-py3")
+    assert plain.cloud.tfvars(plain)["custom_data"] == azure_mod.NODE_SETUP_SCRIPT
+    script = boxed.cloud.tfvars(boxed)["custom_data"]
+    assert script.startswith(azure_mod.NODE_SETUP_SCRIPT.rstrip("\n"))
+    assert "nvidia-container-toolkit" in script and "systemctl enable --now docker" in script
+
+
+def test_aws_user_data_gets_the_runtime_only_with_a_container():
+    candidate = Candidate(cloud="aws", region="us-east-1", zone="us-east-1a",
+                          instance_type="g6.12xlarge", accelerator="L4", accelerator_count=4,
+                          vcpus=48, memory_gib=192, price=4.6)
+
+    def deploy(image_id):
+        resources = {"accelerators": "L4:4", **({"image_id": image_id} if image_id else {})}
+        task = Task.from_yaml_config({"run": "true", "resources": resources})
+        return deployment_for(task, candidate, public_key=KEY,
+                              options={"ssh_cidrs": ["203.0.113.7/32"]})
+    plain, boxed = deploy(None), deploy("docker:ubuntu:22.04")
+    assert "container_setup_script" not in plain.cloud.tfvars(plain)
+    assert plain.cloud.template_context(plain)["container"] is False
+    values = boxed.cloud.tfvars(boxed)
+    assert boxed.cloud.template_context(boxed)["container"] is True
+    assert values["metadata_hop_limit"] == 2
+    assert "nvidia-container-toolkit" in values["container_setup_script"]
