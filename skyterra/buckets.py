@@ -285,7 +285,7 @@ def attach(cluster: Cluster, task: Task, progress: Progress) -> None:
     def on(node: Node) -> None:
         shell = executor.NodeShell(cluster, node)
         try:
-            result = shell.run("bash -s", in_stream=executor._WholeStream(script))
+            result = shell.run("bash -s", in_stream=script)  # text on stdin, then EOF
         finally:
             shell.close()
         if not result.ok:
