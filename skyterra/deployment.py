@@ -18,7 +18,13 @@ from typing import Any
 from skyterra import backend, config, state
 from skyterra.catalog import Candidate
 from skyterra.clouds import get_cloud
-from skyterra.clouds.base import Cloud, CloudSettings, cidr_list, detect_caller_cidrs
+from skyterra.clouds.base import (
+    STORED_NODES_RUNNING,
+    Cloud,
+    CloudSettings,
+    cidr_list,
+    detect_caller_cidrs,
+)
 from skyterra.resources import Resources
 from skyterra.task import Task
 
@@ -26,7 +32,6 @@ from skyterra.task import Task
 # chosen at launch, so that later renders (destroy, fetch) need no network.
 STORED_SSH_CIDRS = "ssh_cidrs"
 # Key of the stored values that says whether the nodes run (skyterra stop/start); absent: yes.
-STORED_NODES_RUNNING = "nodes_running"
 
 
 @dataclasses.dataclass(frozen=True)

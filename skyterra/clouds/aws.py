@@ -18,7 +18,13 @@ from skyterra import container
 from skyterra.catalog import fabric as fabrics
 from skyterra.catalog.fabric import chosen_fabric, fabric_notes
 from skyterra.clouds import register
-from skyterra.clouds.base import Cloud, CloudSettings, CredentialReport, cidr_list
+from skyterra.clouds.base import (
+    STORED_NODES_RUNNING,
+    Cloud,
+    CloudSettings,
+    CredentialReport,
+    cidr_list,
+)
 from skyterra.errors import ConfigError, NotSupportedError, TaskError
 from skyterra.resources import machine_image
 
@@ -46,7 +52,6 @@ UBUNTU_SSM_PARAMETERS = {
 }
 
 # Stored value (record.cloud_options): autostop with down=true, so `shutdown -h now` terminates.
-AUTODOWN = "autodown"
 DEFAULT_DISK_SIZE = 256  # GiB; DLAMIs are ~100 GiB and checkpoints need room
 # resources.disk_tier -> (gp3 IOPS, gp3 throughput MiB/s); None = gp3 baseline 3000/125.
 DISK_TIERS = {
@@ -189,6 +194,10 @@ class AWS(Cloud):
         return {"network": network, "custom_image": image_id is not None,
                 "spot": bool(deployment.candidate.use_spot),
                 "efa": self.fabric(deployment) is not None,
+                # The power-state resource appears once the cluster is first stopped (and
+                # stays, so that start can set it back to running): a cluster never stopped
+                # has nothing of it to plan or refresh.
+                "power_state": STORED_NODES_RUNNING in deployment.stored,
                 "storage": bool(_s3_buckets(deployment)),
                 "container": container.spec_for(deployment) is not None}
 
@@ -220,7 +229,6 @@ class AWS(Cloud):
             "disk_throughput": throughput,
             "labels": dict(resources.labels),
             "nodes_running": deployment.nodes_running,
-            "shutdown_behavior": "terminate" if deployment.stored.get(AUTODOWN) else "stop",
             "ssh_user": self.ssh_user(deployment),
             "ssh_public_key": deployment.public_key,
             "ssh_private_key_path": str(deployment.private_key_path),

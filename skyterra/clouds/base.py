@@ -19,6 +19,11 @@ if TYPE_CHECKING:
     from skyterra.resources import Resources
 
 
+# Key of a cluster's stored values (ClusterRecord.cloud_options) that says whether its
+# nodes should run; present once the cluster was first stopped (power.py).
+STORED_NODES_RUNNING = "nodes_running"
+
+
 @dataclasses.dataclass
 class CredentialReport:
     cloud: str

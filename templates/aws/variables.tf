@@ -253,13 +253,3 @@ variable "nodes_running" {
   default     = true
 }
 
-variable "shutdown_behavior" {
-  type        = string
-  description = "What `shutdown -h now` on a node does (autostop: stop, autodown: terminate)."
-  default     = "stop"
-
-  validation {
-    condition     = contains(["stop", "terminate"], var.shutdown_behavior)
-    error_message = "The shutdown_behavior must be \"stop\" or \"terminate\"."
-  }
-}

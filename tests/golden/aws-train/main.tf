@@ -177,8 +177,6 @@ resource "aws_instance" "node" {
   key_name                    = aws_key_pair.cluster.key_name
   associate_public_ip_address = var.associate_public_ip
   placement_group             = one(aws_placement_group.cluster[*].name)
-  # `shutdown -h now` on the node (autostop's watcher) stops or terminates it.
-  instance_initiated_shutdown_behavior = var.shutdown_behavior
 
   user_data = templatefile("${path.module}/user_data.sh.tftpl", {
     ssh_user = var.ssh_user
@@ -214,13 +212,3 @@ locals {
   node_ssh_ips = [for n in aws_instance.node : n.public_ip != "" ? n.public_ip : n.private_ip]
 }
 
-# Power state (skyterra stop / start): a value in the tfvars, so a plan after a
-# stop or start shows no drift. A stopped instance keeps its EBS root volume;
-# it comes back with a new public IP. (One-time spot instances cannot stop:
-# skyterra refuses before planning.)
-resource "aws_ec2_instance_state" "node" {
-  count = var.num_nodes
-
-  instance_id = aws_instance.node[count.index].id
-  state       = var.nodes_running ? "running" : "stopped"
-}
