@@ -70,7 +70,8 @@ def test_a_terminal_sees_phases_and_the_log_has_every_event(skyterra_home, tmp_p
     try:
         code, screen = in_terminal("launch", str(task), "--cloud", "local", "-c", "live", "-y")
         assert code == 0, screen
-        assert "provisioning: 2/2 resources done" in screen, screen
+        # two resources per local node: the node and its power state (stop/start)
+        assert "provisioning: 4/4 resources done" in screen, screen
         assert "waiting for SSH: 2/2 nodes answering" in screen, screen
         assert "setup: 2/2 nodes done" in screen, screen
         for raw in RAW_EVENTS:
