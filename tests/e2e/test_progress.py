@@ -82,7 +82,7 @@ def test_a_terminal_sees_phases_and_the_log_has_every_event(skyterra_home, tmp_p
         log = skyterra("logs", "live", "--provision").stdout
         assert "terraform_data.node[0]: Creation complete" in log
         assert "terraform_data.node[1]: Creation complete" in log
-        assert "Plan: 2 to add" in log and "Apply complete!" in log
+        assert "Plan: 4 to add" in log and "Apply complete!" in log
         assert "(worker1, rank=1) setup-output-on-1" in log
 
         piped = skyterra("launch", str(task), "--cloud", "local", "-c", "live", "-y")
