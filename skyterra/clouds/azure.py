@@ -21,7 +21,7 @@ from skyterra.catalog import fabric as fabrics
 from skyterra.catalog.fabric import chosen_fabric, fabric_notes
 from skyterra.clouds import register
 from skyterra.clouds.base import Cloud, CloudSettings, CredentialReport
-from skyterra.clouds.gcp import NODE_SETUP_SCRIPT, source_ranges
+from skyterra.clouds.gcp import NODE_SETUP_SCRIPT, STORAGE_TOOLS, source_ranges
 from skyterra.errors import NotSupportedError, TaskError
 from skyterra.resources import machine_image
 
@@ -298,10 +298,6 @@ class Azure(Cloud):
 
 
 # Appended to the boot script of nodes whose task mounts buckets.
-STORAGE_TOOLS = ("\n# skyterra: tools for bucket file_mounts\n"
-                 "DEBIAN_FRONTEND=noninteractive apt-get install -y -q rclone fuse3 || true\n")
-
-
 def _containers(deployment: Deployment) -> list[dict[str, str]]:
     """The Blob containers of the task's bucket file_mounts, sorted (a stable render)."""
     mounts = getattr(deployment.task, "storage_mounts", [])
