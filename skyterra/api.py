@@ -30,7 +30,7 @@ from skyterra import dag as _dag
 from skyterra.cluster import Cluster
 from skyterra.dag import Dag
 from skyterra.errors import ClusterNotFoundError, PipelineError, SkyterraError, TaskError
-from skyterra.launcher import LaunchResult, dryrun, plan_candidates
+from skyterra.planning import LaunchResult, dryrun, plan_candidates
 from skyterra.request import Request, get, print_line, stream_and_get
 from skyterra.sharing import fetch_shared, forget_destroyed_elsewhere
 from skyterra.submission import DetachedInterrupt, follow_job, submit

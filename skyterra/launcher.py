@@ -4,7 +4,7 @@
 submission.py). A new cluster is recorded before Terraform runs and removed
 again if it fails to come up; an existing one stays where it is and is
 repaired (dead nodes replaced) instead of moved. Deciding and `dryrun` live in
-planning.py (re-exported here).
+planning.py.
 """
 
 from __future__ import annotations
@@ -38,14 +38,7 @@ from skyterra.errors import (
     TaskError,
 )
 from skyterra.optimizer import optimize
-from skyterra.planning import (  # noqa: F401 - re-exported: launcher's public names
-    DRYRUN_PUBLIC_KEY,
-    LaunchResult,
-    clouds_for,
-    default_cluster_name,
-    dryrun,
-    plan_candidates,
-)
+from skyterra.planning import default_cluster_name, plan_candidates
 from skyterra.sharing import fetch_shared
 from skyterra.task import Task
 from skyterra.terraform import find_binary

@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from skyterra import executor, jobs, launcher, provision, state
+from skyterra import executor, jobs, launcher, planning, provision, state
 from skyterra.clouds import get_cloud
 from skyterra.cluster import Cluster
 from skyterra.errors import ClusterNotFoundError, SkyterraError
@@ -391,7 +391,7 @@ class Controller:
     def _move(self, lost_place: tuple[str, str | None, str | None] | None) -> None:
         """Tear the cluster down and bring a new one up at the next candidate."""
         self.teardown()
-        ranked = launcher.plan_candidates(self.task, self.dir.load().clouds)
+        ranked = planning.plan_candidates(self.task, self.dir.load().clouds)
         ordered = recovery.next_candidates(self.policy, ranked, lost_place)
         self.say("candidates: " + ", ".join(recovery.where(c) for c in ordered))
         self._start(candidates=ordered)
