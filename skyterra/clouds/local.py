@@ -51,6 +51,8 @@ BOOT_DELAY_ENV = "SKYTERRA_LOCAL_BOOT_DELAY"   # test-only: slow node boot
 # node's kernel log (SKYTERRA_LOCAL_GPU_XID="worker1=79"). Read by templates/local/bin/.
 GPU_FAULT_ENVS = ("SKYTERRA_LOCAL_GPU_COUNTS", "SKYTERRA_LOCAL_GPU_XID")
 SLOTS = 16384
+# Node k of a cluster listens on host number k + 2 of the cluster's own /24 (.2 to .254).
+MAX_NODES = 253
 
 
 def subnet_for_slot(slot: int) -> str:
@@ -148,7 +150,7 @@ class Local(Cloud):
         return getpass.getuser()
 
     def offers(self, resources: Resources, num_nodes: int) -> list[Candidate]:
-        if self.unsupported(resources):
+        if self.unsupported(resources) or num_nodes > MAX_NODES:
             return []
         accel = resources.accelerator
         zones = [resources.zone] if resources.zone else list(ZONES)
@@ -172,7 +174,9 @@ class Local(Cloud):
         if fields:
             return (f"the local cloud runs the nodes on this machine: it has no {fields} "
                     f"(zones: {', '.join(ZONES)}). Remove those fields, or choose their cloud.")
-        return super().explain(resources)
+        # Local offers every request it can honour, so what is left is the node count.
+        return (f"the local cloud runs at most {MAX_NODES} nodes per cluster (each cluster "
+                "has one 127.x.y.0/24 of loopback addresses); ask for fewer nodes.")
 
     def check_credentials(self) -> CredentialReport:
         tools = ["sshd", "ssh", "ssh-keyscan", "ssh-keygen", "rsync"]
