@@ -299,7 +299,9 @@ chmod 0700 "$dir/session.sh"
   # In its own PID namespace sshd is PID 1 and would write "1": node-up.sh
   # writes sshd.pid itself, with the pid the host sees.
   if ((isolated)); then echo "PidFile none"; else echo "PidFile $dir/sshd.pid"; fi
-  echo "AuthorizedKeysFile $dir/authorized_keys"
+  # The cluster's key, and the home's own file: keys added on the node (the relay key
+  # the head uses to reach the workers, skyterra/relay.py) land there, as on a cloud VM.
+  echo "AuthorizedKeysFile $dir/authorized_keys $dir/home/.ssh/authorized_keys"
   echo "AllowUsers $user"
   echo "PubkeyAuthentication yes"
   echo "PasswordAuthentication no"
