@@ -565,11 +565,13 @@ def _run_agent(head: NodeShell, command: str, request: str, calls: list[_Call],
 
 # --- first contact ---------------------------------------------------------------------
 def pin_host_keys(cluster: Cluster, timeout: float = 120.0,
-                  progress: Sink | None = None) -> None:
+                  progress: Sink | None = None, known: dict[int, str] | None = None) -> None:
     """Wait until every node answers SSH, recording its host key (trust on first use).
 
     Later connections require exactly that key: a node that changes its key
-    is refused instead of silently trusted.
+    is refused instead of silently trusted. `known`: known_hosts lines by rank that
+    the cloud knows first-hand (Cloud.host_key_lines); a line for the node's own
+    address is pinned as it is, without a scan.
     """
     if cluster.known_hosts is None:
         raise ValueError("pin_host_keys needs cluster.known_hosts")
@@ -581,8 +583,9 @@ def pin_host_keys(cluster: Cluster, timeout: float = 120.0,
     with reporting.phase(progress or (lambda line: None), "waiting for SSH", len(wanted),
                          "nodes answering") as shown:
         shown.expect([n.name for n in wanted])
-        found = for_each_node(cluster, lambda node: _keyscan(cluster, node, timeout), wanted,
-                              on_done=lambda node: shown.done(node.name))
+        found = for_each_node(cluster, lambda node: _given_or_scanned(cluster, node, known,
+                                                                      timeout),
+                              wanted, on_done=lambda node: shown.done(node.name))
     for error in found.failed.values():
         if isinstance(error, (KeyboardInterrupt, SystemExit)):
             raise error
@@ -614,6 +617,14 @@ def _pinned_names(cluster: Cluster) -> set[str]:
 
 def _known_host_name(cluster: Cluster, node: Node) -> str:
     return node.ip if cluster.ssh_port == 22 else f"[{node.ip}]:{cluster.ssh_port}"
+
+
+def _given_or_scanned(cluster: Cluster, node: Node, known: dict[int, str] | None,
+                      timeout: float) -> str:
+    line = (known or {}).get(node.rank, "")
+    if line.split(" ", 1)[0] == _known_host_name(cluster, node) and len(line.split()) >= 3:
+        return line + "\n"
+    return _keyscan(cluster, node, timeout)
 
 
 def _keyscan(cluster: Cluster, node: Node, timeout: float) -> str:

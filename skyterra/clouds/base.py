@@ -151,6 +151,12 @@ class Cloud:
     def warnings(self, deployment: Deployment) -> list[str]:
         return []
 
+    def host_key_lines(self, deployment: Deployment) -> dict[int, str]:
+        """known_hosts lines of the nodes (by rank) that this cloud knows first-hand, so
+        that launch pins them without an ssh-keyscan per node (a key exchange each).
+        Default: none known; every node is scanned (trust on first use)."""
+        return {}
+
     def container_runtime(self, deployment: Deployment) -> dict[str, Any]:
         """How this cloud's nodes run a task's container (`image_id: docker:...`):
         {"runtime": "docker" | "podman", "image_stores": [...]} (skyterra/container.py).

@@ -319,6 +319,19 @@ class Local(Cloud):
     def node_env(self, deployment: Deployment) -> dict[str, str]:
         return _loopback_env(deployment.settings.slot)
 
+    def host_key_lines(self, deployment: Deployment) -> dict[int, str]:
+        """Each node's host key as node-up.sh wrote it (known_hosts_line in the node dir:
+        made from the key it generated, once the node's sshd listened on its address) --
+        first-hand, unlike a scan. A node without the file is scanned as usual."""
+        lines = {}
+        for rank in range(deployment.num_nodes):
+            path = Path(deployment.settings.nodes_dir) / f"{deployment.name}-{rank}"
+            try:
+                lines[rank] = (path / "known_hosts_line").read_text().strip()
+            except OSError:
+                continue
+        return lines
+
     def instances_gone(self, cluster_dir: Path, record: Any) -> list[int] | None:
         """A local node is gone when its directory is, or its sshd no longer runs."""
         return [node["rank"] for node in record.nodes
