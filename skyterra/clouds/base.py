@@ -73,6 +73,7 @@ class Cloud:
     node_resource = ""       # Terraform address of the per-node resource (count-indexed)
     needs_ssh_cidrs = True   # SSH ingress is limited to the caller's address(es)
     supports_autostop = False  # start_autostop works here (a task with autostop goes only here)
+    terraform_parallelism: int | None = None  # apply/destroy -parallelism; None: Terraform's 10
 
     def offers(self, resources: Resources, num_nodes: int) -> list[Candidate]:
         """Catalog rows that satisfy `resources`, cheapest first."""

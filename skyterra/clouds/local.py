@@ -138,6 +138,9 @@ class Local(Cloud):
     node_resource = "terraform_data.node"
     needs_ssh_cidrs = False  # loopback only
     supports_autostop = True
+    # A node is a few local processes that spend most of their start waiting for sshd:
+    # more at once than Terraform's default 10 (bench/RESULTS.md, 64 and 128 nodes).
+    terraform_parallelism = 32
     auto_enabled = False     # only when asked for (--cloud local, cloud: local, SKYTERRA_CLOUDS)
     settings_class = LocalSettings
     error_patterns = (("capacity", r"InsufficientInstanceCapacity"),
