@@ -107,3 +107,29 @@ def test_a_failing_rank_and_an_unreachable_worker_through_the_relay(skyterra_hom
         assert "worker1 (" in result.stderr and "Traceback" not in result.stderr
     finally:
         skyterra("destroy", "relayfail", "-y")
+
+
+def test_the_agent_reports_each_node_as_it_finishes_with_its_tail_and_timeouts(tmp_path):
+    """The agent alone (its head-local path: no ssh): stdin, exit codes, stderr, a
+    timeout, and a node that finishes first is reported first."""
+    import subprocess
+    import sys
+
+    from skyterra import relay
+
+    nodes = [{"rank": 0, "host": "", "cmd": "sleep 3; echo slow", "stdin": None,
+              "timeout": None},
+             {"rank": 1, "host": "", "cmd": "read -r x; echo got-$x; echo bad >&2; exit 3",
+              "stdin": "hello\n", "timeout": None},
+             {"rank": 2, "host": "", "cmd": "sleep 30", "stdin": None, "timeout": 0.5}]
+    request = relay.request("v", 22, "127.0.0.1", nodes, parallel=4, stream=False)
+    request = request.replace('"/tmp/skyterra-relay-v"', f'"{tmp_path}/cm"')
+    done = subprocess.run([sys.executable, str(executor.Path(relay.__file__).parent /
+                                               "relay_agent.py")],
+                          input=request, capture_output=True, text=True, timeout=30,
+                          cwd=tmp_path, check=True)
+    events = [relay.parse(line) for line in done.stdout.splitlines()]
+    assert [e["r"] for e in events] == [1, 2, 0]
+    assert events[0] == {"r": 1, "rc": 3, "so": "got-hello\n", "se": "bad\n"}
+    assert events[1]["rc"] is None
+    assert events[2] == {"r": 0, "rc": 0, "so": "slow\n", "se": ""}
