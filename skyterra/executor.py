@@ -471,8 +471,10 @@ def _private_name(cluster: Cluster, node: Node) -> str:
 
 
 def _relay_version(cluster: Cluster) -> str:
-    """Make sure the head has the agent and the relay key and the workers trust the key;
-    the version (digest) names the agent's directory on the head. Once per set of nodes."""
+    """Make sure the head has the agent, the relay key and the workers' host keys; the
+    version (digest) names the agent's directory there. Once per set of nodes. (Workers
+    that do not trust the relay key yet are authorized when the head is refused:
+    _authorize_relay.)"""
     ssh_dir = connection.cluster_ssh_dir(cluster.known_hosts, cluster.ssh_key)
     with _install_locks.setdefault(str(ssh_dir), threading.Lock()):
         public, private = relay.ensure_key(ssh_dir, f"skyterra-relay-{cluster.name}")
@@ -484,11 +486,6 @@ def _relay_version(cluster: Cluster) -> str:
         version = relay.digest(agent, public, known)
         if relay.installed(ssh_dir, version):
             return version
-        line = relay.authorized_line(public, cluster.head.private_ip)
-        # Best effort per worker: one that cannot be reached now fails, named, in the
-        # relay itself (and a replaced one changes the digest, so it is authorized then).
-        for_each_node(cluster, lambda n: NodeShell(cluster, n).run(relay.authorize_command(line)),
-                      workers, direct=True)
         head = NodeShell(cluster, cluster.head)
         result = head.run(relay.install_command(version),
                           in_stream=relay.install_payload(agent, private.read_text(), known))
@@ -503,9 +500,41 @@ def _relay_version(cluster: Cluster) -> str:
         return version
 
 
+def _authorize_relay(cluster: Cluster, nodes: list[Node]) -> None:
+    """Authorize the relay key on workers that refused the head (a cloud whose nodes did
+    not get it at boot, or a node added since): directly, once. Best effort: a worker that
+    cannot be reached now fails, named, when its command is sent again."""
+    ssh_dir = connection.cluster_ssh_dir(cluster.known_hosts, cluster.ssh_key)
+    public, _private = relay.ensure_key(ssh_dir, f"skyterra-relay-{cluster.name}")
+    command = relay.authorize_command(relay.authorized_line(public, cluster.head.private_ip))
+    for_each_node(cluster, lambda n: NodeShell(cluster, n).run(command), nodes, direct=True)
+
+
 def _relay_batch(cluster: Cluster, calls: list[_Call], parallel: int, stream: bool,
                  settle: Callable[..., None]) -> None:
-    """One request to the head's agent for `calls`; settle each as its result arrives."""
+    """One request to the head's agent for `calls`; settle each as its result arrives.
+    Workers that refuse the relay key are authorized and their commands sent again (the
+    command never started there: ssh's authentication comes first)."""
+    refused: list[_Call] = []
+
+    def settle_or_retry(call: _Call, result: CommandResult | None = None,
+                        error: BaseException | None = None) -> None:
+        if (result is not None and result.return_code == 255 and not refused_once
+                and "Permission denied" in result.stderr and call.node.rank != 0):
+            refused.append(call)
+            return
+        settle(call, result, error)
+
+    refused_once = False
+    _relay_send(cluster, calls, parallel, stream, settle_or_retry)
+    if refused:
+        refused_once = True
+        _authorize_relay(cluster, [call.node for call in refused])
+        _relay_send(cluster, refused, parallel, stream, settle_or_retry)
+
+
+def _relay_send(cluster: Cluster, calls: list[_Call], parallel: int, stream: bool,
+                settle: Callable[..., None]) -> None:
     head = NodeShell(cluster, cluster.head)
     for attempt in (1, 2):
         version = _relay_version(cluster)

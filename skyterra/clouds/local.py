@@ -253,6 +253,7 @@ class Local(Cloud):
             "unavailable_zones": sorted(unavailable),
             "boot_delay_seconds": float(os.environ.get(BOOT_DELAY_ENV, "0") or 0),
             "nodes_running": deployment.nodes_running,
+            "relay_public_key": _relay_public_key(deployment),
         }
 
     @staticmethod
@@ -447,6 +448,18 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"node {args.rank} of {args.cluster} is gone ({directory} removed)")
     return 0
+
+
+def _relay_public_key(deployment: Deployment) -> str:
+    """The cluster's relay key (made next to the cluster's key), so that workers trust it
+    from birth and the first command through the head needs no round of authorizing.
+    None for a module rendered without a real key directory (golden copies, tests)."""
+    from skyterra import relay
+
+    ssh_dir = deployment.private_key_path.parent
+    if not ssh_dir.is_dir():
+        return ""
+    return relay.ensure_key(ssh_dir, f"skyterra-relay-{deployment.name}")[0]
 
 
 def _node_dirs(cluster_dir: Path) -> list[Path]:

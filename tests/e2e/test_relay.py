@@ -9,6 +9,7 @@ output, a failing command on one worker, an unreachable worker named in its erro
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 
@@ -73,6 +74,28 @@ def test_the_relay_gives_the_same_results_as_direct_fan_out(skyterra_home, tmp_p
         assert sorted(relayed_streamed[2][1]) == ["(worker1, rank=1) err-relay3-worker1",
                                                   "(worker1, rank=1) got-rank1",
                                                   "(worker1, rank=1) out-relay3-worker1"]
+
+        # A worker that does not trust the relay key (a cloud node, say) is authorized
+        # once, directly, and its command sent again: the same results.
+        worker1 = skyterra_home / "clusters" / "relay3" / "nodes" / "relay3-1"
+        keys = (worker1 / "authorized_keys").read_text().splitlines()
+        (worker1 / "authorized_keys").write_text(
+            "".join(f"{k}\n" for k in keys if "skyterra-relay-" not in k))
+        head = executor.NodeShell(cluster, cluster.head)  # end the head's own connections
+        head.run("for s in /tmp/skyterra-relay-*/*; do ssh -o ControlPath=$s -O exit x; done")
+        assert _round(cluster) == direct
+        assert "skyterra-relay-" in (worker1 / "home" / ".ssh" / "authorized_keys").read_text()
+
+        # The relay key works from the head's address only.
+        relay_key = cluster.ssh_key.parent / "relay_ed25519"
+        refused = subprocess.run(
+            ["ssh", "-F", "/dev/null", "-i", str(relay_key), "-o", "IdentitiesOnly=yes",
+             "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o",
+             "UserKnownHostsFile=/dev/null", "-o", "ControlMaster=no", "-o", "ControlPath=none",
+             "-b", "127.0.0.1", "-p", str(cluster.ssh_port),
+             f"{cluster.ssh_user}@{cluster.nodes[2].ip}", "true"],
+            capture_output=True, text=True, timeout=30, check=False)
+        assert refused.returncode == 255 and "Permission denied" in refused.stderr
     finally:
         skyterra("destroy", "relay3", "-y")
 
@@ -112,7 +135,6 @@ def test_a_failing_rank_and_an_unreachable_worker_through_the_relay(skyterra_hom
 def test_the_agent_reports_each_node_as_it_finishes_with_its_tail_and_timeouts(tmp_path):
     """The agent alone (its head-local path: no ssh): stdin, exit codes, stderr, a
     timeout, and a node that finishes first is reported first."""
-    import subprocess
     import sys
 
     from skyterra import relay

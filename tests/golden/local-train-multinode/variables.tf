@@ -152,3 +152,14 @@ variable "nodes_running" {
   description = "false stops every node (all its processes end; its home and filesystem layer are kept); true starts them again (skyterra stop / start)."
   default     = true
 }
+
+variable "relay_public_key" {
+  type        = string
+  description = "The cluster's relay key (OpenSSH ed25519 public key, one line), authorized on the workers from the head's address only, so that the head can fan commands out to them. Empty: none."
+  default     = ""
+
+  validation {
+    condition     = var.relay_public_key == "" || can(regex("^ssh-ed25519 [A-Za-z0-9+/]+={0,3}( [A-Za-z0-9._@-]+)?$", var.relay_public_key))
+    error_message = "The relay_public_key must be empty or a single-line ssh-ed25519 public key (\"ssh-ed25519 AAAA... comment\")."
+  }
+}

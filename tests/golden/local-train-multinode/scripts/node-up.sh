@@ -256,6 +256,16 @@ mkdir -m 0700 -- "$dir/home"
 "$keygen" -q -t ed25519 -N '' -C "skyterra-$name" -f "$dir/ssh_host_ed25519_key" </dev/null >/dev/null \
   || fail "ssh-keygen failed"
 printf '%s\n' "$pubkey" >"$dir/authorized_keys"
+# Workers also trust the cluster's relay key, from the head's address only: the head
+# fans commands out to them (skyterra/relay.py). The key is data, checked to be one.
+relay_key=${SKYTERRA_RELAY_KEY:-}
+relay_from=${SKYTERRA_RELAY_FROM:-}
+if [[ -n $relay_key && ${SKYTERRA_NODE_INDEX:-0} != 0 ]]; then
+  [[ $relay_key =~ ^ssh-ed25519\ [A-Za-z0-9+/]+={0,3}(\ [A-Za-z0-9._@-]+)?$ ]] \
+    || fail "the relay key is not a single ssh-ed25519 public key"
+  [[ $relay_from =~ ^127\.[0-9]+\.[0-9]+\.[0-9]+$ ]] || fail "bad relay address '$relay_from'"
+  printf 'restrict,from="%s" %s\n' "$relay_from" "$relay_key" >>"$dir/authorized_keys"
+fi
 
 # Environment of every session. node_env first, so that the module's own
 # variables win (variables.tf also rejects HOME, PATH and SKYTERRA_NODE_ID).
