@@ -607,8 +607,8 @@ def pin_host_keys(cluster: Cluster, timeout: float = 120.0,
     if not _which("ssh-keyscan"):
         raise MissingToolError("ssh-keyscan is not installed; install the OpenSSH client "
                                "(Debian: apt-get install openssh-client).")
-    known = _pinned_names(cluster)
-    wanted = [n for n in cluster.nodes if _known_host_name(cluster, n) not in known]
+    pinned = _pinned_names(cluster)
+    wanted = [n for n in cluster.nodes if _known_host_name(cluster, n) not in pinned]
     with reporting.phase(progress or (lambda line: None), "waiting for SSH", len(wanted),
                          "nodes answering") as shown:
         shown.expect([n.name for n in wanted])
