@@ -27,24 +27,27 @@ from common import load, skyterra_env
 
 WRAPPER = ("import resource, subprocess, sys\n"
            "done = subprocess.run(sys.argv[1:], capture_output=True)\n"
-           "sys.stdout.write(f'{resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss} "
-           "{done.returncode}\\n')\n"
+           "use = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+           "sys.stdout.write(f'{use.ru_maxrss} {done.returncode} "
+           "{use.ru_utime + use.ru_stime}\\n')\n"
            "sys.stderr.buffer.write(done.stderr[-2000:])\n")
 ENV: dict[str, str] = {}
 
 
-def measured(*args: str, relay: str = "off") -> tuple[float, float, float]:
-    """(seconds, peak MiB, load average) of one `skyterra ARGS` process."""
+def measured(*args: str, relay: str = "off") -> tuple[float, float, float, float]:
+    """(seconds, peak MiB, load average, client CPU seconds) of one `skyterra ARGS` process.
+    Client CPU: skyterra and the processes it waited for (its ssh clients, Terraform), not
+    the head's relay nor the shared master connections (daemons)."""
     before = load()
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", WRAPPER, sys.executable, "-m", "skyterra.cli",
                            *args], capture_output=True, text=True, errors="replace", check=False,
                           env={**ENV, "SKYTERRA_RELAY_THRESHOLD": relay})
     elapsed = time.perf_counter() - start
-    rss, code = done.stdout.split()
+    rss, code, cpu = done.stdout.split()
     if code != "0":
         raise SystemExit(f"skyterra {' '.join(args)} failed:\n{done.stderr}")
-    return elapsed, int(rss) / 1024, max(before, load())
+    return elapsed, int(rss) / 1024, max(before, load()), float(cpu)
 
 
 def close_connections(name: str) -> None:
@@ -53,9 +56,10 @@ def close_connections(name: str) -> None:
     connection.close(state.ClusterDir(name).known_hosts_path.parent)
 
 
-def median(values: list[tuple[float, float, float]]) -> tuple[float, float, float]:
+def median(values: list[tuple[float, float, float, float]]
+           ) -> tuple[float, float, float, float]:
     return (statistics.median(v[0] for v in values), max(v[1] for v in values),
-            statistics.median(v[2] for v in values))
+            statistics.median(v[2] for v in values), statistics.median(v[3] for v in values))
 
 
 def main() -> None:
@@ -93,11 +97,11 @@ def main() -> None:
             row = (size, launch, min(cold), median(warm),
                    median(relayed) if relayed else None, destroy)
             rows.append(row)
-            relay_text = (f"relay {row[4][0]:5.2f} s ({row[4][1]:.0f} MiB)" if row[4]
-                          else "relay -")
+            relay_text = (f"relay {row[4][0]:5.2f} s ({row[4][1]:.0f} MiB, cpu "
+                          f"{row[4][3]:.2f} s)" if row[4] else "relay -")
             print(f"{size:4d} nodes: launch {launch[0]:6.2f} s ({launch[1]:.0f} MiB, "
                   f"load {launch[2]:.1f})  exec cold {row[2][0]:5.2f} s  warm {row[3][0]:5.2f} s "
-                  f"({row[3][1]:.0f} MiB, load {row[3][2]:.1f})  {relay_text}  "
+                  f"({row[3][1]:.0f} MiB, cpu {row[3][3]:.2f} s, load {row[3][2]:.1f})  {relay_text}  "
                   f"destroy {destroy[0]:5.2f} s ({destroy[1]:.0f} MiB)", flush=True)
     finally:
         for size in args.sizes.split(","):
@@ -105,14 +109,17 @@ def main() -> None:
                             "-y"], capture_output=True, check=False, env=ENV)
         shutil.rmtree(home, ignore_errors=True)
     print("\n| nodes | launch (-d) | exec cold | exec warm, direct | exec warm, via head | "
-          "destroy | peak MiB (launch / warm / via head / destroy) | load (launch / warm) |")
-    print("|---|---|---|---|---|---|---|---|")
+          "client CPU warm (direct / via head) | destroy | "
+          "peak MiB (launch / warm / via head / destroy) | load (launch / warm) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for size, launch, cold, warm, relayed, destroy in rows:
         via = f"{relayed[0]:.2f} s" if relayed else "-"
         via_mem = f"{relayed[1]:.0f}" if relayed else "-"
+        via_cpu = f"{relayed[3]:.2f} s" if relayed else "-"
         print(f"| {size} | {launch[0]:.2f} s | {cold[0]:.2f} s | {warm[0]:.2f} s | {via} | "
-              f"{destroy[0]:.2f} s | {launch[1]:.0f} / {warm[1]:.0f} / {via_mem} / "
-              f"{destroy[1]:.0f} | {launch[2]:.1f} / {warm[2]:.1f} |")
+              f"{warm[3]:.2f} s / {via_cpu} | {destroy[0]:.2f} s | {launch[1]:.0f} / "
+              f"{warm[1]:.0f} / {via_mem} / {destroy[1]:.0f} | {launch[2]:.1f} / "
+              f"{warm[2]:.1f} |")
 
 
 if __name__ == "__main__":

@@ -356,19 +356,27 @@ _thread = threading.local()        # .round, .rank: the relay round of an action
 _install_locks: dict[str, threading.Lock] = {}
 
 
-def relay_threshold() -> int | None:
-    """Rounds over more nodes than this go through the head (SKYTERRA_RELAY_THRESHOLD: a
-    number, or `off`). 32: below it the client's own ssh processes over warm masters
-    cost less than the head's extra hop; above it they grow with the cluster (bench/
-    RESULTS.md has both ways at 128 nodes)."""
+def relay_threshold(cluster: Cluster | None = None) -> int | None:
+    """Rounds over more nodes than this go through the head: SKYTERRA_RELAY_THRESHOLD (a
+    number, or `off`), else the cluster's cloud's own (Cloud.relay_threshold: 32 on the
+    clouds, where the client is far from the nodes and the head near them; never on the
+    local cloud, whose head shares this machine's cores with the client: bench/RESULTS.md
+    has both ways at 128 nodes). None: never."""
     configured = os.environ.get(RELAY_ENV, "").strip().lower()
     if configured in ("off", "no", "none", "false"):
         return None
-    return int(configured) if configured.isdigit() else 32
+    if configured.isdigit():
+        return int(configured)
+    if cluster is not None and cluster.cloud:
+        from skyterra.clouds import MODULES, get_cloud
+
+        if cluster.cloud in MODULES:
+            return get_cloud(cluster.cloud).relay_threshold
+    return 32
 
 
 def _relay_round(cluster: Cluster, nodes: list[Node], limit: int | None) -> _RelayRound | None:
-    threshold = relay_threshold()
+    threshold = relay_threshold(cluster)
     if threshold is None or len(nodes) <= threshold or len(cluster.nodes) < 2:
         return None
     if not cluster.known_hosts or not connection.pinned_keys(cluster.known_hosts):

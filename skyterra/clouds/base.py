@@ -74,6 +74,8 @@ class Cloud:
     needs_ssh_cidrs = True   # SSH ingress is limited to the caller's address(es)
     supports_autostop = False  # start_autostop works here (a task with autostop goes only here)
     terraform_parallelism: int | None = None  # apply/destroy -parallelism; None: Terraform's 10
+    # Commands to clusters of more nodes go through the head (executor.relay_threshold)
+    relay_threshold: int | None = 32
 
     def offers(self, resources: Resources, num_nodes: int) -> list[Candidate]:
         """Catalog rows that satisfy `resources`, cheapest first."""

@@ -141,6 +141,9 @@ class Local(Cloud):
     # A node is a few local processes that spend most of their start waiting for sshd:
     # more at once than Terraform's default 10 (bench/RESULTS.md, 64 and 128 nodes).
     terraform_parallelism = 32
+    # The head is this machine: going through it adds a hop and saves the client nothing
+    # (bench/RESULTS.md: 128 nodes both ways). SKYTERRA_RELAY_THRESHOLD still forces it.
+    relay_threshold = None
     auto_enabled = False     # only when asked for (--cloud local, cloud: local, SKYTERRA_CLOUDS)
     settings_class = LocalSettings
     error_patterns = (("capacity", r"InsufficientInstanceCapacity"),
