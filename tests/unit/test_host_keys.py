@@ -1,4 +1,4 @@
-"""Launch pins host keys the cloud knows first-hand without scanning the nodes."""
+"""Choices the executor makes without reaching a node: first-hand host keys, the relay threshold."""
 
 from __future__ import annotations
 
@@ -28,3 +28,15 @@ def test_given_lines_for_the_nodes_own_names_are_pinned_and_the_rest_scanned(tmp
     assert lines[0] == "[127.9.9.2]:2222 ssh-ed25519 AAAA"
     assert lines[1:] == ["[127.9.9.3]:2222 ssh-ed25519 SCANNED",
                          "[127.9.9.4]:2222 ssh-ed25519 SCANNED"]
+
+
+def test_the_relay_threshold_is_the_clouds_unless_the_setting_says(monkeypatch, tmp_path):
+    cluster = _cluster(tmp_path, 22)
+    monkeypatch.delenv(executor.RELAY_ENV, raising=False)
+    for cloud, expected in (("local", None), ("aws", 32), ("", 32)):
+        cluster.cloud = cloud
+        assert executor.relay_threshold(cluster) == expected
+    monkeypatch.setenv(executor.RELAY_ENV, "5")
+    assert executor.relay_threshold(cluster) == 5
+    monkeypatch.setenv(executor.RELAY_ENV, "off")
+    assert executor.relay_threshold(cluster) is None
