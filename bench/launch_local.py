@@ -10,16 +10,23 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from common import load, skyterra_env
+
 TASK = "name: bench\nnum_nodes: 2\nrun: echo rank $SKYPILOT_NODE_RANK\n"
 
 
+ENV: dict[str, str] = {}
+
+
 def run(*argv: str, **kwargs) -> subprocess.CompletedProcess:
+    kwargs.setdefault("env", ENV)
     return subprocess.run(argv, check=True, capture_output=True, text=True, **kwargs)
 
 
@@ -42,7 +49,7 @@ def time_by_hand(workdir: Path) -> float:
     module = workdir / "module"
     api.render(Task.from_yaml_config(json.loads(json.dumps({"num_nodes": 2, "run": "true"}))),
                cloud="local", out_dir=module, cluster_name="byhand")
-    env = {**os.environ, "CHECKPOINT_DISABLE": "1"}
+    env = {**ENV, "CHECKPOINT_DISABLE": "1"}
     start = time.perf_counter()
     run("terraform", "init", "-input=false", cwd=module, env=env)
     run("terraform", "apply", "-auto-approve", "-input=false", cwd=module, env=env)
@@ -59,18 +66,27 @@ def time_by_hand(workdir: Path) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--source", action="store_true",
+                        help="keep PYTHONDONTWRITEBYTECODE (compile from source every time)")
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="skyterra-bench-"))
     os.environ["SKYTERRA_HOME"] = str(home / "home")
+    ENV.update(skyterra_env(args.source))
+    ours, hand, loads = [], [], []
     try:
-        ours = min(time_skyterra(home) for _ in range(args.repeat))
-        hand = min(time_by_hand(home / f"h{i}") for i in range(args.repeat))
+        for i in range(args.repeat):  # interleaved, so both meet the same load
+            loads.append(load())
+            ours.append(time_skyterra(home))
+            hand.append(time_by_hand(home / f"h{i}"))
     finally:
         shutil.rmtree(home, ignore_errors=True)
-    print(f"skyterra launch (2 nodes, trivial run): {ours:.2f} s")
-    print(f"by hand (terraform init+apply, ssh per node): {hand:.2f} s")
-    print(f"ratio: {ours / hand:.2f}x")
+    ours_m, hand_m = statistics.median(ours), statistics.median(hand)
+    print(f"skyterra launch (2 nodes, trivial run): median {ours_m:.2f} s, best {min(ours):.2f} s")
+    print(f"by hand (terraform init+apply, ssh per node): median {hand_m:.2f} s, "
+          f"best {min(hand):.2f} s")
+    print(f"ratio of medians: {ours_m / hand_m:.2f}x, of bests {min(ours) / min(hand):.2f}x; "
+          f"load average {min(loads):.1f}-{max(loads):.1f}")
 
 
 if __name__ == "__main__":

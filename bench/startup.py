@@ -8,7 +8,6 @@ SkyPilot runs from a throwaway venv: python -m venv /tmp/skyvenv &&
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import subprocess
@@ -16,6 +15,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from common import load, skyterra_env
 
 QUICKSTART = """name: quickstart
 resources:
@@ -39,10 +40,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--sky", default="/tmp/skyvenv/bin/sky")
+    parser.add_argument("--source", action="store_true",
+                        help="keep PYTHONDONTWRITEBYTECODE (compile from source every time)")
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="skyterra-bench-"))
-    env = {**os.environ, "SKYTERRA_HOME": str(home / "home"),
-           "SKYTERRA_SSH_CIDRS": "203.0.113.7/32"}
+    env = skyterra_env(args.source, SKYTERRA_HOME=str(home / "home"),
+                       SKYTERRA_SSH_CIDRS="203.0.113.7/32")
+    print(f"load average at start: {load():.1f}")
     task = home / "quickstart.yaml"
     task.write_text(QUICKSTART)
     ours = [sys.executable, "-m", "skyterra.cli"]
@@ -59,7 +63,7 @@ def main() -> None:
                                   "-c", "bench"], args.repeat, env)
             print(f"skyterra launch --dryrun ({cloud}): {dry:.2f} s")
         bare = median_seconds([sys.executable, "-c", "pass"], args.repeat, env)
-        print(f"python -c pass (the floor): {bare:.2f} s")
+        print(f"python -c pass (the floor): {bare:.2f} s; load average now {load():.1f}")
     finally:
         shutil.rmtree(home, ignore_errors=True)
 

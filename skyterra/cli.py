@@ -164,9 +164,10 @@ def _override(task, envs: tuple[str, ...], env_file: str | None, secrets: tuple[
         task.update_secrets(_parse_env(secrets, "--secret"))
     if num_nodes is not None:
         from skyterra.errors import TaskError
+        from skyterra.task import MAX_NODES
 
-        if num_nodes < 1 or num_nodes > 64:
-            raise TaskError(f"--num-nodes must be from 1 to 64, got {num_nodes}.",
+        if num_nodes < 1 or num_nodes > MAX_NODES:
+            raise TaskError(f"--num-nodes must be from 1 to {MAX_NODES}, got {num_nodes}.",
                             field="--num-nodes")
         task.num_nodes = num_nodes
     if cloud is not None:  # `--cloud ''` is an error, not "any cloud"

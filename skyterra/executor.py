@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from skyterra import connection
+from skyterra import connection, relay
 from skyterra import progress as reporting
 from skyterra.cluster import Cluster, Node
 from skyterra.errors import (
@@ -174,9 +174,15 @@ class NodeShell:
         data that must not show in the node's process list (secrets) travels this way.
         out: stream stdout and stderr line by line (with the node prefix) as they come.
         """
+        data = in_stream.read() if hasattr(in_stream, "read") else in_stream
+        relayed = _relay_round_of(self)
+        if relayed is not None:
+            result = relayed.call(self.node, command, data, out, timeout)
+            if result.return_code == 255:
+                self._raise_for_ssh(result.stderr, via=self.cluster.head)
+            return result
         if out is not None and not self._master_alive():
             self.open()  # connect first, so ssh's own errors never mix into the stream
-        data = in_stream.read() if hasattr(in_stream, "read") else in_stream
         if out is None:
             result = self._captured(command, data, timeout)
         else:
@@ -226,17 +232,24 @@ class NodeShell:
         return connection.control_path(self._ssh_dir, self.cluster.ssh_user, self.node.ip,
                                        self.cluster.ssh_port, self._pinned()).is_socket()
 
-    def _raise_for_ssh(self, stderr: str) -> None:
+    def _raise_for_ssh(self, stderr: str, via: Node | None = None) -> None:
         """Exit 255 is ssh's own: host key, refused, unreachable, authentication."""
         _raise_for_host_key(self.cluster, self.node, stderr)
         reason = (stderr.strip().splitlines() or ["ssh failed (exit code 255)"])[-1]
-        raise NodeUnreachableError(f"cannot reach {self.node.name} ({self.node.ip}:"
-                                   f"{self.cluster.ssh_port}) of cluster '{self.cluster.name}' "
-                                   f"over SSH: {reason}")
+        path = "over SSH" if via is None or via.rank == self.node.rank else (
+            f"over SSH from the head ({via.private_ip}, through which commands to this "
+            f"{len(self.cluster.nodes)}-node cluster go)")
+        ip = self.node.ip if via is None else self.node.private_ip
+        raise NodeUnreachableError(f"cannot reach {self.node.name} ({ip}:{self.cluster.ssh_port})"
+                                   f" of cluster '{self.cluster.name}' {path}: {reason}")
 
     def open(self) -> NodeShell:
         """Connect now: checks reachability and the host key. A live master connection
-        (checked once, when it connected) counts as connected: no round trip."""
+        (checked once, when it connected) counts as connected: no round trip. In a round
+        that goes through the head, the head connects (one `true` per node, batched)."""
+        if _relay_round_of(self) is not None:
+            self.run("true")
+            return self
         if self._master_alive():
             return self
         result = self._captured("true", None, 60)
@@ -289,19 +302,27 @@ def parallelism() -> int:
 
 def for_each_node(cluster: Cluster, action: Callable[[Node], Any],
                   nodes: list[Node] | None = None, *, limit: int | None = None,
-                  on_done: Callable[[Node], None] | None = None) -> NodeResults:
+                  on_done: Callable[[Node], None] | None = None,
+                  direct: bool = False) -> NodeResults:
     """Run `action(node)` in one daemon thread per node; collect values and errors.
 
     At most `limit` actions run at once (default: parallelism(); 0 = no limit, for
     long-lived streams). on_done(node) is called as each node finishes (progress).
     Daemon threads: if the user presses Ctrl-C the main thread leaves at once
     and no thread keeps the process alive.
+
+    Above relay_threshold() nodes (and unless `direct`), the commands the actions run
+    on their own node (NodeShell.run) go through the head in batches (_RelayRound):
+    the actions and the NodeResults are the same, the limit applies on the head.
     """
     results = NodeResults(cluster, {}, {})
-    limit = parallelism() if limit is None else limit
+    chosen = cluster.nodes if nodes is None else nodes
+    relayed = None if direct else _relay_round(cluster, chosen, limit)
+    limit = 0 if relayed is not None else parallelism() if limit is None else limit
     gate = threading.BoundedSemaphore(limit) if limit > 0 else None
 
     def target(node: Node) -> None:
+        _thread.round, _thread.rank = relayed, node.rank
         try:
             if gate is not None:
                 gate.acquire()
@@ -310,6 +331,8 @@ def for_each_node(cluster: Cluster, action: Callable[[Node], Any],
             finally:
                 if gate is not None:
                     gate.release()
+                if relayed is not None:
+                    relayed.finished()
         except BaseException as error:  # noqa: BLE001 - reported to the caller per node
             results.failed[node.rank] = error
         if on_done is not None:
@@ -318,8 +341,7 @@ def for_each_node(cluster: Cluster, action: Callable[[Node], Any],
             except Exception:  # noqa: BLE001,S110 - a progress display must not fail the work
                 pass
 
-    threads = [threading.Thread(target=target, args=(node,), daemon=True)
-               for node in (cluster.nodes if nodes is None else nodes)]
+    threads = [threading.Thread(target=target, args=(node,), daemon=True) for node in chosen]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -328,26 +350,279 @@ def for_each_node(cluster: Cluster, action: Callable[[Node], Any],
     return results
 
 
+# --- fan-out through the head (relay.py) ------------------------------------------------
+RELAY_ENV = "SKYTERRA_RELAY_THRESHOLD"
+_thread = threading.local()        # .round, .rank: the relay round of an action's thread
+_install_locks: dict[str, threading.Lock] = {}
+
+
+def relay_threshold(cluster: Cluster | None = None) -> int | None:
+    """Rounds over more nodes than this go through the head: SKYTERRA_RELAY_THRESHOLD (a
+    number, or `off`), else the cluster's cloud's own (Cloud.relay_threshold: 32 on the
+    clouds, where the client is far from the nodes and the head near them; never on the
+    local cloud, whose head shares this machine's cores with the client: bench/RESULTS.md
+    has both ways at 128 nodes). None: never."""
+    configured = os.environ.get(RELAY_ENV, "").strip().lower()
+    if configured in ("off", "no", "none", "false"):
+        return None
+    if configured.isdigit():
+        return int(configured)
+    if cluster is not None and cluster.cloud:
+        from skyterra.clouds import MODULES, get_cloud
+
+        if cluster.cloud in MODULES:
+            return get_cloud(cluster.cloud).relay_threshold
+    return 32
+
+
+def _relay_round(cluster: Cluster, nodes: list[Node], limit: int | None) -> _RelayRound | None:
+    threshold = relay_threshold(cluster)
+    if threshold is None or len(nodes) <= threshold or len(cluster.nodes) < 2:
+        return None
+    if not cluster.known_hosts or not connection.pinned_keys(cluster.known_hosts):
+        return None  # the head checks the workers' host keys against ours: none pinned yet
+    return _RelayRound(cluster, {n.rank for n in nodes},
+                       parallelism() if not limit else limit)
+
+
+def _relay_round_of(shell: NodeShell) -> _RelayRound | None:
+    """The relay round of this thread, if the shell is for the thread's own node."""
+    relayed = getattr(_thread, "round", None)
+    if relayed is None or getattr(_thread, "rank", None) != shell.node.rank:
+        return None
+    return relayed if relayed.cluster is shell.cluster else None
+
+
+@dataclasses.dataclass
+class _Call:
+    node: Node
+    command: str
+    data: str | None
+    out: PrefixWriter | None
+    timeout: float | None
+    done: threading.Event = dataclasses.field(default_factory=threading.Event)
+    result: CommandResult | None = None
+    error: BaseException | None = None
+
+
+class _RelayRound:
+    """The commands of one for_each_node round, sent to the head in batches.
+
+    Each action's thread hands its command to `call` and waits. When every action
+    still running is waiting (none could add a command soon), the pending commands go
+    to the head as one request; each thread wakes as its node's result arrives, so a
+    node that finishes early is seen early (a failed rank stops the others at once).
+    An action that runs a second command makes the next batch.
+    """
+
+    def __init__(self, cluster: Cluster, ranks: set[int], parallel: int):
+        self.cluster, self.ranks, self.parallel = cluster, ranks, parallel
+        self._cond = threading.Condition()
+        self._live = len(ranks)       # actions that have not returned
+        self._waiting = 0             # actions inside call()
+        self._pending: list[_Call] = []
+
+    def call(self, node: Node, command: str, data: object, out: PrefixWriter | None,
+             timeout: float | None) -> CommandResult:
+        call = _Call(node, command, None if data is None else str(data), out, timeout)
+        with self._cond:
+            self._pending.append(call)
+            self._waiting += 1
+            self._flush_if_ready()
+        call.done.wait()
+        if call.error is not None:
+            raise call.error
+        assert call.result is not None
+        return call.result
+
+    def finished(self) -> None:
+        with self._cond:
+            self._live -= 1
+            self._flush_if_ready()
+
+    def _flush_if_ready(self) -> None:
+        if self._pending and self._waiting >= self._live:
+            batch, self._pending = self._pending, []
+            for stream in (False, True):
+                part = [c for c in batch if (c.out is not None) == stream]
+                if part:
+                    threading.Thread(target=self._send, args=(part, stream),
+                                     daemon=True).start()
+
+    def _settle(self, call: _Call, result: CommandResult | None = None,
+                error: BaseException | None = None) -> None:
+        if call.done.is_set():
+            return
+        call.result, call.error = result, error
+        if call.out is not None:
+            call.out.finish()
+        with self._cond:
+            self._waiting -= 1
+        call.done.set()
+
+    def _send(self, calls: list[_Call], stream: bool) -> None:
+        try:
+            _relay_batch(self.cluster, calls, self.parallel, stream, self._settle)
+        except BaseException as error:  # noqa: BLE001 - every waiting action gets it
+            for call in calls:
+                self._settle(call, error=error)
+        for call in calls:  # an agent that ended early: name the nodes left without result
+            self._settle(call, error=NodeUnreachableError(
+                f"the relay on the head of cluster '{self.cluster.name}' ended without a "
+                f"result for {call.node.name} ({call.node.private_ip}); run the command "
+                f"again, or with {RELAY_ENV}=off to reach every node directly."))
+
+
+def _private_name(cluster: Cluster, node: Node) -> str:
+    ip = node.private_ip
+    return ip if cluster.ssh_port == 22 else f"[{ip}]:{cluster.ssh_port}"
+
+
+def _relay_version(cluster: Cluster) -> str:
+    """Make sure the head has the agent, the relay key and the workers' host keys; the
+    version (digest) names the agent's directory there. Once per set of nodes. (Workers
+    that do not trust the relay key yet are authorized when the head is refused:
+    _authorize_relay.)"""
+    ssh_dir = connection.cluster_ssh_dir(cluster.known_hosts, cluster.ssh_key)
+    with _install_locks.setdefault(str(ssh_dir), threading.Lock()):
+        public, private = relay.ensure_key(ssh_dir, f"skyterra-relay-{cluster.name}")
+        workers = cluster.nodes[1:]
+        known = relay.head_known_hosts(
+            connection.pinned_keys(cluster.known_hosts),
+            [(_known_host_name(cluster, n), _private_name(cluster, n)) for n in workers])
+        agent = relay.agent_source()
+        version = relay.digest(agent, public, known)
+        if relay.installed(ssh_dir, version):
+            return version
+        head = NodeShell(cluster, cluster.head)
+        result = head.run(relay.install_command(version),
+                          in_stream=relay.install_payload(agent, private.read_text(), known))
+        if result.return_code == 127:
+            raise MissingToolError(f"the head of cluster '{cluster.name}' has no python3, "
+                                   "which fanning out through the head needs; install it there, "
+                                   f"or set {RELAY_ENV}=off to reach every node directly.")
+        if not result.ok:
+            raise NodeUnreachableError(f"could not install the relay on the head of cluster "
+                                       f"'{cluster.name}': {result.stderr.strip()}")
+        relay.mark_installed(ssh_dir, version)
+        return version
+
+
+def _authorize_relay(cluster: Cluster, nodes: list[Node]) -> None:
+    """Authorize the relay key on workers that refused the head (a cloud whose nodes did
+    not get it at boot, or a node added since): directly, once. Best effort: a worker that
+    cannot be reached now fails, named, when its command is sent again."""
+    ssh_dir = connection.cluster_ssh_dir(cluster.known_hosts, cluster.ssh_key)
+    public, _private = relay.ensure_key(ssh_dir, f"skyterra-relay-{cluster.name}")
+    command = relay.authorize_command(relay.authorized_line(public, cluster.head.private_ip))
+    for_each_node(cluster, lambda n: NodeShell(cluster, n).run(command), nodes, direct=True)
+
+
+def _relay_batch(cluster: Cluster, calls: list[_Call], parallel: int, stream: bool,
+                 settle: Callable[..., None]) -> None:
+    """One request to the head's agent for `calls`; settle each as its result arrives.
+    Workers that refuse the relay key are authorized and their commands sent again (the
+    command never started there: ssh's authentication comes first)."""
+    refused: list[_Call] = []
+
+    def settle_or_retry(call: _Call, result: CommandResult | None = None,
+                        error: BaseException | None = None) -> None:
+        if (result is not None and result.return_code == 255 and not refused_once
+                and "Permission denied" in result.stderr and call.node.rank != 0):
+            refused.append(call)
+            return
+        settle(call, result, error)
+
+    refused_once = False
+    _relay_send(cluster, calls, parallel, stream, settle_or_retry)
+    if refused:
+        refused_once = True
+        _authorize_relay(cluster, [call.node for call in refused])
+        _relay_send(cluster, refused, parallel, stream, settle_or_retry)
+
+
+def _relay_send(cluster: Cluster, calls: list[_Call], parallel: int, stream: bool,
+                settle: Callable[..., None]) -> None:
+    head = NodeShell(cluster, cluster.head)
+    for attempt in (1, 2):
+        version = _relay_version(cluster)
+        nodes = [{"rank": index, "cmd": call.command, "stdin": call.data,
+                  "timeout": call.timeout,
+                  "host": "" if call.node.rank == cluster.head.rank
+                  else f"{cluster.ssh_user}@{call.node.private_ip}"}
+                 for index, call in enumerate(calls)]
+        text = relay.request(version, cluster.ssh_port, cluster.head.private_ip, nodes,
+                             parallel=parallel, stream=stream)
+        code, stderr, seen = _run_agent(head, relay.run_command(version), text, calls, settle)
+        if code == relay.MISSING and not seen and attempt == 1:
+            relay.mark_installed(head._ssh_dir, None)  # the head lost it (replaced): again
+            continue
+        if code == 255 and not seen:
+            head._raise_for_ssh(stderr)
+        return
+
+
+def _run_agent(head: NodeShell, command: str, request: str, calls: list[_Call],
+               settle: Callable[..., None]) -> tuple[int, str, bool]:
+    """Run the agent on the head, dispatch its events: (exit code, stderr, any event seen)."""
+    connection.ensure_socket_dir(head._ssh_dir)
+    process = subprocess.Popen(head.argv(command), env=head.env(), text=True, bufsize=1,
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    errors: list[str] = []
+    reader = threading.Thread(target=lambda: errors.append(process.stderr.read()), daemon=True)
+    reader.start()
+    seen = False
+    try:
+        process.stdin.write(request)
+        process.stdin.close()
+        for line in process.stdout:
+            event = relay.parse(line)
+            if event is None or not 0 <= event["r"] < len(calls):
+                continue
+            seen = True
+            call = calls[event["r"]]
+            if "o" in event and call.out is not None:
+                call.out.write(str(event["o"]))
+            elif "rc" in event:
+                if event["rc"] is None:
+                    settle(call, error=TimeoutError(f"{call.node.name}: command timed out "
+                                                    f"after {call.timeout} s"))
+                else:
+                    settle(call, CommandResult(int(event["rc"]), str(event.get("so", "")),
+                                               str(event.get("se", ""))))
+        process.wait()
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
+    reader.join(5)
+    return process.returncode, "".join(errors), seen
+
+
 # --- first contact ---------------------------------------------------------------------
 def pin_host_keys(cluster: Cluster, timeout: float = 120.0,
-                  progress: Sink | None = None) -> None:
+                  progress: Sink | None = None, known: dict[int, str] | None = None) -> None:
     """Wait until every node answers SSH, recording its host key (trust on first use).
 
     Later connections require exactly that key: a node that changes its key
-    is refused instead of silently trusted.
+    is refused instead of silently trusted. `known`: known_hosts lines by rank that
+    the cloud knows first-hand (Cloud.host_key_lines); a line for the node's own
+    address is pinned as it is, without a scan.
     """
     if cluster.known_hosts is None:
         raise ValueError("pin_host_keys needs cluster.known_hosts")
     if not _which("ssh-keyscan"):
         raise MissingToolError("ssh-keyscan is not installed; install the OpenSSH client "
                                "(Debian: apt-get install openssh-client).")
-    known = _pinned_names(cluster)
-    wanted = [n for n in cluster.nodes if _known_host_name(cluster, n) not in known]
+    pinned = _pinned_names(cluster)
+    wanted = [n for n in cluster.nodes if _known_host_name(cluster, n) not in pinned]
     with reporting.phase(progress or (lambda line: None), "waiting for SSH", len(wanted),
                          "nodes answering") as shown:
         shown.expect([n.name for n in wanted])
-        found = for_each_node(cluster, lambda node: _keyscan(cluster, node, timeout), wanted,
-                              on_done=lambda node: shown.done(node.name))
+        found = for_each_node(cluster, lambda node: _given_or_scanned(cluster, node, known,
+                                                                      timeout),
+                              wanted, on_done=lambda node: shown.done(node.name))
     for error in found.failed.values():
         if isinstance(error, (KeyboardInterrupt, SystemExit)):
             raise error
@@ -379,6 +654,14 @@ def _pinned_names(cluster: Cluster) -> set[str]:
 
 def _known_host_name(cluster: Cluster, node: Node) -> str:
     return node.ip if cluster.ssh_port == 22 else f"[{node.ip}]:{cluster.ssh_port}"
+
+
+def _given_or_scanned(cluster: Cluster, node: Node, known: dict[int, str] | None,
+                      timeout: float) -> str:
+    line = (known or {}).get(node.rank, "")
+    if line.split(" ", 1)[0] == _known_host_name(cluster, node) and len(line.split()) >= 3:
+        return line + "\n"
+    return _keyscan(cluster, node, timeout)
 
 
 def _keyscan(cluster: Cluster, node: Node, timeout: float) -> str:

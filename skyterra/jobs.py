@@ -180,7 +180,10 @@ def _follow(cluster: Cluster, shells: dict[int, executor.NodeShell], job_key: st
     results = executor.for_each_node(cluster, follow, limit=0,  # streams: all at once
                                      on_done=on_done)
     results.raise_first("follow the command")
-    return {rank: int(code) for rank, code in results.succeeded.items()}
+    # In the order the nodes finished (first_failure blames the first): a node's action
+    # returns only after it stopped the others, so results.succeeded would list the
+    # nodes it stopped before it.
+    return {rank: int(code) for rank, code in codes.items()}
 
 
 def _stop(cluster: Cluster, node: Node, job_key: str) -> None:

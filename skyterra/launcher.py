@@ -303,7 +303,8 @@ def _repair_dead_nodes(done: provision.Provisioned, cluster_dir: state.ClusterDi
         executor.close_connections(done.cluster)
     executor.pin_host_keys(done.cluster,
                            timeout=float(os.environ.get("SKYTERRA_SSH_TIMEOUT", "300")),
-                           progress=progress)
+                           progress=progress,
+                           known=done.deployment.cloud.host_key_lines(done.deployment))
     return done
 
 

@@ -37,8 +37,9 @@ class Provisioned:
 
 
 def workspace(directory: Path, cloud_name: str, progress: Progress) -> Workspace:
-    return Workspace(directory, progress=progress,
-                     classify=get_cloud(cloud_name).classify_error)
+    cloud = get_cloud(cloud_name)
+    return Workspace(directory, progress=progress, classify=cloud.classify_error,
+                     parallelism=cloud.terraform_parallelism)
 
 
 def init(ws: Workspace) -> None:

@@ -21,7 +21,11 @@ from skyterra.errors import NotSupportedError, TaskError
 from skyterra.resources import Resources, ignored_resource_keys, resources_from_config
 
 TASK_KEYS = spec.TASK_KEYS
-MAX_NODES = 64
+# SkyPilot has no cap of its own (cloud quotas decide). 512 keeps a typo (num_nodes: 5000)
+# from becoming a bill, and is what one client can drive: past the relay threshold
+# (executor.relay_threshold) commands fan out through the head, so the client's cost stays
+# flat; a cloud with a smaller limit (the local cloud: one /24 per cluster) says so itself.
+MAX_NODES = 512
 MAX_YAML_BYTES = 1 << 20          # a task file is a page of text, not a data set
 MAX_YAML_NODES = 20_000           # guards against alias bombs ("billion laughs")
 _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # used with fullmatch (no '\n' at end)

@@ -73,6 +73,9 @@ class Cloud:
     node_resource = ""       # Terraform address of the per-node resource (count-indexed)
     needs_ssh_cidrs = True   # SSH ingress is limited to the caller's address(es)
     supports_autostop = False  # start_autostop works here (a task with autostop goes only here)
+    terraform_parallelism: int | None = None  # apply/destroy -parallelism; None: Terraform's 10
+    # Commands to clusters of more nodes go through the head (executor.relay_threshold)
+    relay_threshold: int | None = 32
 
     def offers(self, resources: Resources, num_nodes: int) -> list[Candidate]:
         """Catalog rows that satisfy `resources`, cheapest first."""
@@ -150,6 +153,12 @@ class Cloud:
 
     def warnings(self, deployment: Deployment) -> list[str]:
         return []
+
+    def host_key_lines(self, deployment: Deployment) -> dict[int, str]:
+        """known_hosts lines of the nodes (by rank) that this cloud knows first-hand, so
+        that launch pins them without an ssh-keyscan per node (a key exchange each).
+        Default: none known; every node is scanned (trust on first use)."""
+        return {}
 
     def container_runtime(self, deployment: Deployment) -> dict[str, Any]:
         """How this cloud's nodes run a task's container (`image_id: docker:...`):

@@ -51,6 +51,8 @@ BOOT_DELAY_ENV = "SKYTERRA_LOCAL_BOOT_DELAY"   # test-only: slow node boot
 # node's kernel log (SKYTERRA_LOCAL_GPU_XID="worker1=79"). Read by templates/local/bin/.
 GPU_FAULT_ENVS = ("SKYTERRA_LOCAL_GPU_COUNTS", "SKYTERRA_LOCAL_GPU_XID")
 SLOTS = 16384
+# Node k of a cluster listens on host number k + 2 of the cluster's own /24 (.2 to .254).
+MAX_NODES = 253
 
 
 def subnet_for_slot(slot: int) -> str:
@@ -136,6 +138,12 @@ class Local(Cloud):
     node_resource = "terraform_data.node"
     needs_ssh_cidrs = False  # loopback only
     supports_autostop = True
+    # A node is a few local processes that spend most of their start waiting for sshd:
+    # more at once than Terraform's default 10 (bench/RESULTS.md, 64 and 128 nodes).
+    terraform_parallelism = 32
+    # The head is this machine: going through it adds a hop and saves the client nothing
+    # (bench/RESULTS.md: 128 nodes both ways). SKYTERRA_RELAY_THRESHOLD still forces it.
+    relay_threshold = None
     auto_enabled = False     # only when asked for (--cloud local, cloud: local, SKYTERRA_CLOUDS)
     settings_class = LocalSettings
     error_patterns = (("capacity", r"InsufficientInstanceCapacity"),
@@ -148,7 +156,7 @@ class Local(Cloud):
         return getpass.getuser()
 
     def offers(self, resources: Resources, num_nodes: int) -> list[Candidate]:
-        if self.unsupported(resources):
+        if self.unsupported(resources) or num_nodes > MAX_NODES:
             return []
         accel = resources.accelerator
         zones = [resources.zone] if resources.zone else list(ZONES)
@@ -172,7 +180,9 @@ class Local(Cloud):
         if fields:
             return (f"the local cloud runs the nodes on this machine: it has no {fields} "
                     f"(zones: {', '.join(ZONES)}). Remove those fields, or choose their cloud.")
-        return super().explain(resources)
+        # Local offers every request it can honour, so what is left is the node count.
+        return (f"the local cloud runs at most {MAX_NODES} nodes per cluster (each cluster "
+                "has one 127.x.y.0/24 of loopback addresses); ask for fewer nodes.")
 
     def check_credentials(self) -> CredentialReport:
         tools = ["sshd", "ssh", "ssh-keyscan", "ssh-keygen", "rsync"]
@@ -246,6 +256,7 @@ class Local(Cloud):
             "unavailable_zones": sorted(unavailable),
             "boot_delay_seconds": float(os.environ.get(BOOT_DELAY_ENV, "0") or 0),
             "nodes_running": deployment.nodes_running,
+            "relay_public_key": _relay_public_key(deployment),
         }
 
     @staticmethod
@@ -314,6 +325,19 @@ class Local(Cloud):
 
     def node_env(self, deployment: Deployment) -> dict[str, str]:
         return _loopback_env(deployment.settings.slot)
+
+    def host_key_lines(self, deployment: Deployment) -> dict[int, str]:
+        """Each node's host key as node-up.sh wrote it (known_hosts_line in the node dir:
+        made from the key it generated, once the node's sshd listened on its address) --
+        first-hand, unlike a scan. A node without the file is scanned as usual."""
+        lines = {}
+        for rank in range(deployment.num_nodes):
+            path = Path(deployment.settings.nodes_dir) / f"{deployment.name}-{rank}"
+            try:
+                lines[rank] = (path / "known_hosts_line").read_text().strip()
+            except OSError:
+                continue
+        return lines
 
     def instances_gone(self, cluster_dir: Path, record: Any) -> list[int] | None:
         """A local node is gone when its directory is, or its sshd no longer runs."""
@@ -427,6 +451,18 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"node {args.rank} of {args.cluster} is gone ({directory} removed)")
     return 0
+
+
+def _relay_public_key(deployment: Deployment) -> str:
+    """The cluster's relay key (made next to the cluster's key), so that workers trust it
+    from birth and the first command through the head needs no round of authorizing.
+    None for a module rendered without a real key directory (golden copies, tests)."""
+    from skyterra import relay
+
+    ssh_dir = deployment.private_key_path.parent
+    if not ssh_dir.is_dir():
+        return ""
+    return relay.ensure_key(ssh_dir, f"skyterra-relay-{deployment.name}")[0]
 
 
 def _node_dirs(cluster_dir: Path) -> list[Path]:

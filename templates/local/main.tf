@@ -73,6 +73,9 @@ resource "terraform_data" "node" {
         SKYTERRA_ZONE             = self.input.zone
         SKYTERRA_ZONE_UNAVAILABLE = local.zone_unavailable ? "1" : "0"
         SKYTERRA_BOOT_DELAY       = tostring(var.boot_delay_seconds)
+        # Not part of a node's description (input): a new relay key does not replace nodes.
+        SKYTERRA_RELAY_KEY  = var.relay_public_key
+        SKYTERRA_RELAY_FROM = cidrhost(var.subnet_cidr, 2)
       },
     )
   }

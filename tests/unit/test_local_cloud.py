@@ -57,3 +57,19 @@ def test_root_also_needs_unshare_and_chroot(monkeypatch):
                         lambda tool: None if tool == "unshare" else f"/usr/bin/{tool}")
     report = get_cloud("local").check_credentials()
     assert not report.ok and "unshare" in report.detail
+
+
+def test_128_nodes_are_offered_and_more_than_a_slash_24_holds_is_explained():
+    from skyterra import optimizer
+    from skyterra.errors import TaskError
+
+    local = get_cloud("local")
+    big = Task.from_yaml_config({"num_nodes": 128, "run": "true"})
+    assert optimizer.optimize(big, [local])[0].num_nodes == 128
+    too_big = Task.from_yaml_config({"num_nodes": 300, "run": "true"})
+    try:
+        optimizer.optimize(too_big, [local])
+    except TaskError as error:
+        assert f"at most {local_mod.MAX_NODES} nodes" in str(error)
+    else:
+        raise AssertionError("300 local nodes were offered")

@@ -20,8 +20,8 @@ variable "num_nodes" {
   description = "Number of nodes; node 0 is the head."
 
   validation {
-    condition     = var.num_nodes >= 1 && var.num_nodes <= 64 && floor(var.num_nodes) == var.num_nodes
-    error_message = "The num_nodes must be a whole number from 1 to 64."
+    condition     = var.num_nodes >= 1 && var.num_nodes <= 512 && floor(var.num_nodes) == var.num_nodes
+    error_message = "The num_nodes must be a whole number from 1 to 512."
   }
 }
 

@@ -19,8 +19,8 @@ variable "num_nodes" {
   description = "Number of nodes; node 0 is the head."
 
   validation {
-    condition     = var.num_nodes >= 1 && var.num_nodes <= 64 && floor(var.num_nodes) == var.num_nodes
-    error_message = "The num_nodes must be a whole number from 1 to 64."
+    condition     = var.num_nodes >= 1 && var.num_nodes <= 512 && floor(var.num_nodes) == var.num_nodes
+    error_message = "The num_nodes must be a whole number from 1 to 512."
   }
 }
 
@@ -151,4 +151,15 @@ variable "nodes_running" {
   type        = bool
   description = "false stops every node (all its processes end; its home and filesystem layer are kept); true starts them again (skyterra stop / start)."
   default     = true
+}
+
+variable "relay_public_key" {
+  type        = string
+  description = "The cluster's relay key (OpenSSH ed25519 public key, one line), authorized on the workers from the head's address only, so that the head can fan commands out to them. Empty: none."
+  default     = ""
+
+  validation {
+    condition     = var.relay_public_key == "" || can(regex("^ssh-ed25519 [A-Za-z0-9+/]+={0,3}( [A-Za-z0-9._@-]+)?$", var.relay_public_key))
+    error_message = "The relay_public_key must be empty or a single-line ssh-ed25519 public key (\"ssh-ed25519 AAAA... comment\")."
+  }
 }

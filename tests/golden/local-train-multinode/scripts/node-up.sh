@@ -185,20 +185,25 @@ now_ms() {
   fi
 }
 
-# Polls ssh-keyscan until the node answers with its host key (<= 10 s).
-# Writes known_hosts_line. $1: pid of the sshd to watch.
+# Waits (<= 10 s) until the node's sshd listens, then writes known_hosts_line: the
+# host key as ssh-keyscan prints it. The line is made from the key generated above,
+# once sshd logged that it listens on the node's address: an sshd that could not bind
+# (someone else holds the address) exits instead, and no key exchange is spent on a
+# key we already know (each costs ~0.1 s of CPU, and a launch starts many nodes).
+# Only when sshd does not log that line (another sshd version) is ssh-keyscan asked,
+# and its key must be ours. $1: pid of the sshd to watch.
 wait_for_host_key() {
-  local pid=$1 want line deadline
-  read -r _ want _ <"$dir/ssh_host_ed25519_key.pub"
+  local pid=$1 kind want line deadline host
+  read -r kind want _ <"$dir/ssh_host_ed25519_key.pub"
   deadline=$(($(now_ms) + 10000))
+  host=$ip
+  [[ $port == 22 ]] || host="[$ip]:$port"
   while :; do
     alive "$pid" || fail "sshd exited during startup (address in use? a mount failed? see the log below)"
     line=""
-    # Ask once sshd logged that it bound its address, so that a bind failure is
-    # reported at once instead of after keyscan timed out on whoever holds it
-    # (after 2 s ask anyway, in case some sshd logs it differently).
-    if grep -q '^Server listening on' "$dir/sshd.log" 2>/dev/null \
-      || (($(now_ms) > deadline - 8000)); then
+    if grep -qF "Server listening on $ip port $port" "$dir/sshd.log" 2>/dev/null; then
+      line="$host $kind $want"
+    elif (($(now_ms) > deadline - 8000)); then
       line=$("$keyscan" -T 1 -t ed25519 -p "$port" "$ip" 2>/dev/null | grep -v '^#' | head -n 1 || true)
     fi
     if [[ -n $line ]]; then
@@ -211,7 +216,7 @@ wait_for_host_key() {
       return 0
     fi
     (($(now_ms) < deadline)) || fail "sshd did not answer on $ip:$port within 10 s"
-    sleep 0.05
+    sleep 0.01
   done
 }
 
@@ -220,7 +225,9 @@ if [[ -e $dir || -L $dir ]]; then
     || fail "$dir exists and is not a skyterra node directory; refusing to touch it"
   if pid=$(sshd_pid) && alive "$pid"; then
     created=1 # from here on a failure tears the (broken) node down
-    wait_for_host_key "$pid"
+    # A running node (e.g. the power-state resource created right after the node) keeps
+    # its known_hosts_line; only a missing one is made again.
+    [[ -s $dir/known_hosts_line ]] || wait_for_host_key "$pid"
     say "already running (sshd pid $pid)"
     created=0
     exit 0
@@ -249,6 +256,16 @@ mkdir -m 0700 -- "$dir/home"
 "$keygen" -q -t ed25519 -N '' -C "skyterra-$name" -f "$dir/ssh_host_ed25519_key" </dev/null >/dev/null \
   || fail "ssh-keygen failed"
 printf '%s\n' "$pubkey" >"$dir/authorized_keys"
+# Workers also trust the cluster's relay key, from the head's address only: the head
+# fans commands out to them (skyterra/relay.py). The key is data, checked to be one.
+relay_key=${SKYTERRA_RELAY_KEY:-}
+relay_from=${SKYTERRA_RELAY_FROM:-}
+if [[ -n $relay_key && ${SKYTERRA_NODE_INDEX:-0} != 0 ]]; then
+  [[ $relay_key =~ ^ssh-ed25519\ [A-Za-z0-9+/]+={0,3}(\ [A-Za-z0-9._@-]+)?$ ]] \
+    || fail "the relay key is not a single ssh-ed25519 public key"
+  [[ $relay_from =~ ^127\.[0-9]+\.[0-9]+\.[0-9]+$ ]] || fail "bad relay address '$relay_from'"
+  printf 'restrict,from="%s" %s\n' "$relay_from" "$relay_key" >>"$dir/authorized_keys"
+fi
 
 # Environment of every session. node_env first, so that the module's own
 # variables win (variables.tf also rejects HOME, PATH and SKYTERRA_NODE_ID).
@@ -299,7 +316,9 @@ chmod 0700 "$dir/session.sh"
   # In its own PID namespace sshd is PID 1 and would write "1": node-up.sh
   # writes sshd.pid itself, with the pid the host sees.
   if ((isolated)); then echo "PidFile none"; else echo "PidFile $dir/sshd.pid"; fi
-  echo "AuthorizedKeysFile $dir/authorized_keys"
+  # The cluster's key, and the home's own file: keys added on the node (the relay key
+  # the head uses to reach the workers, skyterra/relay.py) land there, as on a cloud VM.
+  echo "AuthorizedKeysFile $dir/authorized_keys $dir/home/.ssh/authorized_keys"
   echo "AllowUsers $user"
   echo "PubkeyAuthentication yes"
   echo "PasswordAuthentication no"
@@ -311,6 +330,11 @@ chmod 0700 "$dir/session.sh"
   echo "PrintMotd no"
   echo "PrintLastLog no"
   echo "X11Forwarding no"
+  # Loopback only, so no post-quantum hybrid key exchange (OpenSSH's default,
+  # sntrup761x25519: it guards recorded traffic against a future quantum computer,
+  # which loopback traffic never meets). It costs ~60 ms of CPU per connection on each
+  # side, and a launch of many nodes opens one connection per node at once.
+  echo "KexAlgorithms curve25519-sha256,curve25519-sha256@libssh.org"
   echo "MaxStartups 100:30:200"
   echo "MaxSessions 100"
   # SHLVL=1: the user's login shell, which sshd uses to run the ForceCommand,

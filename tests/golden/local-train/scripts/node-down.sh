@@ -100,21 +100,21 @@ fi
 
 # TERM, wait up to ~2 s, KILL; repeat while new processes show up (a session
 # that was starting during the first scan).
-for round in 1 2 3 4 5; do
+# (Each scan reads every process's environment: with many nodes on the machine that is
+# the cost of a destroy, so a round that found nothing is the last scan.)
+for round in 1 2 3 4 5 6; do
   mapfile -t pids < <(node_pids)
   ((${#pids[@]} > 0)) || break
+  if ((round == 6)); then
+    echo "node-down: node $name: processes still alive after KILL: ${pids[*]}" >&2
+    exit 1
+  fi
   term_and_wait "${pids[@]}"
   if ((${#left[@]} > 0)); then
     kill -KILL "${left[@]}" 2>/dev/null || true
     sleep 0.05
   fi
 done
-
-mapfile -t pids < <(node_pids)
-if ((${#pids[@]} > 0)); then
-  echo "node-down: node $name: processes still alive after KILL: ${pids[*]}" >&2
-  exit 1
-fi
 
 if [[ ${SKYTERRA_NODE_KEEP:-0} == 1 ]]; then
   if [[ -f $dir/.skyterra-node && ! -L $dir ]]; then
