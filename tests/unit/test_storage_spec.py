@@ -91,7 +91,8 @@ def test_credentials_reach_nodes_on_stdin_only(monkeypatch):
     script = buckets.attach_script(task, "local")
     assert "export RCLONE_CONFIG_SKY0_SECRET_ACCESS_KEY=very-secret" in script
     mount_line = next(line for line in script.splitlines() if "rclone mount" in line)
-    assert "very-secret" not in mount_line and "--allow-other" in mount_line
+    assert "very-secret" not in mount_line and "$allow_other" in mount_line
+    assert "allow_other=--allow-other;" in script  # emptied where FUSE forbids it
     # a cloud with node identities: no keys at all
     assert "very-secret" not in buckets.attach_script(task, "aws")
     assert "RCLONE_CONFIG_SKY0_ENV_AUTH=true" in buckets.attach_script(task, "aws")
