@@ -111,6 +111,7 @@ class BucketModule:
     ref: BucketRef
     backend: dict[str, Any] | None = None
     template: str = ""
+    at: Path | None = None   # elsewhere than SKYTERRA_HOME/storage/<name> (golden copies)
 
     @classmethod
     def of(cls, ref: BucketRef) -> BucketModule:
@@ -119,7 +120,7 @@ class BucketModule:
 
     @property
     def directory(self) -> Path:
-        return bucket_dir(self.ref.bucket)
+        return self.at or bucket_dir(self.ref.bucket)
 
     @property
     def uses_rclone(self) -> bool:
