@@ -109,3 +109,46 @@ def test_mount_cached_runs_flush_after_the_run_and_keeps_its_exit_code(tmp_path)
     done = subprocess.run(["bash", "-c", wrapped], check=False, env={"HOME": str(fake_home), "PATH": "/bin"})
     assert done.returncode == 7
     assert buckets.wrap_run(task_with({"/m": "s3://bk-a"}), "true") == "true"
+
+
+# --- the records of buckets skyterra knows (skyterra/bucketstate.py) ------------------
+def test_storage_delete_refuses_a_bucket_skyterra_did_not_create(tmp_path, monkeypatch):
+    from skyterra import api, bucketstate
+    from skyterra.errors import StorageError
+
+    monkeypatch.setenv("SKYTERRA_HOME", str(tmp_path))
+    bucketstate.save(bucketstate.BucketRecord("their-data", "s3", clusters=[]))
+    with pytest.raises(StorageError, match="was not created by skyterra") as refused:
+        api.storage_delete("their-data")
+    assert "Nothing was deleted" in str(refused.value)
+    assert bucketstate.load("their-data") is not None
+    with pytest.raises(StorageError, match="knows no bucket 'nope'"):
+        api.storage_delete("nope")
+
+
+def test_release_forgets_an_external_bucket_with_its_last_cluster_and_keeps_the_rest(
+        tmp_path, monkeypatch):
+    from skyterra import bucketstate
+
+    monkeypatch.setenv("SKYTERRA_HOME", str(tmp_path))
+    for record in (bucketstate.BucketRecord("ext", "s3", clusters=["c1"]),
+                   bucketstate.BucketRecord("shared-ext", "s3", clusters=["c1", "c2"]),
+                   bucketstate.BucketRecord("mine", "gcs", created_by_skyterra=True,
+                                            clusters=["c1"])):
+        bucketstate.save(record)
+    lines: list[str] = []
+    buckets.release("c1", lines.append)
+    assert bucketstate.load("ext") is None          # no state of skyterra's: just forgotten
+    assert bucketstate.load("shared-ext").clusters == ["c2"]
+    assert bucketstate.load("mine").clusters == []  # persistent: it stays
+    assert lines == []
+
+
+def test_a_bucket_record_without_a_module_is_forgotten_by_destroy(tmp_path, monkeypatch):
+    from skyterra import bucketstate
+
+    monkeypatch.setenv("SKYTERRA_HOME", str(tmp_path))
+    record = bucketstate.BucketRecord("gone", "s3", created_by_skyterra=True)
+    bucketstate.save(record)
+    bucketstate.destroy(record, lambda line: None)   # no module: nothing for Terraform
+    assert bucketstate.load("gone") is None and bucketstate.all_records() == []
