@@ -36,7 +36,13 @@ from skyterra import bucketstate, executor
 from skyterra.bucketstate import BucketRecord
 from skyterra.clouds.stores import STORES, BucketRef, remote_env, store_of_cloud
 from skyterra.cluster import Cluster, Node
-from skyterra.errors import ConfigError, MissingToolError, StorageError, TaskError
+from skyterra.errors import (
+    ConfigError,
+    MissingToolError,
+    SkyterraError,
+    StorageError,
+    TaskError,
+)
 from skyterra.storage import COPY, MOUNT_CACHED, StorageMount
 from skyterra.task import Task
 
@@ -299,6 +305,6 @@ def _destroy_non_persistent(record: BucketRecord, progress: Progress) -> None:
     bucketstate.save(record)   # this cluster no longer uses it, whatever happens next
     try:
         bucketstate.destroy(record, progress)
-    except StorageError as error:
+    except SkyterraError as error:   # unreachable store, no credentials, no terraform
         progress(f"WARNING: bucket {record.name} (persistent: false) was not deleted and is "
                  f"kept: {error}")

@@ -214,16 +214,20 @@ def destroy(record: BucketRecord, progress: Progress) -> None:
     """
     check_deletable(record)
     module = BucketModule.of(record.ref)
-    if any(module.directory.glob("*.tf")):
-        try:
-            module.workspace(progress).destroy()
-        except TerraformError as error:
-            raise StorageError(f"could not delete bucket {record.url()}: {_reason(error)} "
-                               f"Its Terraform state is kept in {module.directory}; fix the "
-                               "store's settings or credentials and run `skyterra storage "
-                               f"delete {record.name}` again.") from None
-        if module.backend and (module.directory / backend.BACKEND_VALUES_FILE).exists():
-            backend.delete_state(module.backend, record.name, prefix=backend.BUCKETS_PREFIX)
+    if not any(module.directory.glob("*.tf")):
+        raise StorageError(f"bucket {record.url()} has no Terraform module in "
+                           f"{module.directory} (an earlier skyterra made it with rclone), so "
+                           "skyterra cannot destroy it. Delete it with the store's own tools, "
+                           f"then remove {module.directory}.")
+    try:
+        module.workspace(progress).destroy()
+    except TerraformError as error:
+        raise StorageError(f"could not delete bucket {record.url()}: {_reason(error)} "
+                           f"Its Terraform state is kept in {module.directory}; fix the "
+                           "store's settings or credentials and run `skyterra storage "
+                           f"delete {record.name}` again.") from None
+    if module.backend and (module.directory / backend.BACKEND_VALUES_FILE).exists():
+        backend.delete_state(module.backend, record.name, prefix=backend.BUCKETS_PREFIX)
     forget(record.name)
 
 

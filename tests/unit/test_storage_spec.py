@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from skyterra import buckets
@@ -144,11 +146,20 @@ def test_release_forgets_an_external_bucket_with_its_last_cluster_and_keeps_the_
     assert lines == []
 
 
-def test_a_bucket_record_without_a_module_is_forgotten_by_destroy(tmp_path, monkeypatch):
+def test_a_created_bucket_without_a_module_is_not_silently_forgotten(tmp_path, monkeypatch):
     from skyterra import bucketstate
+    from skyterra.errors import StorageError
 
     monkeypatch.setenv("SKYTERRA_HOME", str(tmp_path))
-    record = bucketstate.BucketRecord("gone", "s3", created_by_skyterra=True)
+    record = bucketstate.BucketRecord("old-one", "s3", created_by_skyterra=True)
     bucketstate.save(record)
-    bucketstate.destroy(record, lambda line: None)   # no module: nothing for Terraform
-    assert bucketstate.load("gone") is None and bucketstate.all_records() == []
+    with pytest.raises(StorageError, match="has no Terraform module"):
+        bucketstate.destroy(record, lambda line: None)
+    assert bucketstate.load("old-one") is not None
+    # at a cluster's destroy: a warning naming it, never an exception
+    bucketstate.save(dataclasses.replace(record, persistent=False, clusters=["c9"]))
+    lines: list[str] = []
+    buckets.release("c9", lines.append)
+    assert any("WARNING: bucket old-one (persistent: false) was not deleted" in line
+               for line in lines)
+    assert bucketstate.load("old-one").clusters == []
