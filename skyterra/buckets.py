@@ -141,10 +141,11 @@ def prepare(task: Task, cluster_name: str, progress: Progress) -> None:
                                    "create it, or use the dict form with `name:` and "
                                    "`store:` to let skyterra create it.")
             progress(f"creating bucket {mount.ref.url()} (its own Terraform state)")
-            bucketstate.create(mount.ref, progress)
+            template = bucketstate.create(mount.ref, progress)
             record = BucketRecord(mount.ref.bucket, mount.ref.store, mount.ref.account,
                                   created_by_skyterra=True, persistent=mount.persistent,
-                                  clusters=record.clusters if record else [])
+                                  clusters=record.clusters if record else [],
+                                  module=template)
         elif record is None:
             record = BucketRecord(mount.ref.bucket, mount.ref.store, mount.ref.account,
                                   persistent=True)

@@ -52,6 +52,7 @@ class BucketRecord:
     persistent: bool = True
     clusters: list[str] = dataclasses.field(default_factory=list)
     created_at: float = dataclasses.field(default_factory=time.time)
+    module: str = ""   # the template its module was rendered from (created ones)
 
     @property
     def ref(self) -> BucketRef:
@@ -114,9 +115,11 @@ class BucketModule:
     at: Path | None = None   # elsewhere than SKYTERRA_HOME/storage/<name> (golden copies)
 
     @classmethod
-    def of(cls, ref: BucketRef) -> BucketModule:
+    def of(cls, ref: BucketRef, template: str = "") -> BucketModule:
+        """The module of `ref`: from `template` (the one it was created from), else the
+        one this machine's settings choose now."""
         return cls(ref, backend.shared_backend(config.load()),
-                   STORES[ref.store].module_template())
+                   template or STORES[ref.store].module_template())
 
     @property
     def directory(self) -> Path:
@@ -143,7 +146,15 @@ class BucketModule:
         settings now (credentials are never kept in the module or its state)."""
         if not self.uses_rclone:
             return {}
-        return remote_env(REMOTE, STORES[self.ref.store].host_remote(self.ref))
+        store = STORES[self.ref.store]
+        if not store.emulated():
+            # Never aim the module's rclone at the cloud: a bucket of the same name there
+            # is not the one this state knows.
+            raise StorageError(f"bucket {self.ref.url()} was created on a {store.name} "
+                               "emulator, but this machine's settings no longer point at one "
+                               "(STORAGE_EMULATOR_HOST, or AZURE_STORAGE_CONNECTION_STRING with "
+                               "the emulator's BlobEndpoint); set them and try again.")
+        return remote_env(REMOTE, store.host_remote(self.ref))
 
     def workspace(self, progress: Progress) -> Workspace:
         ws = Workspace(self.directory, progress=progress, env=self.env())
@@ -152,8 +163,9 @@ class BucketModule:
         return ws
 
 
-def create(ref: BucketRef, progress: Progress) -> None:
+def create(ref: BucketRef, progress: Progress) -> str:
     """Render the bucket's module and apply it: the bucket exists, in its own state.
+    Returns the template (kept in the record, so destroy uses the same module).
 
     A failed apply is destroyed again (a half-made bucket is not left behind) and
     the error names the bucket and Terraform's reason.
@@ -168,6 +180,7 @@ def create(ref: BucketRef, progress: Progress) -> None:
         replace = _missing_but_recorded(ws, module)
         if ws.plan(replace=replace):
             ws.apply_plan()
+        return module.template
     except TerraformError as error:
         if ws is not None:
             try:
@@ -193,7 +206,8 @@ def resources(name: str) -> list[str]:
     record = load(name)
     if record is None or not any(bucket_dir(name).glob("*.tf")):
         return []
-    return BucketModule.of(record.ref).workspace(lambda line: None).state_resources()
+    module = BucketModule.of(record.ref, record.module)
+    return module.workspace(lambda line: None).state_resources()
 
 
 def check_deletable(record: BucketRecord) -> None:
@@ -213,7 +227,7 @@ def destroy(record: BucketRecord, progress: Progress) -> None:
     so the same command can be run again.
     """
     check_deletable(record)
-    module = BucketModule.of(record.ref)
+    module = BucketModule.of(record.ref, record.module)
     if not any(module.directory.glob("*.tf")):
         raise StorageError(f"bucket {record.url()} has no Terraform module in "
                            f"{module.directory} (an earlier skyterra made it with rclone), so "

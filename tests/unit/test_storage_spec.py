@@ -163,3 +163,19 @@ def test_a_created_bucket_without_a_module_is_not_silently_forgotten(tmp_path, m
     assert any("WARNING: bucket old-one (persistent: false) was not deleted" in line
                for line in lines)
     assert bucketstate.load("old-one").clusters == []
+
+
+def test_a_bucket_made_on_an_emulator_is_never_destroyed_against_the_cloud(tmp_path,
+                                                                           monkeypatch):
+    from skyterra import bucketstate
+    from skyterra.errors import StorageError
+
+    monkeypatch.setenv("SKYTERRA_HOME", str(tmp_path))
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    record = bucketstate.BucketRecord("emu-made", "gcs", created_by_skyterra=True,
+                                      module="storage/rclone")
+    bucketstate.save(record)
+    (bucketstate.bucket_dir("emu-made") / "main.tf").write_text("# rendered earlier\n")
+    with pytest.raises(StorageError, match="no longer point at one"):
+        bucketstate.destroy(record, lambda line: None)
+    assert bucketstate.load("emu-made") is not None
