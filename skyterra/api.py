@@ -15,6 +15,7 @@ from skyterra import (
     autostop,
     backend,
     buckets,
+    bucketstate,
     config,
     executor,
     jobs,
@@ -29,7 +30,13 @@ from skyterra import (
 from skyterra import dag as _dag
 from skyterra.cluster import Cluster
 from skyterra.dag import Dag
-from skyterra.errors import ClusterNotFoundError, PipelineError, SkyterraError, TaskError
+from skyterra.errors import (
+    ClusterNotFoundError,
+    PipelineError,
+    SkyterraError,
+    StorageError,
+    TaskError,
+)
 from skyterra.planning import LaunchResult, dryrun, plan_candidates
 from skyterra.request import Request, get, print_line, stream_and_get
 from skyterra.sharing import fetch_shared, forget_destroyed_elsewhere
@@ -424,21 +431,23 @@ def jobs_wait(job_id: int, timeout: float | None = None) -> dict[str, Any]:
     return client.describe(job)
 
 
-def storage_ls() -> list[buckets.BucketRecord]:
-    """The buckets skyterra knows (created, or used by a cluster), by name."""
-    return buckets.all_records()
+def storage_ls() -> list[bucketstate.BucketRecord]:
+    """The buckets skyterra knows: those it created (each with its own Terraform state),
+    and those a cluster of this machine uses."""
+    return bucketstate.all_records()
 
 
-def storage_delete(name: str) -> str:
-    """Delete a bucket skyterra created ("deleted"); one it did not create is only
-    forgotten ("forgotten"), never deleted. A bucket still in use is refused."""
-    record = buckets.load(name)
+def storage_delete(name: str, progress: Output = print_line) -> None:
+    """Delete a bucket skyterra created: `terraform destroy` of its own module (the
+    objects go with it). A bucket skyterra did not create is refused, never deleted;
+    so is one a cluster still uses."""
+    record = bucketstate.load(name)
     if record is None:
-        raise SkyterraError(f"skyterra knows no bucket {name!r}; `skyterra storage ls` lists "
-                            "them.")
+        raise StorageError(f"skyterra knows no bucket {name!r}; `skyterra storage ls` lists "
+                           "them.")
+    bucketstate.check_deletable(record)
     in_use = [c for c in record.clusters if state.ClusterDir(c).exists()]
     if in_use:
-        raise SkyterraError(f"bucket {name!r} is used by cluster '{in_use[0]}'; destroy it "
-                            f"first (`skyterra destroy {in_use[0]}`).")
-    buckets.remove(record)
-    return "deleted" if record.created_by_skyterra else "forgotten"
+        raise StorageError(f"bucket {name!r} is used by cluster '{in_use[0]}'; destroy it "
+                           f"first (`skyterra destroy {in_use[0]}`).")
+    bucketstate.destroy(record, progress)

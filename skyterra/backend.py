@@ -35,12 +35,17 @@ BACKENDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 
 
-def state_key(cluster_name: str) -> str:
-    """Where a cluster's state lives in a shared backend."""
-    return f"skyterra/{cluster_name}/terraform.tfstate"
+CLUSTERS_PREFIX = "skyterra"
+BUCKETS_PREFIX = "skyterra-storage"   # a bucket's own module (skyterra/bucketstate.py)
 
 
-def backend_files_for(cluster_name: str, backend: dict[str, Any] | None) -> dict[str, str]:
+def state_key(cluster_name: str, prefix: str = CLUSTERS_PREFIX) -> str:
+    """Where a cluster's (or, with BUCKETS_PREFIX, a bucket's) state lives in a backend."""
+    return f"{prefix}/{cluster_name}/terraform.tfstate"
+
+
+def backend_files_for(cluster_name: str, backend: dict[str, Any] | None,
+                      prefix: str = CLUSTERS_PREFIX) -> dict[str, str]:
     """backend.tf + backend.tfbackend for a `backend:` setting; {} when there is none."""
     import jinja2
 
@@ -68,11 +73,11 @@ def backend_files_for(cluster_name: str, backend: dict[str, Any] | None) -> dict
     if kind == "local":
         if "path" in values:
             values["path"] = str(Path(str(values["path"])).expanduser() /
-                                 state_key(cluster_name))
+                                 state_key(cluster_name, prefix))
     elif kind == "gcs":
-        values["prefix"] = f"skyterra/{cluster_name}"
+        values["prefix"] = f"{prefix}/{cluster_name}"
     else:
-        values["key"] = state_key(cluster_name)
+        values["key"] = state_key(cluster_name, prefix)
     if kind == "s3":
         values.setdefault("encrypt", True)
     lock = ("dynamodb" if values.get("dynamodb_table") else
@@ -195,7 +200,8 @@ def _s3_client(backend: dict[str, Any]):
     return boto3.client("s3", region_name=backend.get("region"), endpoint_url=endpoint)
 
 
-def delete_state(backend: dict[str, Any], cluster_name: str) -> None:
+def delete_state(backend: dict[str, Any], cluster_name: str,
+                 prefix: str = CLUSTERS_PREFIX) -> None:
     """After a destroy: remove the (now empty) state object so listings drop the cluster.
 
     Only for backends we can list (s3, local path); elsewhere the empty state
@@ -203,7 +209,8 @@ def delete_state(backend: dict[str, Any], cluster_name: str) -> None:
     """
     kind = backend.get("type")
     if kind == "local":
-        (Path(str(backend["path"])).expanduser() / state_key(cluster_name)).unlink(
+        (Path(str(backend["path"])).expanduser() / state_key(cluster_name, prefix)).unlink(
             missing_ok=True)
     elif kind == "s3":
-        _s3_client(backend).delete_object(Bucket=backend["bucket"], Key=state_key(cluster_name))
+        _s3_client(backend).delete_object(Bucket=backend["bucket"],
+                                          Key=state_key(cluster_name, prefix))

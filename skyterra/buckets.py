@@ -5,15 +5,17 @@ What a task's bucket file_mounts (skyterra/storage.py) need done, in order:
 1. `check_ready` (before any cloud resource exists): every store is reachable with
    this machine's credentials, and nodes of the chosen cloud can reach it.
 2. `prepare` (cluster up, before setup): a `name:` bucket that does not exist is
-   created and recorded as skyterra's (SKYTERRA_HOME/storage/<name>/record.json);
+   created as a Terraform resource in its own module and state
+   (skyterra/bucketstate.py: SKYTERRA_HOME/storage/<name>/, record.json beside it);
    a `source:` folder is uploaded.
 3. `attach`: on every node, COPY with `rclone copy`, MOUNT / MOUNT_CACHED with
    `rclone mount --daemon` (FUSE, inside the node's own mount namespace).
 4. `run_epilogue` + `job_env`: the job's script ends by flushing MOUNT_CACHED write
    caches into the bucket, so a job is reported finished only after its
    checkpoints are in the bucket.
-5. `release` (cluster destroyed): skyterra's `persistent: false` buckets are deleted.
-   A bucket skyterra did not create is never deleted.
+5. `release` (cluster destroyed): skyterra's `persistent: false` buckets are
+   destroyed (terraform destroy of their module). A bucket skyterra did not create
+   is never deleted.
 
 Credentials: rclone reads its remote from RCLONE_CONFIG_<REMOTE>_<KEY> variables.
 They reach a node on the SSH channel's stdin (never argv, never a file) and live
@@ -23,29 +25,33 @@ node identity (stores.store_of_cloud) nodes get no keys at all.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
 import shlex
 import shutil
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from skyterra import executor, paths
-from skyterra.clouds.stores import STORES, BucketRef, store_of_cloud
+from skyterra import bucketstate, executor
+from skyterra.bucketstate import BucketRecord
+from skyterra.clouds.stores import STORES, BucketRef, remote_env, store_of_cloud
 from skyterra.cluster import Cluster, Node
-from skyterra.errors import ConfigError, MissingToolError, SkyterraError, TaskError
+from skyterra.errors import (
+    ConfigError,
+    MissingToolError,
+    SkyterraError,
+    StorageError,
+    TaskError,
+)
 from skyterra.storage import COPY, MOUNT_CACHED, StorageMount
 from skyterra.task import Task
 
 Progress = Callable[[str], None]
 MOUNTS_DIR = ".skyterra/mounts"   # on each node, relative to the login home
 # rclone mount options a training job needs: big files read in large parallel chunks,
-# other users (containers, a dataloader's workers under another uid) may read.
-MOUNT_FLAGS = ("--allow-other", "--vfs-read-chunk-size", "64M", "--vfs-read-chunk-size-limit",
+# other users (containers, a dataloader's workers under another uid) may read
+# ($allow_other: --allow-other where FUSE permits it, see attach_script).
+MOUNT_FLAGS = ("$allow_other", "--vfs-read-chunk-size", "64M", "--vfs-read-chunk-size-limit",
                "off", "--buffer-size", "32M", "--dir-cache-time", "10s", "--attr-timeout", "1s",
                "--transfers", "8", "--daemon", "--daemon-timeout", "60s")
 CACHED_FLAGS = ("--vfs-cache-mode", "full", "--vfs-write-back", "2s",
@@ -53,69 +59,7 @@ CACHED_FLAGS = ("--vfs-cache-mode", "full", "--vfs-write-back", "2s",
 COPY_FLAGS = ("--transfers", "16", "--checkers", "16", "--multi-thread-streams", "4")
 
 
-class StorageError(SkyterraError):
-    """A bucket could not be found, created, reached or removed."""
-
-
-# --- the registry of buckets skyterra knows --------------------------------------------
-@dataclasses.dataclass
-class BucketRecord:
-    name: str
-    store: str
-    account: str = ""
-    created_by_skyterra: bool = False
-    persistent: bool = True
-    clusters: list[str] = dataclasses.field(default_factory=list)
-    created_at: float = dataclasses.field(default_factory=time.time)
-
-    @property
-    def ref(self) -> BucketRef:
-        return BucketRef(self.store, self.name, "", self.account)
-
-    def url(self) -> str:
-        return self.ref.url()
-
-
-def storage_dir() -> Path:
-    return paths.home() / "storage"
-
-
-def _record_path(name: str) -> Path:
-    return storage_dir() / name / "record.json"
-
-
-def load(name: str) -> BucketRecord | None:
-    try:
-        return BucketRecord(**json.loads(_record_path(name).read_text()))
-    except FileNotFoundError:
-        return None
-
-
-def save(record: BucketRecord) -> None:
-    path = _record_path(record.name)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(dataclasses.asdict(record), indent=2, sort_keys=True))
-    os.replace(tmp, path)
-
-
-def all_records() -> list[BucketRecord]:
-    if not storage_dir().is_dir():
-        return []
-    names = sorted(p.parent.name for p in storage_dir().glob("*/record.json"))
-    return [record for record in map(load, names) if record is not None]
-
-
-# --- rclone on this machine ----------------------------------------------------------
 REMOTE = "SKY"
-
-
-def remote_env(remote: str, values: dict[str, str]) -> dict[str, str]:
-    """rclone's environment form of a remote's settings."""
-    env = {"RCLONE_CONFIG": "/dev/null"}
-    for key, value in values.items():
-        env[f"RCLONE_CONFIG_{remote}_{key.upper()}"] = value
-    return env
 
 
 def _host_env(ref: BucketRef) -> dict[str, str]:
@@ -159,15 +103,6 @@ def exists(ref: BucketRef) -> bool:
                        "credentials and endpoint settings.")
 
 
-def create(ref: BucketRef) -> None:
-    _rclone(ref, "mkdir", f"{REMOTE}:{ref.bucket}")
-
-
-def delete(ref: BucketRef) -> None:
-    """Delete the bucket and everything in it."""
-    _rclone(ref, "purge", f"{REMOTE}:{ref.bucket}")
-
-
 def upload(source: Path, ref: BucketRef) -> None:
     _rclone(ref, "copy", *COPY_FLAGS, str(source), f"{REMOTE}:{ref.path}")
 
@@ -195,17 +130,22 @@ def check_ready(task: Task, cloud: str) -> None:
 
 # --- 2. buckets exist, sources uploaded ------------------------------------------------
 def prepare(task: Task, cluster_name: str, progress: Progress) -> None:
+    """Every bucket exists (a `name:` one that does not is created as its own Terraform
+    module, skyterra/bucketstate.py), is recorded as used by the cluster, and has its
+    `source:` folder uploaded."""
     for mount in task.storage_mounts:
-        record = load(mount.ref.bucket)
+        record = bucketstate.load(mount.ref.bucket)
         if not exists(mount.ref):
             if not mount.create:
                 raise StorageError(f"{mount.field}: bucket {mount.ref.url()} does not exist; "
                                    "create it, or use the dict form with `name:` and "
                                    "`store:` to let skyterra create it.")
-            progress(f"creating bucket {mount.ref.url()}")
-            create(mount.ref)
+            progress(f"creating bucket {mount.ref.url()} (its own Terraform state)")
+            template = bucketstate.create(mount.ref, progress)
             record = BucketRecord(mount.ref.bucket, mount.ref.store, mount.ref.account,
-                                  created_by_skyterra=True, persistent=mount.persistent)
+                                  created_by_skyterra=True, persistent=mount.persistent,
+                                  clusters=record.clusters if record else [],
+                                  module=template)
         elif record is None:
             record = BucketRecord(mount.ref.bucket, mount.ref.store, mount.ref.account,
                                   persistent=True)
@@ -213,7 +153,7 @@ def prepare(task: Task, cluster_name: str, progress: Progress) -> None:
             record.persistent = record.persistent and mount.persistent
         if cluster_name not in record.clusters:
             record.clusters.append(cluster_name)
-        save(record)
+        bucketstate.save(record)
         source = mount.local_source(task.base_dir)
         if source is not None:
             progress(f"uploading {source} to {mount.ref.url()}")
@@ -260,6 +200,9 @@ def _attach_lines(index: int, mount: StorageMount) -> list[str]:
             f"  mkdir -p -- {point}",
             (f"  rclone mount {remote} {point} {' '.join(flags)} --log-file {log} "
             f"</dev/null >/dev/null 2>&1 || fail {point} \"rclone mount failed: $(tail -n 3 {log} | tr '\\n' ' ')\""),
+            # node-down.sh unmounts what is listed here when the node shares this
+            # machine's mounts (a local node not run as root)
+            f"  printf '%s\\n' {point} >>\"$HOME\"/{MOUNTS_DIR}/points",
             "fi"]
 
 
@@ -267,6 +210,10 @@ def attach_script(task: Task, cloud: str) -> str:
     """The bash script (fed on stdin) that makes every mount of the task on one node."""
     lines = ["set -u", f'mkdir -p "$HOME"/{MOUNTS_DIR} && chmod 700 "$HOME"/.skyterra',
              "fail() { echo \"mount point $1: $2\" >&2; exit 3; }",
+             # FUSE lets a user other than root pass allow_other only with
+             # user_allow_other in /etc/fuse.conf
+             ("allow_other=--allow-other; [ \"$(id -u)\" = 0 ] || grep -qsx "
+              "user_allow_other /etc/fuse.conf || allow_other="),
              ("command -v rclone >/dev/null || { echo 'rclone is not installed on the node' "
              ">&2; exit 4; }")]
     lines += executor.export_lines(node_env(task, cloud)).splitlines()
@@ -332,26 +279,33 @@ def wrap_run(task: Task, script: str) -> str:
 
 # --- 5. when a cluster is destroyed ----------------------------------------------------
 def release(cluster_name: str, progress: Progress) -> None:
-    """Forget the cluster in every bucket record; delete skyterra's non-persistent ones."""
-    for record in all_records():
+    """Forget the cluster in every bucket record; destroy skyterra's non-persistent ones.
+
+    Never raises: the cluster's nodes are gone already, so a bucket that cannot be
+    deleted now (store unreachable, no credentials) must not keep `destroy` from
+    forgetting the cluster. It is named in a warning and keeps its record and state,
+    for `skyterra storage delete NAME` later. A bucket skyterra did not create is
+    forgotten when its last cluster goes (it has no state of skyterra's), never deleted.
+    """
+    for record in bucketstate.all_records():
         if cluster_name not in record.clusters:
             continue
         record.clusters.remove(cluster_name)
-        if record.created_by_skyterra and not record.persistent and not record.clusters:
-            progress(f"deleting bucket {record.url()} (persistent: false)")
-            remove(record)
+        if record.clusters:
+            bucketstate.save(record)
+        elif not record.created_by_skyterra:
+            bucketstate.forget(record.name)
+        elif record.persistent:
+            bucketstate.save(record)
         else:
-            save(record)
+            _destroy_non_persistent(record, progress)
 
 
-def remove(record: BucketRecord) -> None:
-    """Delete a bucket skyterra created (others: forget the record only)."""
-    if record.created_by_skyterra and exists(record.ref):
-        delete(record.ref)
-    shutil.rmtree(_record_path(record.name).parent, ignore_errors=True)
-
-
-def describe(record: BucketRecord) -> dict[str, Any]:
-    data = dataclasses.asdict(record)
-    data["url"] = record.url()
-    return data
+def _destroy_non_persistent(record: BucketRecord, progress: Progress) -> None:
+    progress(f"deleting bucket {record.url()} (persistent: false)")
+    bucketstate.save(record)   # this cluster no longer uses it, whatever happens next
+    try:
+        bucketstate.destroy(record, progress)
+    except SkyterraError as error:   # unreachable store, no credentials, no terraform
+        progress(f"WARNING: bucket {record.name} (persistent: false) was not deleted and is "
+                 f"kept: {error}")

@@ -630,11 +630,11 @@ def storage_ls(as_json):
     """List the buckets skyterra knows."""
     import json
 
-    from skyterra import api, buckets
+    from skyterra import api, bucketstate
 
     records = api.storage_ls()
     if as_json:
-        click.echo(json.dumps([buckets.describe(r) for r in records], indent=2))
+        click.echo(json.dumps([bucketstate.describe(r) for r in records], indent=2))
         return
     if not records:
         click.echo("No buckets.")
@@ -651,16 +651,16 @@ def storage_ls(as_json):
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @handles_errors
 def storage_delete(names, yes):
-    """Delete buckets skyterra created (others are only forgotten)."""
+    """Delete buckets skyterra created (terraform destroy of each one's own module).
+    A bucket skyterra did not create is refused, never deleted."""
     from skyterra import api
 
     if not yes:
         click.confirm(f"Delete bucket(s) {', '.join(names)} and everything in them?",
                       abort=True)
     for name in names:
-        done = api.storage_delete(name)
-        click.echo(f"{'Deleted' if done == 'deleted' else 'Forgot (not created by skyterra)'}"
-                   f" bucket {name}.")
+        api.storage_delete(name, progress=lambda line: None)
+        click.echo(f"Deleted bucket {name}.")
 
 
 @main.command(name="ssh-setup")

@@ -93,6 +93,10 @@ class HostKeyMismatchError(NodeUnreachableError):
     """A node's SSH host key is not the one pinned at launch: skyterra will not connect."""
 
 
+class StorageError(SkyterraError):
+    """A bucket could not be found, created, reached or removed."""
+
+
 class CommandFailedError(SkyterraError):
     """setup or run exited non-zero on a node; exit_code is the node's exit code."""
 

@@ -22,6 +22,7 @@ from skyterra import backend
 from skyterra.paths import templates_dir
 
 if TYPE_CHECKING:
+    from skyterra.bucketstate import BucketModule
     from skyterra.deployment import Deployment
 
 TFVARS_FILE = "terraform.tfvars.json"
@@ -46,6 +47,13 @@ def render(deployment: Deployment) -> list[Path]:
     return _write_module(cloud.template, deployment.directory,
                          cloud.template_context(deployment), tfvars, extra,
                          root=deployment.root)
+
+
+def render_bucket(module: BucketModule) -> list[Path]:
+    """Write a bucket's own module (templates/storage/…) into SKYTERRA_HOME/storage/<name>/:
+    the same writer as a cluster's, so the same rules (values only in tfvars) hold."""
+    return _write_module(module.template, module.directory, module.context(),
+                         module.tfvars(), module.extra_files(), root=True)
 
 
 def _environment(template_root: Path) -> jinja2.Environment:
@@ -146,5 +154,5 @@ def _remove_stale(out_dir: Path, wanted: set[Path]) -> None:
 
 
 # Non-module files skyterra keeps in a cluster dir (see state.py); render leaves them alone.
-_OWN_FILES = {"cluster.json", "ssh", "jobs", "lock", "plan.tfplan", "terraformrc", "logs",
+_OWN_FILES = {"cluster.json", "record.json", "ssh", "jobs", "lock", "plan.tfplan", "terraformrc", "logs",
               "known_hosts", "outputs.json"}

@@ -124,8 +124,11 @@ def cli_config() -> Path:
     return path
 
 
-def terraform_env() -> dict[str, str]:
+def terraform_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a Terraform command: ours, plus `extra` (settings that only
+    this module's provisioners read, e.g. an rclone remote; never written to a file)."""
     env = dict(os.environ)
+    env.update(extra or {})
     env.update(TF_CLI_CONFIG_FILE=str(cli_config()), TF_IN_AUTOMATION="1",
                CHECKPOINT_DISABLE="1", TF_INPUT="0")
     env.pop("TF_LOG", None) if env.get("TF_LOG") == "" else None
@@ -140,9 +143,11 @@ def terraform_env() -> dict[str, str]:
 class _StreamingTerraform(python_terraform.Terraform):
     """python-terraform with the process run by us: stdout streamed line by line."""
 
-    def __init__(self, working_dir: Path, binary: str, on_line: Callable[[str], None]):
+    def __init__(self, working_dir: Path, binary: str, on_line: Callable[[str], None],
+                 env: dict[str, str] | None = None):
         super().__init__(working_dir=str(working_dir), terraform_bin_path=binary)
         self._on_line = on_line
+        self._env = env
 
     def read_state_file(self, file_path=None) -> None:
         """Skip python-terraform's own state parsing (old format, not needed)."""
@@ -157,7 +162,7 @@ class _StreamingTerraform(python_terraform.Terraform):
             kwargs.pop("var")
         argv = self.generate_cmd_string(cmd, *args, **kwargs)
         try:
-            process = subprocess.Popen(argv, cwd=self.working_dir, env=terraform_env(),
+            process = subprocess.Popen(argv, cwd=self.working_dir, env=terraform_env(self._env),
                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                        stdin=subprocess.DEVNULL, text=True, bufsize=1,
                                        start_new_session=True)
@@ -221,7 +226,7 @@ class Workspace:
 
     def __init__(self, directory: Path, *, progress: ProgressCallback | None = None,
                  classify: Classifier | None = None, binary: str | None = None,
-                 parallelism: int | None = None):
+                 parallelism: int | None = None, env: dict[str, str] | None = None):
         self.directory = Path(directory)
         # apply/destroy -parallelism (Terraform's default is 10): a cloud whose resources
         # are cheap local work (the local cloud's nodes) may run more at once.
@@ -229,7 +234,7 @@ class Workspace:
         self.progress = progress or (lambda line: None)  # a callable or a progress reporter
         self.classify = classify or (lambda text: "other")
         self.binary = binary or find_binary()
-        self._tf = _StreamingTerraform(self.directory, self.binary, self._on_line)
+        self._tf = _StreamingTerraform(self.directory, self.binary, self._on_line, env)
 
     def _on_line(self, line: str) -> None:
         if not line.startswith("{"):

@@ -41,6 +41,14 @@ class Emulator:
     store: str
     url: str
     remote: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen | None = None   # None: moto, shared by the session
+
+    def stop(self) -> None:
+        """Stop the emulator now (a store that went away); the fixture still checks
+        at teardown that nothing of it is left."""
+        assert self.proc is not None, f"the {self.store} emulator cannot be stopped here"
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        self.proc.wait(10)
 
     def rclone(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("RCLONE_")}
@@ -128,7 +136,7 @@ def gcs_emulator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Em
         url = f"http://127.0.0.1:{port}"
         monkeypatch.setenv("STORAGE_EMULATOR_HOST", url)
         yield Emulator("gcs", url, {"type": "google cloud storage", "anonymous": "true",
-                                    "endpoint": url, "project_number": "test"})
+                                    "endpoint": url, "project_number": "test"}, proc)
     finally:
         _stop(proc, "gcp-storage-emulator")
 
@@ -160,6 +168,6 @@ def azure_emulator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
                            f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};"
                            f"AccountKey={AZURITE_KEY};BlobEndpoint={endpoint};")
         yield Emulator("azure", endpoint, {"type": "azureblob",
-                                           "sas_url": _account_sas(endpoint)})
+                                           "sas_url": _account_sas(endpoint)}, proc)
     finally:
         _stop(proc, "azurite-blob")

@@ -72,6 +72,36 @@ class Store:
     def no_credentials(self) -> str:
         raise NotImplementedError
 
+    # --- the Terraform module of a bucket skyterra creates (skyterra/bucketstate.py) ---
+    def emulated(self) -> bool:
+        """Do this machine's settings point at an emulator rather than the cloud?"""
+        return False
+
+    def module_template(self) -> str:
+        """templates/<this>/ renders the bucket's module: the store's own resource, or
+        `storage/rclone` (terraform_data + rclone) where no provider can be installed."""
+        return RCLONE_MODULE if self.emulated() else f"storage/{self.name}"
+
+    def module_context(self) -> dict[str, object]:
+        """What the module's Jinja decides structure on (values go to tfvars only)."""
+        return {"emulator": self.emulated()}
+
+    def module_values(self, ref: BucketRef) -> dict[str, object]:
+        """terraform.tfvars.json of the bucket's module (the store's own resource)."""
+        raise NotImplementedError
+
+    def rclone_module_values(self, ref: BucketRef) -> dict[str, object]:
+        return {"bucket_name": ref.bucket, "store": self.name}
+
+
+RCLONE_MODULE = "storage/rclone"
+BUCKET_TAG = "skyterra-bucket"
+
+
+def _label_value(text: str) -> str:
+    """A GCS label value (lowercase letters, digits, '_' and '-', 63 at most)."""
+    return re.sub(r"[^a-z0-9_-]", "-", text.lower())[:63]
+
 
 def _dns_label_name(bucket: str, field: str, store: str, extra: str, pattern: str,
                     max_len: int = 63) -> None:
@@ -119,6 +149,21 @@ class S3Store(Store):
     def identity_remote(self, ref: BucketRef) -> dict[str, str]:
         return {"type": "s3", "provider": "AWS", "env_auth": "true"}  # the instance profile
 
+    def emulated(self) -> bool:
+        return bool(self.endpoint())
+
+    def module_template(self) -> str:
+        return "storage/s3"   # the real provider, against an emulator too (it is installed)
+
+    def module_values(self, ref: BucketRef) -> dict[str, object]:
+        region = (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+                  or "us-east-1")
+        values: dict[str, object] = {"bucket_name": ref.bucket, "region": region,
+                                     "tags": {BUCKET_TAG: ref.bucket}, "force_destroy": True}
+        if self.endpoint():
+            values["s3_endpoint"] = self.endpoint()
+        return values
+
     def has_credentials(self) -> bool:
         if os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_PROFILE"):
             return True
@@ -161,6 +206,18 @@ class GCSStore(Store):
     def identity_remote(self, ref: BucketRef) -> dict[str, str]:
         # the node's service account, from the metadata server
         return {"type": self.rclone_type, "env_auth": "true", "bucket_policy_only": "true"}
+
+    def emulated(self) -> bool:
+        return bool(os.environ.get("STORAGE_EMULATOR_HOST"))
+
+    def module_values(self, ref: BucketRef) -> dict[str, object]:
+        values: dict[str, object] = {"bucket_name": ref.bucket, "force_destroy": True,
+                                     "labels": {BUCKET_TAG: _label_value(ref.bucket)}}
+        for key, name in (("project", "GOOGLE_CLOUD_PROJECT"),
+                          ("location", "SKYTERRA_GCS_LOCATION")):
+            if os.environ.get(name):
+                values[key] = os.environ[name]
+        return values
 
     def has_credentials(self) -> bool:
         adc = Path("~/.config/gcloud/application_default_credentials.json").expanduser()
@@ -222,6 +279,18 @@ class AzureStore(Store):
         # the node's user-assigned managed identity (its client id is in the node env)
         return {"type": "azureblob", "account": ref.account, "use_msi": "true"}
 
+    def emulated(self) -> bool:
+        endpoint = self.connection().get("BlobEndpoint", "")
+        return bool(endpoint) and not endpoint.startswith("https://")
+
+    def module_values(self, ref: BucketRef) -> dict[str, object]:
+        values: dict[str, object] = {"bucket_name": ref.bucket,
+                                     "account": ref.account or self.settings_account(),
+                                     "metadata": {BUCKET_TAG.replace("-", "_"): ref.bucket}}
+        if os.environ.get("ARM_SUBSCRIPTION_ID"):
+            values["subscription_id"] = os.environ["ARM_SUBSCRIPTION_ID"]
+        return values
+
     def has_credentials(self) -> bool:
         conn = self.connection()
         return bool(conn.get("AccountKey") or os.environ.get("AZURE_STORAGE_KEY"))
@@ -246,6 +315,14 @@ def account_sas_url(endpoint: str, account: str, key: str, expiry: str = "2099-0
                                     "sp": permissions, "se": expiry, "spr": protocols,
                                     "sig": signature.decode()})
     return f"{endpoint.rstrip('/')}?{query}"
+
+
+def remote_env(remote: str, values: dict[str, str]) -> dict[str, str]:
+    """rclone's environment form of a remote's settings (no config file is read)."""
+    env = {"RCLONE_CONFIG": "/dev/null"}
+    for key, value in values.items():
+        env[f"RCLONE_CONFIG_{remote}_{key.upper()}"] = value
+    return env
 
 
 STORES: dict[str, Store] = {store.name: store for store in (S3Store(), GCSStore(), AzureStore())}

@@ -4,12 +4,19 @@ One test per store: a 2-node task reads a dataset object through COPY and MOUNT 
 writes a checkpoint through MOUNT_CACHED (flushed before the job is reported done);
 after destroy the checkpoint is in the bucket, a `persistent: false` bucket is gone,
 the others stay; a second cluster reads the checkpoint back.
+
+Buckets skyterra creates are Terraform resources in their own state
+(SKYTERRA_HOME/storage/<name>/): aws_s3_bucket with the real provider against
+moto, terraform_data + rclone on the GCS and Azure emulators. `storage delete`
+destroys that module; it refuses a bucket skyterra did not create.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -24,8 +31,17 @@ from tests.storage_emulators import (  # noqa: F401
 
 pytestmark = pytest.mark.e2e
 
+RESOURCE = {"s3": "aws_s3_bucket.bucket", "gcs": "terraform_data.bucket",
+            "azure": "terraform_data.bucket"}
 URLS = {"s3": "s3://{b}/{p}", "gcs": "gs://{b}/{p}",
         "azure": "https://devstoreaccount1.blob.core.windows.net/{b}/{p}"}
+
+
+def state_list(home: Path, bucket: str) -> list[str]:
+    """`terraform state list` of the bucket's own module, run by the real binary."""
+    done = subprocess.run(["terraform", "state", "list"], cwd=home / "storage" / bucket,
+                          capture_output=True, text=True, timeout=120, check=True)
+    return done.stdout.split()
 
 
 def _round_trip(emulator, home, tmp_path) -> None:
@@ -76,11 +92,21 @@ run: |
     listed = {b["name"]: b for b in json.loads(skyterra("storage", "ls", "--json").stdout)}
     assert listed[ckpt]["created_by_skyterra"] and listed[scratch]["persistent"] is False
     assert not listed[data]["created_by_skyterra"]
+    for bucket in (ckpt, scratch):
+        assert state_list(home, bucket) == [RESOURCE[store]]
+    assert not (home / "storage" / data / "terraform.tfstate").exists()
+    # a bucket skyterra did not create: refused, clearly, and never deleted
+    refused = skyterra("storage", "delete", data, "-y", check=False)
+    assert refused.returncode != 0 and "was not created by skyterra" in refused.stderr
+    assert "Traceback" not in refused.stdout + refused.stderr
+    assert data in emulator.buckets()
 
     skyterra("destroy", "bk1", "-y")
     assert leftover_processes(str(home)) == []
     names = emulator.buckets()
     assert scratch not in names and ckpt in names and data in names
+    assert not (home / "storage" / scratch).exists()   # destroyed through its module
+    assert state_list(home, ckpt) == [RESOURCE[store]]   # outlives the cluster
     assert emulator.cat(f"{data}/train/sample.txt") == "dataset-object-42\n"
 
     reader = write_task(tmp_path, f"""
@@ -92,10 +118,11 @@ run: cat /restore/rank1.ckpt
     again = skyterra("launch", str(reader), "--cloud", "local", "-c", "bk2", "-y", timeout=600)
     assert "(head, rank=0) step-1" in again.stdout
     skyterra("destroy", "bk2", "-y")
-    # a bucket skyterra did not create is only forgotten, its own is deleted
-    assert "Forgot" in skyterra("storage", "delete", data, "-y").stdout
+    # skyterra's own bucket: `storage delete` is its module's terraform destroy
     assert "Deleted" in skyterra("storage", "delete", ckpt, "-y").stdout
     assert ckpt not in emulator.buckets() and data in emulator.buckets()
+    assert not (home / "storage" / ckpt).exists()
+    # the external bucket was forgotten with its last cluster (skyterra has no state of it)
     assert json.loads(skyterra("storage", "ls", "--json").stdout) == []
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from skyterra import buckets
@@ -91,7 +93,8 @@ def test_credentials_reach_nodes_on_stdin_only(monkeypatch):
     script = buckets.attach_script(task, "local")
     assert "export RCLONE_CONFIG_SKY0_SECRET_ACCESS_KEY=very-secret" in script
     mount_line = next(line for line in script.splitlines() if "rclone mount" in line)
-    assert "very-secret" not in mount_line and "--allow-other" in mount_line
+    assert "very-secret" not in mount_line and "$allow_other" in mount_line
+    assert "allow_other=--allow-other;" in script  # emptied where FUSE forbids it
     # a cloud with node identities: no keys at all
     assert "very-secret" not in buckets.attach_script(task, "aws")
     assert "RCLONE_CONFIG_SKY0_ENV_AUTH=true" in buckets.attach_script(task, "aws")
@@ -108,3 +111,71 @@ def test_mount_cached_runs_flush_after_the_run_and_keeps_its_exit_code(tmp_path)
     done = subprocess.run(["bash", "-c", wrapped], check=False, env={"HOME": str(fake_home), "PATH": "/bin"})
     assert done.returncode == 7
     assert buckets.wrap_run(task_with({"/m": "s3://bk-a"}), "true") == "true"
+
+
+# --- the records of buckets skyterra knows (skyterra/bucketstate.py) ------------------
+def test_storage_delete_refuses_a_bucket_skyterra_did_not_create(tmp_path, monkeypatch):
+    from skyterra import api, bucketstate
+    from skyterra.errors import StorageError
+
+    monkeypatch.setenv("SKYTERRA_HOME", str(tmp_path))
+    bucketstate.save(bucketstate.BucketRecord("their-data", "s3", clusters=[]))
+    with pytest.raises(StorageError, match="was not created by skyterra") as refused:
+        api.storage_delete("their-data")
+    assert "Nothing was deleted" in str(refused.value)
+    assert bucketstate.load("their-data") is not None
+    with pytest.raises(StorageError, match="knows no bucket 'nope'"):
+        api.storage_delete("nope")
+
+
+def test_release_forgets_an_external_bucket_with_its_last_cluster_and_keeps_the_rest(
+        tmp_path, monkeypatch):
+    from skyterra import bucketstate
+
+    monkeypatch.setenv("SKYTERRA_HOME", str(tmp_path))
+    for record in (bucketstate.BucketRecord("ext", "s3", clusters=["c1"]),
+                   bucketstate.BucketRecord("shared-ext", "s3", clusters=["c1", "c2"]),
+                   bucketstate.BucketRecord("mine", "gcs", created_by_skyterra=True,
+                                            clusters=["c1"])):
+        bucketstate.save(record)
+    lines: list[str] = []
+    buckets.release("c1", lines.append)
+    assert bucketstate.load("ext") is None          # no state of skyterra's: just forgotten
+    assert bucketstate.load("shared-ext").clusters == ["c2"]
+    assert bucketstate.load("mine").clusters == []  # persistent: it stays
+    assert lines == []
+
+
+def test_a_created_bucket_without_a_module_is_not_silently_forgotten(tmp_path, monkeypatch):
+    from skyterra import bucketstate
+    from skyterra.errors import StorageError
+
+    monkeypatch.setenv("SKYTERRA_HOME", str(tmp_path))
+    record = bucketstate.BucketRecord("old-one", "s3", created_by_skyterra=True)
+    bucketstate.save(record)
+    with pytest.raises(StorageError, match="has no Terraform module"):
+        bucketstate.destroy(record, lambda line: None)
+    assert bucketstate.load("old-one") is not None
+    # at a cluster's destroy: a warning naming it, never an exception
+    bucketstate.save(dataclasses.replace(record, persistent=False, clusters=["c9"]))
+    lines: list[str] = []
+    buckets.release("c9", lines.append)
+    assert any("WARNING: bucket old-one (persistent: false) was not deleted" in line
+               for line in lines)
+    assert bucketstate.load("old-one").clusters == []
+
+
+def test_a_bucket_made_on_an_emulator_is_never_destroyed_against_the_cloud(tmp_path,
+                                                                           monkeypatch):
+    from skyterra import bucketstate
+    from skyterra.errors import StorageError
+
+    monkeypatch.setenv("SKYTERRA_HOME", str(tmp_path))
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    record = bucketstate.BucketRecord("emu-made", "gcs", created_by_skyterra=True,
+                                      module="storage/rclone")
+    bucketstate.save(record)
+    (bucketstate.bucket_dir("emu-made") / "main.tf").write_text("# rendered earlier\n")
+    with pytest.raises(StorageError, match="no longer point at one"):
+        bucketstate.destroy(record, lambda line: None)
+    assert bucketstate.load("emu-made") is not None

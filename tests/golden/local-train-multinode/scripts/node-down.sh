@@ -87,6 +87,24 @@ term_and_wait() {
   done
 }
 
+# A node that shares this machine's mounts (not root: no mount namespace, no fs/
+# layer of its own) would leave its bucket mounts (rclone FUSE, listed by
+# skyterra's attach script in ~/.skyterra/mounts/points) on the host when its
+# processes die. Unmount them first, while rclone still runs; only rclone mounts.
+unmount_buckets() {
+  local list=$dir/home/.skyterra/mounts/points point type
+  [[ ! -d $dir/fs && -r $list ]] || return 0
+  while IFS= read -r point; do
+    [[ $point == /* ]] || continue
+    type=$(findmnt -n -o FSTYPE --mountpoint "$point" 2>/dev/null) || continue
+    [[ $type == fuse.rclone ]] || continue
+    fusermount3 -u -- "$point" 2>/dev/null || fusermount3 -u -z -- "$point" 2>/dev/null \
+      || echo "node-down: node $name: could not unmount $point" >&2
+  done <"$list"
+  rm -f -- "$list"
+}
+unmount_buckets
+
 # Jobs first, while the node itself is still up: as root the node's sshd is
 # PID 1 of its PID namespace, and when it goes the kernel kills everything
 # left at once. So a job that stops cleanly on TERM (saving a checkpoint, say)
