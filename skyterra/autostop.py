@@ -91,6 +91,18 @@ def parse(value: Any, field: str = "resources.autostop") -> Autostop | None:
     return Autostop(_minutes(minutes, f"{field}.idle_minutes"), down, wait_for)
 
 
+def for_launch(task_setting: dict[str, Any] | None, idle_minutes: int | None,
+               down: bool) -> Autostop | None:
+    """`launch -i MINUTES [--down]` over the task's `resources.autostop` (SkyPilot's rule:
+    the flags win; `--down` alone turns the task's autostop into autodown)."""
+    if idle_minutes is not None:
+        return parse({"idle_minutes": idle_minutes, "down": down}, "-i/--idle-minutes")
+    setting = Autostop.from_record(task_setting)
+    if setting is not None and down:
+        setting = Autostop(setting.idle_minutes, True, setting.wait_for)
+    return setting
+
+
 def _minutes(value: Any, field: str) -> int:
     if isinstance(value, bool):
         raise TaskError(f"expected minutes, got {value!r}.", field=field)

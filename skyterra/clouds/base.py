@@ -164,10 +164,10 @@ class Cloud:
 
     def autostop_node_action(self) -> str:
         """The bash script with which a node of this cloud stops (SKYTERRA_AUTOSTOP_ACTION
-        stop) or removes (down) itself: templates/<cloud>/autostop-node.sh."""
+        stop) or removes (down) itself: templates/autostop/<cloud>-node.sh."""
         from skyterra import paths
 
-        return (paths.templates_dir() / self.template / "autostop-node.sh").read_text()
+        return (paths.templates_dir() / "autostop" / f"{self.template}-node.sh").read_text()
 
     def node_power(self, cluster_dir: Path, record: Any) -> dict[int, str] | None:
         """What the cloud says of each node: rank → "running", "stopped" or "gone"

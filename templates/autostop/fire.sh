@@ -3,7 +3,7 @@
 # long enough: every worker runs its node action (over SSH with the autostop key,
 # which each worker accepts only from the head's address and only for that
 # command), then the head runs its own. The node action is the cloud's
-# (templates/<cloud>/autostop-node.sh): a guest shutdown, or a call to the
+# (templates/autostop/<cloud>-node.sh): a guest shutdown, or a call to the
 # cloud's API with the node's own identity. Values come from env.sh:
 #   SKYTERRA_AUTOSTOP_WORKERS   private IPs of the workers (space-separated)
 #   SKYTERRA_AUTOSTOP_HEAD_IP   the head's private IP (the address workers accept)

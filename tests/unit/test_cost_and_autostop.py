@@ -99,11 +99,58 @@ def test_max_hourly_cost_drops_dearer_candidates_and_says_when_none_is_left():
     assert "max_hourly_cost" in message and "$0.50/h" in message and "$1.00/h" in message
 
 
-def test_a_task_with_autostop_is_refused_before_anything_exists_where_it_is_not_built(
-        skyterra_home):
-    task = Task.from_yaml_config({"run": "true", "resources": {"accelerators": "L4:4",
-                                                               "autostop": 10}})
+def test_launch_dryrun_on_aws_takes_idle_minutes_and_down_and_renders_terminate(
+        skyterra_home, tmp_path):
+    """`skyterra launch -i 5 --down --cloud aws --dryrun`: accepted, and the module's
+    instances terminate on a guest shutdown (the head's watcher ends with one)."""
+    from click.testing import CliRunner
+
+    from skyterra import cli
+
+    task = tmp_path / "task.yaml"
+    task.write_text("resources:\n  accelerators: L4:4\nrun: 'true'\n")
+    runner = CliRunner()
+    result = runner.invoke(cli.main, ["launch", str(task), "--cloud", "aws", "-c", "idle5",
+                                      "-i", "5", "--down", "--dryrun"])
+    assert result.exit_code == 0, result.output
+    module = skyterra_home / "dryrun" / "idle5"
+    tfvars = json.loads((module / "terraform.tfvars.json").read_text())
+    assert tfvars["shutdown_behavior"] == "terminate"
+    assert "instance_initiated_shutdown_behavior = var.shutdown_behavior" in \
+        (module / "main.tf").read_text()
+    plain = runner.invoke(cli.main, ["launch", str(task), "--cloud", "aws", "-c", "idle6",
+                                     "-i", "5", "--dryrun"])
+    assert plain.exit_code == 0, plain.output
+    again = json.loads((skyterra_home / "dryrun" / "idle6" /
+                        "terraform.tfvars.json").read_text())
+    assert again["shutdown_behavior"] == "stop"
+    assert not (skyterra_home / "clusters" / "idle5").exists()
+
+
+def test_autostop_that_would_stop_spot_nodes_on_aws_is_refused_in_the_dry_run(skyterra_home):
+    task = Task.from_yaml_config({"run": "true", "resources": {
+        "accelerators": "L4:4", "use_spot": True, "autostop": 10}})
     with pytest.raises(NotSupportedError) as raised:
         api.launch_cluster(task, "nope", clouds=["aws"], dryrun_only=True)
-    assert "autostop is not available on aws" in str(raised.value)
-    assert not (skyterra_home / "clusters" / "nope").exists()
+    assert "cannot stop spot instances" in str(raised.value)
+    assert "resources.autostop" in str(raised.value)
+    task = Task.from_yaml_config({"run": "true", "resources": {
+        "accelerators": "L4:4", "use_spot": True, "autostop": {"idle_minutes": 10,
+                                                               "down": True}}})
+    assert api.launch_cluster(task, "spotdown", clouds=["aws"], dryrun_only=True).candidate
+
+
+def test_skyterra_autostop_on_an_aws_cluster_is_accepted_by_the_cli(skyterra_home,
+                                                                     monkeypatch):
+    """`skyterra autostop NAME -i 5 --down` parses and reaches the power layer with the
+    setting (the cluster itself is applied on moto in tests/e2e/test_aws_moto.py)."""
+    from click.testing import CliRunner
+
+    from skyterra import cli, power
+
+    seen = []
+    monkeypatch.setattr(power, "set_autostop", lambda name, setting: seen.append(
+        (name, setting)))
+    result = CliRunner().invoke(cli.main, ["autostop", "gpu-aws", "-i", "5", "--down"])
+    assert result.exit_code == 0, result.output
+    assert seen == [("gpu-aws", autostop.Autostop(5, True, "jobs_and_ssh"))]
