@@ -369,7 +369,8 @@ def _age(since: float | None) -> str:
 @click.argument("clusters", nargs=-1)
 @click.option("--json", "as_json", is_flag=True)
 @click.option("-r", "--refresh", is_flag=True, help="Accepted for SkyPilot compatibility: "
-              "status always reconciles what autostop did.")
+              "status always reconciles what autostop did (on a cloud it asks the cloud "
+              "about clusters with autostop).")
 @handles_errors
 def status(clusters, as_json, refresh):
     """List clusters: nodes, IPs, cloud, $/h, up-time."""
