@@ -210,7 +210,7 @@ def _cloud_event(cluster_dir: state.ClusterDir) -> dict | None:
     from skyterra.clouds import get_cloud
 
     cloud = get_cloud(record.cloud)
-    if not cloud.supports_autostop or not cloud.autostop_in_module:
+    if not cloud.supports_autostop or not cloud.autostop_on_head:
         return None
     power = cloud.node_power(cluster_dir.path, record) or {}
     head = power.get(record.nodes[0]["rank"])

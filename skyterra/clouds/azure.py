@@ -16,7 +16,7 @@ import shutil
 import subprocess
 from typing import TYPE_CHECKING, Any
 
-from skyterra import container
+from skyterra import autostop, container
 from skyterra.catalog import fabric as fabrics
 from skyterra.catalog.fabric import chosen_fabric, fabric_notes
 from skyterra.clouds import register
@@ -127,6 +127,8 @@ class AzureSettings(CloudSettings):
 class Azure(Cloud):
     name = "azure"
     template = "azure"
+    supports_autostop = True   # the head's watcher; the nodes deallocate themselves via ARM
+    autostop_in_module = True  # the nodes' identity and its role on their VMs
     node_resource = "azurerm_linux_virtual_machine.node"
     default_ssh_user = "azureuser"
     provider_source = "hashicorp/azurerm"
@@ -222,6 +224,8 @@ class Azure(Cloud):
             "image_id": image_id is not None,
             "ports": bool(resources.ports),
             "storage": bool(_containers(deployment)),
+            # the nodes' identity may deallocate/delete their VMs once autostop is asked
+            "autostop": bool(autostop.module_setting(deployment.stored, resources)),
         }
 
     def check_stoppable(self, deployment: Any) -> None:

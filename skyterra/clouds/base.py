@@ -76,6 +76,7 @@ class Cloud:
     # The module has a part for autostop (shutdown behaviour, the nodes' identity and its
     # role): `skyterra autostop` re-applies it when the setting changes.
     autostop_in_module = False
+    autostop_on_head = True    # the watcher runs on the head node (local: on this machine)
     # Where sshd on a node reads authorized keys (a shell word; the autostop key goes there).
     authorized_keys_file = '"$HOME/.ssh/authorized_keys"'
 

@@ -116,6 +116,7 @@ class GCP(Cloud):
     name = "gcp"
     template = "gcp"
     node_resource = "google_compute_instance.node"
+    supports_autostop = True   # the head's watcher; a guest shutdown stops a GCE instance
     default_ssh_user = "gcpuser"
     provider_source = "hashicorp/google"
     settings_class = GCPSettings
@@ -228,6 +229,7 @@ class GCP(Cloud):
             "gpu_nics": self.fabric(deployment) is not None,
             "ports": bool(deployment.resources.ports),
             "storage": bool(_gcs_buckets(deployment)),
+            "autodown": _launched_with_autodown(deployment),
         }
 
     def tfvars(self, deployment: Deployment) -> dict[str, Any]:
@@ -337,3 +339,13 @@ def _gcs_buckets(deployment: Deployment) -> list[str]:
     """The GCS buckets of the task's bucket file_mounts, sorted (a stable render)."""
     mounts = getattr(deployment.task, "storage_mounts", [])
     return sorted({m.ref.bucket for m in mounts if m.ref.store == "gcs"})
+
+
+def _launched_with_autodown(deployment: Deployment) -> bool:
+    """The task asked for autodown at launch: the nodes get a service account that may
+    delete exactly their own instances. Only the launch-time setting counts: changing
+    an instance's service account needs it stopped, so a later `skyterra autostop
+    --down` keeps the nodes as they are; they then stop themselves (a guest shutdown)
+    and the next `skyterra status` destroys what is left."""
+    setting = deployment.resources.autostop
+    return bool(setting and setting.get("down"))

@@ -136,6 +136,7 @@ class Local(Cloud):
     node_resource = "terraform_data.node"
     needs_ssh_cidrs = False  # loopback only
     supports_autostop = True
+    autostop_on_head = False  # the watcher runs on this machine (node-down.sh stops nodes)
     authorized_keys_file = '"$SKYTERRA_NODE_ID/authorized_keys"'  # node-up.sh's sshd_config
     auto_enabled = False     # only when asked for (--cloud local, cloud: local, SKYTERRA_CLOUDS)
     settings_class = LocalSettings
