@@ -228,6 +228,30 @@ class Azure(Cloud):
             "autostop": bool(autostop.module_setting(deployment.stored, resources)),
         }
 
+    def node_power(self, cluster_dir: Any, record: Any) -> dict[int, str] | None:
+        """Ask ARM (azure-identity's default credential) for each VM's instance view."""
+        try:
+            from azure.identity import DefaultAzureCredential
+        except ImportError:
+            return None
+        import requests
+
+        from skyterra import config
+
+        settings = self.settings(config.load(), record.cloud_options)
+        subscription = settings.azure_subscription_id or _subscription_from_env()
+        if not subscription:
+            return None
+        try:
+            token = DefaultAzureCredential().get_token(
+                "https://management.azure.com/.default").token
+        except Exception:  # noqa: BLE001 - no credentials here: cannot tell
+            return None
+        names = {node["rank"]: f"{record.name}-{node['rank']}" for node in record.nodes}
+        return vm_power(lambda url: requests.get(
+            url, headers={"Authorization": f"Bearer {token}"}, timeout=20),
+            subscription, f"skyterra-{record.name}", names)
+
     def check_stoppable(self, deployment: Any) -> None:
         """azurerm cannot express a VM's power state (no argument or resource for it), so a
         stop through Terraform would drift; the Azure CLI does it, outside skyterra."""
@@ -307,3 +331,31 @@ def _containers(deployment: Deployment) -> list[dict[str, str]]:
     mounts = getattr(deployment.task, "storage_mounts", [])
     pairs = sorted({(m.ref.account, m.ref.bucket) for m in mounts if m.ref.store == "azure"})
     return [{"account": account, "container": container} for account, container in pairs]
+
+
+ARM = "https://management.azure.com"
+
+
+def vm_power(get: Any, subscription: str, group: str, names: dict[int, str]
+             ) -> dict[int, str] | None:
+    """rank → running/stopped/gone from each VM's instance view (`get(url)` returns a
+    response with status_code and json()); deallocated and stopped VMs are "stopped"."""
+    found: dict[int, str] = {}
+    for rank, name in names.items():
+        url = (f"{ARM}/subscriptions/{subscription}/resourceGroups/{group}/providers/"
+               f"Microsoft.Compute/virtualMachines/{name}/instanceView?api-version=2024-07-01")
+        try:
+            reply = get(url)
+        except OSError:
+            return None
+        if reply.status_code == 404:
+            found[rank] = "gone"
+            continue
+        if reply.status_code != 200:
+            return None
+        codes = [str(s.get("code", "")) for s in reply.json().get("statuses", [])]
+        power = [c.split("/", 1)[1] for c in codes if c.startswith("PowerState/")]
+        found[rank] = ("stopped" if power and power[0] in ("deallocated", "deallocating",
+                                                           "stopped", "stopping")
+                       else "running")
+    return found

@@ -218,6 +218,29 @@ class GCP(Cloud):
         fabric = self.fabric(deployment)
         return fabric.env if fabric else {}
 
+    def node_power(self, cluster_dir: Any, record: Any) -> dict[int, str] | None:
+        """Ask the compute API (google-auth's default credentials) about each node."""
+        try:
+            import google.auth
+            from google.auth.transport.requests import AuthorizedSession
+        except ImportError:
+            return None
+        from skyterra import config
+
+        try:
+            credentials, found = google.auth.default(
+                scopes=["https://www.googleapis.com/auth/cloud-platform"])
+        except Exception:  # noqa: BLE001 - no credentials here: cannot tell
+            return None
+        settings = self.settings(config.load(), record.cloud_options)
+        project = settings.gcp_project or _project_from_env() or found
+        if not project or not record.zone:
+            return None
+        names = {node["rank"]: f"{record.name}-{node['rank']}" for node in record.nodes}
+        session = AuthorizedSession(credentials)
+        return instance_power(lambda url: session.get(url, timeout=20), project, record.zone,
+                              names)
+
     def template_context(self, deployment: Deployment) -> dict[str, Any]:
         candidate = deployment.candidate
         gpu_type, _ = self._gpu(candidate)
@@ -339,6 +362,32 @@ def _gcs_buckets(deployment: Deployment) -> list[str]:
     """The GCS buckets of the task's bucket file_mounts, sorted (a stable render)."""
     mounts = getattr(deployment.task, "storage_mounts", [])
     return sorted({m.ref.bucket for m in mounts if m.ref.store == "gcs"})
+
+
+# Compute Engine instance statuses (instances.get) → what autostop's reconcile reads.
+_GCE_POWER = {"PROVISIONING": "running", "STAGING": "running", "RUNNING": "running",
+              "REPAIRING": "running", "STOPPING": "stopped", "STOPPED": "stopped",
+              "TERMINATED": "stopped", "SUSPENDING": "stopped", "SUSPENDED": "stopped"}
+COMPUTE_API = "https://compute.googleapis.com/compute/v1"
+
+
+def instance_power(get: Any, project: str, zone: str, names: dict[int, str]
+                   ) -> dict[int, str] | None:
+    """rank → running/stopped/gone from the compute API's instances.get (`get(url)` returns
+    a response with status_code and json()); None when it does not answer clearly."""
+    found: dict[int, str] = {}
+    for rank, name in names.items():
+        try:
+            reply = get(f"{COMPUTE_API}/projects/{project}/zones/{zone}/instances/{name}")
+        except OSError:
+            return None
+        if reply.status_code == 404:
+            found[rank] = "gone"
+        elif reply.status_code == 200:
+            found[rank] = _GCE_POWER.get(str(reply.json().get("status")), "running")
+        else:
+            return None
+    return found
 
 
 def _launched_with_autodown(deployment: Deployment) -> bool:

@@ -154,3 +154,54 @@ def test_skyterra_autostop_on_an_aws_cluster_is_accepted_by_the_cli(skyterra_hom
     result = CliRunner().invoke(cli.main, ["autostop", "gpu-aws", "-i", "5", "--down"])
     assert result.exit_code == 0, result.output
     assert seen == [("gpu-aws", autostop.Autostop(5, True, "jobs_and_ssh"))]
+
+
+class _Reply:
+    def __init__(self, status_code: int, body: dict | None = None):
+        self.status_code, self._body = status_code, body or {}
+
+    def json(self) -> dict:
+        return self._body
+
+
+def test_gcp_compute_api_answers_become_running_stopped_or_gone():
+    """The compute API cannot exist here: its instances.get answers are given."""
+    from skyterra.clouds.gcp import instance_power
+
+    answers = {"idle-0": _Reply(200, {"status": "TERMINATED"}),
+               "idle-1": _Reply(404), "idle-2": _Reply(200, {"status": "RUNNING"})}
+    asked = []
+
+    def get(url):
+        asked.append(url)
+        return answers[url.rsplit("/", 1)[1]]
+
+    names = {0: "idle-0", 1: "idle-1", 2: "idle-2"}
+    assert instance_power(get, "proj", "us-central1-a", names) == \
+        {0: "stopped", 1: "gone", 2: "running"}
+    assert asked[0] == ("https://compute.googleapis.com/compute/v1/projects/proj/zones/"
+                        "us-central1-a/instances/idle-0")
+    assert instance_power(lambda url: _Reply(403), "proj", "z", names) is None
+
+
+def test_azure_instance_views_become_running_stopped_or_gone():
+    """ARM cannot exist here: its instanceView answers are given."""
+    from skyterra.clouds.azure import vm_power
+
+    def view(code):
+        return _Reply(200, {"statuses": [{"code": "ProvisioningState/succeeded"},
+                                         {"code": f"PowerState/{code}"}]})
+
+    answers = {"idle-0": view("deallocated"), "idle-1": _Reply(404), "idle-2": view("running")}
+    seen = []
+
+    def get(url):
+        seen.append(url)
+        return answers[url.split("/virtualMachines/")[1].split("/")[0]]
+
+    names = {0: "idle-0", 1: "idle-1", 2: "idle-2"}
+    assert vm_power(get, "sub", "skyterra-idle", names) == \
+        {0: "stopped", 1: "gone", 2: "running"}
+    assert "/subscriptions/sub/resourceGroups/skyterra-idle/providers/Microsoft.Compute/" \
+        "virtualMachines/idle-0/instanceView" in seen[0]
+    assert vm_power(lambda url: _Reply(500), "sub", "g", names) is None
