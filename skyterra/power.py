@@ -114,6 +114,9 @@ def start(name: str, *, progress: Progress) -> Cluster:
         raise SkyterraError(f"cluster '{name}' is {record.status}, not STOPPED; `skyterra "
                             f"launch -c {name} TASK.yaml` repairs it.")
     with cluster_dir.lock("start"):
+        if record.status == state.STATUS_STOPPED:  # stopped by its watcher, maybe (Azure):
+            chosen = deployment.for_record(cluster_dir, record)   # what Terraform cannot
+            chosen.cloud.check_stoppable(chosen)                 # stop, it cannot start
         progress(f"starting the {record.num_nodes} node(s) of cluster '{name}'")
         chosen, outputs = _apply_power(cluster_dir, record, True, progress)
         cluster = provision.cluster_from_outputs(chosen, outputs, cluster_dir.known_hosts_path)
