@@ -374,8 +374,15 @@ def _launch_with_autostop(runner, moto, skyterra_home, monkeypatch, tmp_path, na
     then the setting recorded as set_autostop records it once the watcher is on the head
     (--provision-only stops before that: the watcher goes on over SSH, and moto's node
     IPs are not reachable)."""
-    from skyterra import autostop, cli, state
+    from skyterra import autostop, cli, idle_watcher, state
 
+    # The watcher goes on (and off) the head over SSH; moto's node IPs are fake public
+    # addresses that no test may try to reach: the calls are recorded instead.
+    watcher_calls: list[tuple[str, str]] = []
+    monkeypatch.setattr(idle_watcher, "install", lambda cluster, setting, **kw:
+                        watcher_calls.append(("install", setting)))
+    monkeypatch.setattr(idle_watcher, "remove", lambda cluster, **kw:
+                        watcher_calls.append(("remove", None)))
     skyterra_home.mkdir(parents=True, exist_ok=True)
     (skyterra_home / "config.yaml").write_text("provision:\n  placement_group: false\n")
     moto.publish_public_parameter(DLAMI_SSM_PARAMETERS["x86_64"], MOTO_UBUNTU_DLAMI)
@@ -394,7 +401,7 @@ def _launch_with_autostop(runner, moto, skyterra_home, monkeypatch, tmp_path, na
     assert tfvars["shutdown_behavior"] == ("terminate" if setting.down else "stop")
     cluster_dir.update(autostop=setting.to_record())
     (node,) = _instances(moto.client("ec2"))
-    return cluster_dir, node["InstanceId"]
+    return cluster_dir, node["InstanceId"], watcher_calls
 
 
 @pytest.mark.terraform
@@ -407,8 +414,8 @@ def test_status_refresh_records_an_aws_cluster_that_stopped_itself_as_stopped(
     from skyterra import cli
 
     runner = CliRunner()
-    cluster_dir, instance = _launch_with_autostop(runner, moto, skyterra_home, monkeypatch,
-                                                  tmp_path, "nap", "-i", "5")
+    cluster_dir, instance, _ = _launch_with_autostop(runner, moto, skyterra_home,
+                                                     monkeypatch, tmp_path, "nap", "-i", "5")
     try:
         quiet = runner.invoke(cli.main, ["status", "--refresh", "--json"],
                               catch_exceptions=False)
@@ -441,12 +448,28 @@ def test_status_refresh_cleans_up_an_aws_cluster_that_terminated_itself(
     (security group, key pair), forgets the cluster and says why."""
     from click.testing import CliRunner
 
-    from skyterra import cli
+    from skyterra import autostop, cli
 
     runner = CliRunner()
-    cluster_dir, instance = _launch_with_autostop(runner, moto, skyterra_home, monkeypatch,
-                                                  tmp_path, "gone", "-i", "5", "--down")
+    cluster_dir, instance, watcher = _launch_with_autostop(
+        runner, moto, skyterra_home, monkeypatch, tmp_path, "gone", "-i", "5")
     ec2 = moto.client("ec2")
+
+    def behaviour() -> str:
+        return ec2.describe_instance_attribute(
+            InstanceId=instance, Attribute="instanceInitiatedShutdownBehavior"
+        )["InstanceInitiatedShutdownBehavior"]["Value"]
+
+    assert behaviour() == "stop"
+    # `skyterra autostop gone -i 5 --down` on the running cluster: the module is applied
+    # again (the instance now terminates on shutdown), then the watcher is reinstalled.
+    turned = runner.invoke(cli.main, ["autostop", "gone", "-i", "5", "--down"],
+                           catch_exceptions=False)
+    assert turned.exit_code == 0, turned.output
+    assert behaviour() == "terminate"
+    (group,) = [g["GroupName"] for g in _instances(ec2)[0]["SecurityGroups"]]
+    assert group == "skyterra-gone"
+    assert watcher[-2:] == [("remove", None), ("install", autostop.Autostop(5, True))]
     ec2.terminate_instances(InstanceIds=[instance])
     shown = runner.invoke(cli.main, ["status", "--refresh"], catch_exceptions=False)
     assert shown.exit_code == 0, shown.output
