@@ -230,27 +230,22 @@ class Azure(Cloud):
 
     def node_power(self, cluster_dir: Any, record: Any) -> dict[int, str] | None:
         """Ask ARM (azure-identity's default credential) for each VM's instance view."""
+        ids = {node["rank"]: str(node.get("instance_id") or "") for node in record.nodes}
+        if not all(i.startswith("/subscriptions/") for i in ids.values()):
+            return None  # an InfiniBand scale set's instances carry no ARM path: cannot tell
         try:
             from azure.identity import DefaultAzureCredential
         except ImportError:
             return None
         import requests
 
-        from skyterra import config
-
-        settings = self.settings(config.load(), record.cloud_options)
-        subscription = settings.azure_subscription_id or _subscription_from_env()
-        if not subscription:
-            return None
         try:
             token = DefaultAzureCredential().get_token(
                 "https://management.azure.com/.default").token
         except Exception:  # noqa: BLE001 - no credentials here: cannot tell
             return None
-        names = {node["rank"]: f"{record.name}-{node['rank']}" for node in record.nodes}
         return vm_power(lambda url: requests.get(
-            url, headers={"Authorization": f"Bearer {token}"}, timeout=20),
-            subscription, f"skyterra-{record.name}", names)
+            url, headers={"Authorization": f"Bearer {token}"}, timeout=20), ids)
 
     def check_stoppable(self, deployment: Any) -> None:
         """azurerm cannot express a VM's power state (no argument or resource for it), so a
@@ -336,14 +331,13 @@ def _containers(deployment: Deployment) -> list[dict[str, str]]:
 ARM = "https://management.azure.com"
 
 
-def vm_power(get: Any, subscription: str, group: str, names: dict[int, str]
-             ) -> dict[int, str] | None:
-    """rank → running/stopped/gone from each VM's instance view (`get(url)` returns a
-    response with status_code and json()); deallocated and stopped VMs are "stopped"."""
+def vm_power(get: Any, vm_ids: dict[int, str]) -> dict[int, str] | None:
+    """rank → running/stopped/gone from each VM's instance view (vm_ids: the VMs' ARM
+    resource ids; `get(url)` returns a response with status_code and json());
+    deallocated and stopped VMs are "stopped"."""
     found: dict[int, str] = {}
-    for rank, name in names.items():
-        url = (f"{ARM}/subscriptions/{subscription}/resourceGroups/{group}/providers/"
-               f"Microsoft.Compute/virtualMachines/{name}/instanceView?api-version=2024-07-01")
+    for rank, vm_id in vm_ids.items():
+        url = f"{ARM}{vm_id}/instanceView?api-version=2024-07-01"
         try:
             reply = get(url)
         except OSError:

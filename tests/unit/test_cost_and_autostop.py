@@ -199,9 +199,10 @@ def test_azure_instance_views_become_running_stopped_or_gone():
         seen.append(url)
         return answers[url.split("/virtualMachines/")[1].split("/")[0]]
 
-    names = {0: "idle-0", 1: "idle-1", 2: "idle-2"}
-    assert vm_power(get, "sub", "skyterra-idle", names) == \
-        {0: "stopped", 1: "gone", 2: "running"}
-    assert "/subscriptions/sub/resourceGroups/skyterra-idle/providers/Microsoft.Compute/" \
-        "virtualMachines/idle-0/instanceView" in seen[0]
-    assert vm_power(lambda url: _Reply(500), "sub", "g", names) is None
+    group = "/subscriptions/sub/resourceGroups/skyterra-idle/providers/Microsoft.Compute"
+    ids = {k: f"{group}/virtualMachines/idle-{k}" for k in range(3)}
+    assert vm_power(get, ids) == {0: "stopped", 1: "gone", 2: "running"}
+    assert seen[0] == ("https://management.azure.com/subscriptions/sub/resourceGroups/"
+                       "skyterra-idle/providers/Microsoft.Compute/virtualMachines/idle-0/"
+                       "instanceView?api-version=2024-07-01")
+    assert vm_power(lambda url: _Reply(500), ids) is None
