@@ -225,15 +225,16 @@ class GCP(Cloud):
             from google.auth.transport.requests import AuthorizedSession
         except ImportError:
             return None
-        from skyterra import config
+        import json
+        from pathlib import Path
 
-        try:
-            credentials, found = google.auth.default(
+        try:  # the project the module applied to, not whatever is configured today
+            project = json.loads((Path(cluster_dir) / "terraform.tfvars.json").read_text()
+                                 ).get("project")
+            credentials, _ = google.auth.default(
                 scopes=["https://www.googleapis.com/auth/cloud-platform"])
-        except Exception:  # noqa: BLE001 - no credentials here: cannot tell
+        except Exception:  # noqa: BLE001 - no module or no credentials here: cannot tell
             return None
-        settings = self.settings(config.load(), record.cloud_options)
-        project = settings.gcp_project or _project_from_env() or found
         if not project or not record.zone:
             return None
         names = {node["rank"]: f"{record.name}-{node['rank']}" for node in record.nodes}
