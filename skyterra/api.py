@@ -87,6 +87,9 @@ def launch_cluster(task: Task, cluster_name: str | None = None, *,
     setting = _launch_autostop(task, idle_minutes_to_autostop, down)
     if setting is not None:
         clouds = planning.clouds_with_autostop(task, clouds)
+        # -i/--down become the task's own setting, so the module is rendered for them
+        # from the first apply (AWS: the instances' shutdown behaviour).
+        task.set_resources_override(autostop=setting.to_record())
     if dryrun_only:
         return dryrun(task, cluster_name, clouds)
     with launcher.bring_up(task, cluster_name, clouds=clouds, candidates=candidates,
@@ -125,12 +128,7 @@ def dryrun_dag(dag: Dag, cluster_name: str | None = None, clouds: list[str] | No
 
 def _launch_autostop(task: Task, idle_minutes: int | None, down: bool
                      ) -> autostop.Autostop | None:
-    if idle_minutes is not None:
-        return autostop.parse({"idle_minutes": idle_minutes, "down": down}, "-i/--idle-minutes")
-    setting = autostop.Autostop.from_record(task.resources[0].autostop)
-    if setting is not None and down:
-        setting = autostop.Autostop(setting.idle_minutes, True, setting.wait_for)
-    return setting
+    return autostop.for_launch(task.resources[0].autostop, idle_minutes, down)
 
 
 def stop(cluster_name: str, *, progress: Output = print_line) -> str:

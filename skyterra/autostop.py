@@ -7,12 +7,15 @@ minutes as a number or "10m"/"1h", or `{idle_minutes, down, wait_for}`), or
 What counts as idle is SkyPilot's `wait_for`: `jobs_and_ssh` (default: no
 running job and no interactive SSH session), `jobs` (sessions do not count),
 `none` (the time runs from when autostop was set, whatever runs). The idle
-clock restarts whenever a job starts or ends. A small watcher (WATCHER_SCRIPT)
-reads the job files skyterra keeps on the head node (~/.skyterra/jobs/<id>/
-pid and rc) and, when the cluster has been idle long enough, writes an event
-file and asks the cloud to stop or remove the nodes (the Cloud hook
-`autostop_command`). The next `skyterra status` reconciles: the cluster is
-recorded STOPPED, or destroyed and forgotten, with the reason.
+clock restarts whenever a job starts or ends. One small watcher
+(templates/autostop/watcher.sh) reads the job files skyterra keeps on the head
+node (~/.skyterra/jobs/<id>/pid and rc) and, when the cluster has been idle
+long enough, writes an event file and stops or removes the nodes. On a cloud
+it runs on the head node itself (skyterra/idle_watcher.py installs it) and the
+nodes stop through the cloud's own means (instance-initiated shutdown, the
+node's identity); on the local cloud it runs on this machine. The next
+`skyterra status` reconciles: the cluster is recorded STOPPED, or destroyed and
+forgotten, with the reason.
 """
 
 from __future__ import annotations
@@ -32,6 +35,9 @@ KEYS = ("idle_minutes", "down", "wait_for")
 # TEST ONLY: seconds per "minute", so that tests need not wait minutes.
 UNIT_ENV = "SKYTERRA_AUTOSTOP_UNIT_SECONDS"
 EVENT_FILE = "autostop-fired.json"     # in the cluster dir, written by the watcher
+# Key of a cluster's stored values (record.cloud_options): the setting its module was
+# last rendered for ({} once cancelled), for clouds whose module has a part for autostop.
+STORED_KEY = "autostop"
 _DURATION = re.compile(r"^\s*(\d+)\s*([mhd]?)\s*$")
 
 
@@ -85,6 +91,18 @@ def parse(value: Any, field: str = "resources.autostop") -> Autostop | None:
     return Autostop(_minutes(minutes, f"{field}.idle_minutes"), down, wait_for)
 
 
+def for_launch(task_setting: dict[str, Any] | None, idle_minutes: int | None,
+               down: bool) -> Autostop | None:
+    """`launch -i MINUTES [--down]` over the task's `resources.autostop` (SkyPilot's rule:
+    the flags win; `--down` alone turns the task's autostop into autodown)."""
+    if idle_minutes is not None:
+        return parse({"idle_minutes": idle_minutes, "down": down}, "-i/--idle-minutes")
+    setting = Autostop.from_record(task_setting)
+    if setting is not None and down:
+        setting = Autostop(setting.idle_minutes, True, setting.wait_for)
+    return setting
+
+
 def _minutes(value: Any, field: str) -> int:
     if isinstance(value, bool):
         raise TaskError(f"expected minutes, got {value!r}.", field=field)
@@ -100,6 +118,16 @@ def _minutes(value: Any, field: str) -> int:
         raise TaskError(f"idle minutes must be at least 1, got {value!r} (use `skyterra "
                         "autostop NAME --cancel` to turn autostop off).", field=field)
     return minutes
+
+
+def module_setting(stored: dict[str, Any], resources: Any) -> dict[str, Any] | None:
+    """What a cluster's module renders for autostop: the stored setting (written by
+    `skyterra autostop`, {} once cancelled), else the task's; None: never asked for,
+    so the module has no part for it (its golden copies stay as they are)."""
+    if STORED_KEY in stored:
+        return dict(stored[STORED_KEY] or {})
+    value = getattr(resources, "autostop", None)
+    return dict(value) if value else None
 
 
 def unit_seconds() -> float:
@@ -120,79 +148,15 @@ def watcher_env(setting: Autostop, *, jobs_dir: str, event_file: str,
             "SKYTERRA_AUTOSTOP_HOST_PIDS": "1" if host_pids else "0"}
 
 
-# The watcher. Arguments: the command that stops/removes the nodes ("$@").
-# A job is running while its dir has a pid file, no rc file and a live process
-# with that pid (HOST_PIDS=1: the pid is the one the node sees, so it is looked
-# up among the node's processes in the host's /proc by their NSpid and the
-# node marker SKYTERRA_NODE_ID). Interactive SSH sessions are sshd processes
-# of the node named "sshd: USER@pts/N".
-WATCHER_SCRIPT = r"""
-set -u
-idle=$SKYTERRA_AUTOSTOP_IDLE_SECONDS
-tick=$SKYTERRA_AUTOSTOP_TICK
-jobs=$SKYTERRA_AUTOSTOP_JOBS
-marker=${SKYTERRA_NODE_ID:-}
+def watcher_path() -> Path:
+    """The one watcher script (templates/autostop/watcher.sh), for every cloud."""
+    from skyterra import paths
 
-node_procs() { # host pid, per process of this node
-  grep -lzxF -- "SKYTERRA_NODE_ID=$marker" /proc/[0-9]*/environ 2>/dev/null \
-    | sed 's#^/proc/\([0-9]*\)/environ$#\1#'
-}
+    return paths.templates_dir() / "autostop" / "watcher.sh"
 
-job_alive() { # $1: pid as the node sees it
-  local p stat ns
-  if [ "$SKYTERRA_AUTOSTOP_HOST_PIDS" != 1 ]; then
-    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-    stat=${stat##*) }
-    [ "${stat%% *}" != Z ]
-    return
-  fi
-  for p in $(node_procs); do
-    ns=$(awk '/^NSpid:/ { print $NF }' "/proc/$p/status" 2>/dev/null)
-    if [ "$ns" = "$1" ]; then
-      stat=$(cat "/proc/$p/stat" 2>/dev/null) || continue
-      stat=${stat##*) }
-      [ "${stat%% *}" != Z ] && return 0
-    fi
-  done
-  return 1
-}
 
-ssh_session() {
-  local p
-  for p in $(node_procs); do
-    tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q '^sshd: [^ ]*@pts/' && return 0
-  done
-  return 1
-}
-
-last=$(date +%s)
-while :; do
-  now=$(date +%s)
-  busy=0
-  if [ "$SKYTERRA_AUTOSTOP_WAIT_FOR" != none ]; then
-    for d in "$jobs"/*/; do
-      [ -d "$d" ] || continue
-      if [ -f "$d/rc" ]; then
-        m=$(stat -c %Y "$d/rc" 2>/dev/null || echo 0)
-        [ "$m" -gt "$last" ] && last=$m
-      elif [ -f "$d/pid" ]; then
-        m=$(stat -c %Y "$d/pid" 2>/dev/null || echo 0)
-        [ "$m" -gt "$last" ] && last=$m
-        job_alive "$(cat "$d/pid" 2>/dev/null)" && busy=1
-      fi
-    done
-    if [ "$SKYTERRA_AUTOSTOP_WAIT_FOR" = jobs_and_ssh ] && ssh_session; then busy=1; fi
-  fi
-  [ "$busy" = 1 ] && last=$now
-  if [ $((now - last)) -ge "$idle" ]; then
-    printf '{"action": "%s", "at": %s, "reason": "%s"}\n' "$SKYTERRA_AUTOSTOP_ACTION" "$now" \
-      "$SKYTERRA_AUTOSTOP_REASON" >"$SKYTERRA_AUTOSTOP_EVENT.tmp"
-    mv -f "$SKYTERRA_AUTOSTOP_EVENT.tmp" "$SKYTERRA_AUTOSTOP_EVENT"
-    exec "$@"
-  fi
-  sleep "$tick"
-done
-"""
+def watcher_script() -> str:
+    return watcher_path().read_text()
 
 
 def read_event(cluster_dir: Path) -> dict[str, Any] | None:

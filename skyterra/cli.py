@@ -253,8 +253,11 @@ def launch(task_yaml, cluster_name, cloud, num_nodes, gpus, envs, env_file, secr
         return
     task = dag.tasks[0]
     if dryrun:
-        from skyterra import planning  # not api: a dry run needs no SSH, jobs or Terraform
+        from skyterra import autostop, planning  # not api: no SSH, jobs or Terraform
 
+        setting = autostop.for_launch(task.resources[0].autostop, idle_minutes, down)
+        if setting is not None:  # the module a launch with these flags would apply
+            task.set_resources_override(autostop=setting.to_record())
         result = planning.dryrun(task, cluster_name, clouds, Path(out_dir) if out_dir else None)
         if as_json:
             click.echo(json.dumps(_dryrun_json(result), indent=2))
@@ -367,7 +370,8 @@ def _age(since: float | None) -> str:
 @click.argument("clusters", nargs=-1)
 @click.option("--json", "as_json", is_flag=True)
 @click.option("-r", "--refresh", is_flag=True, help="Accepted for SkyPilot compatibility: "
-              "status always reconciles what autostop did.")
+              "status always reconciles what autostop did (on a cloud it asks the cloud "
+              "about clusters with autostop).")
 @handles_errors
 def status(clusters, as_json, refresh):
     """List clusters: nodes, IPs, cloud, $/h, up-time."""

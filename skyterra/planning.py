@@ -105,8 +105,8 @@ def clouds_with_autostop(task: Task, clouds: list[str] | None) -> list[str]:
     wanted = clouds_for(task, clouds)
     usable = [name for name in wanted if get_cloud(name).supports_autostop]
     if not usable:
-        raise NotSupportedError(f"autostop is not available on {', '.join(wanted)} yet (only "
-                                "on the local cloud). Remove resources.autostop / -i, and "
-                                "stop the cluster yourself with `skyterra stop NAME`.",
+        raise NotSupportedError(f"autostop is not available on {', '.join(wanted)} yet. "
+                                "Remove resources.autostop / -i, and stop the cluster "
+                                "yourself with `skyterra stop NAME`.",
                                 source=task.source, field="resources.autostop")
     return usable

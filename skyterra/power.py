@@ -70,8 +70,13 @@ def _apply_power(cluster_dir: state.ClusterDir, record: state.ClusterRecord, run
     return chosen, outputs
 
 
-def stop(name: str, *, progress: Progress, reason: str = "", at: float | None = None) -> str:
-    """Stop every node (disks and state kept); "stopped", or "already stopped"."""
+def stop(name: str, *, progress: Progress, reason: str = "", at: float | None = None,
+         fired: bool = False) -> str:
+    """Stop every node (disks and state kept); "stopped", or "already stopped".
+
+    fired: the cloud's nodes stopped by themselves (their watcher): nothing is left
+    on them to remove, and a cloud that cannot stop through Terraform is recorded
+    STOPPED as it is."""
     cluster_dir = state.ClusterDir(name)
     record = _owned(cluster_dir, "stop")
     if record.status == state.STATUS_STOPPED and not reason:
@@ -81,11 +86,20 @@ def stop(name: str, *, progress: Progress, reason: str = "", at: float | None = 
                             f"stopped. `skyterra destroy {name}` removes it.")
     with cluster_dir.lock("stop"):
         chosen = deployment.for_record(cluster_dir, record)
-        chosen.cloud.check_stoppable(chosen)
-        chosen.cloud.cancel_autostop(cluster_dir.path, record)
+        try:
+            chosen.cloud.check_stoppable(chosen)
+        except SkyterraError:
+            if not fired:
+                raise
+            stoppable = False
+        else:
+            stoppable = True
+        if not fired:
+            chosen.cloud.cancel_autostop(cluster_dir.path, record)
         run_before_stop_hooks(cluster_dir, record)
-        progress(f"stopping the {record.num_nodes} node(s) of cluster '{name}'")
-        _apply_power(cluster_dir, record, False, progress)
+        if stoppable:
+            progress(f"stopping the {record.num_nodes} node(s) of cluster '{name}'")
+            _apply_power(cluster_dir, record, False, progress)
         cluster_dir.update(status=state.STATUS_STOPPED, status_reason=reason)
         if record.status != state.STATUS_STOPPED:
             ledger.record_event(name, ledger.STOP, at=at, reason=reason)
@@ -100,6 +114,9 @@ def start(name: str, *, progress: Progress) -> Cluster:
         raise SkyterraError(f"cluster '{name}' is {record.status}, not STOPPED; `skyterra "
                             f"launch -c {name} TASK.yaml` repairs it.")
     with cluster_dir.lock("start"):
+        if record.status == state.STATUS_STOPPED:  # stopped by its watcher, maybe (Azure):
+            chosen = deployment.for_record(cluster_dir, record)   # what Terraform cannot
+            chosen.cloud.check_stoppable(chosen)                 # stop, it cannot start
         progress(f"starting the {record.num_nodes} node(s) of cluster '{name}'")
         chosen, outputs = _apply_power(cluster_dir, record, True, progress)
         cluster = provision.cluster_from_outputs(chosen, outputs, cluster_dir.known_hosts_path)
@@ -124,8 +141,13 @@ def start(name: str, *, progress: Progress) -> Cluster:
     return cluster
 
 
-def set_autostop(name: str, setting: autostop.Autostop | None) -> None:
-    """Install (or, with None, cancel) the cluster's idle watcher and remember it."""
+def set_autostop(name: str, setting: autostop.Autostop | None,
+                 progress: Progress = lambda line: None) -> None:
+    """Install (or, with None, cancel) the cluster's idle watcher and remember it.
+
+    Where the module has a part for autostop (AWS: the shutdown behaviour; GCP and
+    Azure: the nodes' identity and its role), it is applied first with the new
+    setting (nothing runs when it renders as before)."""
     cluster_dir = state.ClusterDir(name)
     record = _owned(cluster_dir, "set autostop on")
     if record.status != state.STATUS_UP:
@@ -134,19 +156,33 @@ def set_autostop(name: str, setting: autostop.Autostop | None) -> None:
     from skyterra.clouds import get_cloud
 
     cloud = get_cloud(record.cloud)
+    if setting is not None and not cloud.supports_autostop:
+        cloud.start_autostop(cluster_dir.path, record, setting)  # its clear refusal
     with cluster_dir.lock("autostop"):
         autostop.clear_event(cluster_dir.path)
-        if setting is None:
-            cloud.cancel_autostop(cluster_dir.path, record)
-        else:
+        cloud.cancel_autostop(cluster_dir.path, record)
+        if cloud.autostop_in_module:
+            options = {**record.cloud_options,
+                       autostop.STORED_KEY: setting.to_record() if setting else {}}
+            chosen = deployment.for_record(cluster_dir, dataclasses.replace(
+                record, cloud_options=options))
+            try:
+                provision.apply_outputs(chosen, progress)
+            finally:
+                cluster_dir.protect_files()
+            record = cluster_dir.update(cloud_options=chosen.stored)
+        if setting is not None:
             cloud.start_autostop(cluster_dir.path, record, setting)
         cluster_dir.update(autostop=setting.to_record() if setting else {})
 
 
 def reconcile(name: str, progress: Progress) -> str | None:
-    """Make the record agree with a watcher that fired: a note for the user, or None."""
+    """Make the record agree with a watcher that fired: a note for the user, or None.
+
+    The local cloud's watcher leaves an event file here; on a cloud the watcher ran
+    on the head, so the cloud is asked what its nodes are (Cloud.node_power)."""
     cluster_dir = state.ClusterDir(name)
-    event = autostop.read_event(cluster_dir.path)
+    event = autostop.read_event(cluster_dir.path) or _cloud_event(cluster_dir)
     if event is None:
         return None
     record = cluster_dir.load()
@@ -154,10 +190,34 @@ def reconcile(name: str, progress: Progress) -> str | None:
     at = float(event.get("at") or time.time())
     if event["action"] == "down":
         with cluster_dir.lock("autodown"):
+            record = cluster_dir.update(autostop={})  # its watcher is gone with the nodes
             provision.destroy_cluster(cluster_dir, record, progress)
             ledger.record_event(name, ledger.DESTROY, at=at, reason=reason)
             state.forget(cluster_dir)
         return f"cluster '{name}' was {reason}; it is gone (its record and state removed)."
-    stop(name, progress=progress, reason=reason, at=at)
+    stop(name, progress=progress, reason=reason, at=at, fired=bool(event.get("cloud")))
     autostop.clear_event(cluster_dir.path)
     return f"cluster '{name}' was {reason}; it is STOPPED (`skyterra start {name}`)."
+
+
+def _cloud_event(cluster_dir: state.ClusterDir) -> dict | None:
+    """What a cloud cluster's own watcher did, read from the cloud: its head node (the
+    last to go) stopped → "stop", gone → "down"; None while it runs (or unknown)."""
+    try:
+        record = cluster_dir.load()
+    except SkyterraError:
+        return None
+    setting = autostop.Autostop.from_record(record.autostop)
+    if setting is None or record.status != state.STATUS_UP or not record.nodes:
+        return None
+    from skyterra.clouds import get_cloud
+
+    cloud = get_cloud(record.cloud)
+    if not cloud.supports_autostop or not cloud.autostop_on_head:
+        return None
+    power = cloud.node_power(cluster_dir.path, record) or {}
+    head = power.get(record.nodes[0]["rank"])
+    if head not in ("stopped", "gone"):
+        return None
+    action = "down" if head == "gone" or setting.down else "stop"
+    return {"action": action, "at": time.time(), "reason": setting.reason(), "cloud": True}

@@ -199,6 +199,7 @@ def moto_server() -> Iterator[MotoServer]:
 
         patch.setattr(settings, "EC2_ENABLE_INSTANCE_TYPE_VALIDATION", True)
         patch.setattr(settings, "ENABLE_AMI_VALIDATION", True)
+        _fix_modify_shutdown_behavior(patch)
         port = _free_port()
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         server.start()
@@ -213,6 +214,32 @@ def moto_server() -> Iterator[MotoServer]:
             yield moto
         finally:
             server.stop()
+
+
+def _fix_modify_shutdown_behavior(patch: pytest.MonkeyPatch) -> None:
+    """Make moto's ModifyInstanceAttribute handle InstanceInitiatedShutdownBehavior as EC2 does.
+
+    moto 5.2.5 has no handler for `InstanceInitiatedShutdownBehavior.Value` (the form
+    the AWS SDKs and Terraform's provider send; it sets the attribute after RunInstances):
+    the call falls through to its security-group handler, which replaces the
+    instance's groups with none and leaves the behaviour unchanged. EC2 changes the
+    behaviour and keeps the groups; with this the second plan of an instance with
+    `instance_initiated_shutdown_behavior` is clean on moto as on EC2.
+    """
+    from moto.ec2.responses.instances import InstanceResponse
+
+    original = InstanceResponse._dot_value_instance_attribute_handler
+
+    def handler(self: InstanceResponse) -> bool:
+        value = self._get_param("InstanceInitiatedShutdownBehavior.Value")
+        if value is None:
+            return original(self)
+        self.error_on_dryrun()
+        self.ec2_backend.modify_instance_attribute(
+            self._get_param("InstanceId"), "instance_initiated_shutdown_behavior", value)
+        return True
+
+    patch.setattr(InstanceResponse, "_dot_value_instance_attribute_handler", handler)
 
 
 @pytest.fixture

@@ -14,17 +14,11 @@ import os
 import re
 from typing import TYPE_CHECKING, Any
 
-from skyterra import container
+from skyterra import autostop, container
 from skyterra.catalog import fabric as fabrics
 from skyterra.catalog.fabric import chosen_fabric, fabric_notes
 from skyterra.clouds import register
-from skyterra.clouds.base import (
-    STORED_NODES_RUNNING,
-    Cloud,
-    CloudSettings,
-    CredentialReport,
-    cidr_list,
-)
+from skyterra.clouds.base import Cloud, CloudSettings, CredentialReport, cidr_list
 from skyterra.errors import ConfigError, NotSupportedError, TaskError
 from skyterra.resources import machine_image
 
@@ -51,7 +45,6 @@ UBUNTU_SSM_PARAMETERS = {
              "arm64/hvm/ebs-gp2/ami-id",
 }
 
-# Stored value (record.cloud_options): autostop with down=true, so `shutdown -h now` terminates.
 DEFAULT_DISK_SIZE = 256  # GiB; DLAMIs are ~100 GiB and checkpoints need room
 # resources.disk_tier -> (gp3 IOPS, gp3 throughput MiB/s); None = gp3 baseline 3000/125.
 DISK_TIERS = {
@@ -132,6 +125,8 @@ class AWS(Cloud):
     node_resource = "aws_instance.node"
     provider_source = "hashicorp/aws"
     settings_class = AWSSettings
+    supports_autostop = True   # the head's watcher; instances shut down by themselves
+    autostop_in_module = True  # instance_initiated_shutdown_behavior
 
     # First match wins. Texts as EC2 and the Terraform AWS provider print them
     # ("api error InsufficientInstanceCapacity: We currently do not have ...").
@@ -194,12 +189,27 @@ class AWS(Cloud):
         return {"network": network, "custom_image": image_id is not None,
                 "spot": bool(deployment.candidate.use_spot),
                 "efa": self.fabric(deployment) is not None,
-                # The power-state resource appears once the cluster is first stopped (and
-                # stays, so that start can set it back to running): a cluster never stopped
-                # has nothing of it to plan or refresh.
-                "power_state": STORED_NODES_RUNNING in deployment.stored,
                 "storage": bool(_s3_buckets(deployment)),
-                "container": container.spec_for(deployment) is not None}
+                "container": container.spec_for(deployment) is not None,
+                # the attribute exists once autostop was asked for; its value is a tfvar
+                "shutdown_behavior": self._shutdown_behavior(deployment) is not None}
+
+    @staticmethod
+    def _shutdown_behavior(deployment: Deployment) -> str | None:
+        """"stop" or "terminate" once the cluster has autostop (kept "stop" after a
+        cancel, so a later guest shutdown stops instead of terminating); None: never
+        asked, and the attribute is not rendered at all."""
+        setting = autostop.module_setting(deployment.stored, deployment.resources)
+        if setting is None:
+            return None
+        down = bool(setting.get("down"))
+        if deployment.candidate.use_spot and setting and not down:
+            raise NotSupportedError(
+                "autostop would stop the nodes, but AWS cannot stop spot instances (a "
+                "one-time spot instance can only be terminated). Use autostop with down: "
+                "true (`-i MINUTES --down`), or on-demand nodes (use_spot: false).",
+                field="resources.autostop")
+        return "terminate" if down else "stop"
 
     def check_stoppable(self, deployment: Any) -> None:
         """EC2 cannot stop a one-time spot instance (it can only be terminated)."""
@@ -216,6 +226,7 @@ class AWS(Cloud):
         image_id, ssm_parameter = self._image(deployment)
         iops, throughput = DISK_TIERS[resources.disk_tier or "medium"]
         fabric = self.fabric(deployment)
+        behavior = self._shutdown_behavior(deployment)
         values: dict[str, Any] = {
             "region": candidate.region,
             "zone": candidate.zone,
@@ -229,6 +240,7 @@ class AWS(Cloud):
             "disk_throughput": throughput,
             "labels": dict(resources.labels),
             "nodes_running": deployment.nodes_running,
+            **({"shutdown_behavior": behavior} if behavior else {}),
             "ssh_user": self.ssh_user(deployment),
             "ssh_public_key": deployment.public_key,
             "ssh_private_key_path": str(deployment.private_key_path),
@@ -304,6 +316,23 @@ class AWS(Cloud):
 
         None (cannot tell: the controller then waits its grace period) when boto3 or
         the credentials are missing or EC2 does not answer."""
+        states = self._instance_states(record)
+        if states is None:
+            return None
+        return sorted(rank for rank, name in states.items() if name not in ("pending", "running"))
+
+    def node_power(self, cluster_dir: Any, record: Any) -> dict[int, str] | None:
+        """EC2's word on each node: stopping/stopped → "stopped", shutting-down,
+        terminated or not listed → "gone", else "running"."""
+        states = self._instance_states(record)
+        if states is None:
+            return None
+        kinds = {"stopping": "stopped", "stopped": "stopped", "shutting-down": "gone",
+                 "terminated": "gone", None: "gone"}
+        return {rank: kinds.get(name, "running") for rank, name in states.items()}
+
+    def _instance_states(self, record: Any) -> dict[int, str | None] | None:
+        """rank → EC2 state name (None: not listed); None when EC2 cannot be asked."""
         try:
             import boto3
             from botocore.exceptions import BotoCoreError, ClientError
@@ -325,9 +354,7 @@ class AWS(Cloud):
                       for instance in reservation["Instances"]}
         except (BotoCoreError, ClientError):
             return None
-        alive = ("pending", "running")
-        return sorted(rank for instance_id, rank in ids.items()
-                      if states.get(instance_id) not in alive)
+        return {rank: states.get(instance_id) for instance_id, rank in ids.items()}
 
     def interruption_watcher(self) -> str | None:
         """Polls IMDS (v2 token) for the spot 2-minute warning every 5 s."""

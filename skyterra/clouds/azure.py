@@ -16,7 +16,7 @@ import shutil
 import subprocess
 from typing import TYPE_CHECKING, Any
 
-from skyterra import container
+from skyterra import autostop, container
 from skyterra.catalog import fabric as fabrics
 from skyterra.catalog.fabric import chosen_fabric, fabric_notes
 from skyterra.clouds import register
@@ -127,6 +127,8 @@ class AzureSettings(CloudSettings):
 class Azure(Cloud):
     name = "azure"
     template = "azure"
+    supports_autostop = True   # the head's watcher; the nodes deallocate themselves via ARM
+    autostop_in_module = True  # the nodes' identity and its role on their VMs
     node_resource = "azurerm_linux_virtual_machine.node"
     default_ssh_user = "azureuser"
     provider_source = "hashicorp/azurerm"
@@ -222,7 +224,28 @@ class Azure(Cloud):
             "image_id": image_id is not None,
             "ports": bool(resources.ports),
             "storage": bool(_containers(deployment)),
+            # the nodes' identity may deallocate/delete their VMs once autostop is asked
+            "autostop": bool(autostop.module_setting(deployment.stored, resources)),
         }
+
+    def node_power(self, cluster_dir: Any, record: Any) -> dict[int, str] | None:
+        """Ask ARM (azure-identity's default credential) for each VM's instance view."""
+        ids = {node["rank"]: str(node.get("instance_id") or "") for node in record.nodes}
+        if not all(i.startswith("/subscriptions/") for i in ids.values()):
+            return None  # an InfiniBand scale set's instances carry no ARM path: cannot tell
+        try:
+            from azure.identity import DefaultAzureCredential
+        except ImportError:
+            return None
+        import requests
+
+        try:
+            token = DefaultAzureCredential().get_token(
+                "https://management.azure.com/.default").token
+        except Exception:  # noqa: BLE001 - no credentials here: cannot tell
+            return None
+        return vm_power(lambda url: requests.get(
+            url, headers={"Authorization": f"Bearer {token}"}, timeout=20), ids)
 
     def check_stoppable(self, deployment: Any) -> None:
         """azurerm cannot express a VM's power state (no argument or resource for it), so a
@@ -303,3 +326,30 @@ def _containers(deployment: Deployment) -> list[dict[str, str]]:
     mounts = getattr(deployment.task, "storage_mounts", [])
     pairs = sorted({(m.ref.account, m.ref.bucket) for m in mounts if m.ref.store == "azure"})
     return [{"account": account, "container": container} for account, container in pairs]
+
+
+ARM = "https://management.azure.com"
+
+
+def vm_power(get: Any, vm_ids: dict[int, str]) -> dict[int, str] | None:
+    """rank → running/stopped/gone from each VM's instance view (vm_ids: the VMs' ARM
+    resource ids; `get(url)` returns a response with status_code and json());
+    deallocated and stopped VMs are "stopped"."""
+    found: dict[int, str] = {}
+    for rank, vm_id in vm_ids.items():
+        url = f"{ARM}{vm_id}/instanceView?api-version=2024-07-01"
+        try:
+            reply = get(url)
+        except OSError:
+            return None
+        if reply.status_code == 404:
+            found[rank] = "gone"
+            continue
+        if reply.status_code != 200:
+            return None
+        codes = [str(s.get("code", "")) for s in reply.json().get("statuses", [])]
+        power = [c.split("/", 1)[1] for c in codes if c.startswith("PowerState/")]
+        found[rank] = ("stopped" if power and power[0] in ("deallocated", "deallocating",
+                                                           "stopped", "stopping")
+                       else "running")
+    return found

@@ -76,6 +76,12 @@ class Cloud:
     terraform_parallelism: int | None = None  # apply/destroy -parallelism; None: Terraform's 10
     # Commands to clusters of more nodes go through the head (executor.relay_threshold)
     relay_threshold: int | None = 32
+    # The module has a part for autostop (shutdown behaviour, the nodes' identity and its
+    # role): `skyterra autostop` re-applies it when the setting changes.
+    autostop_in_module = False
+    autostop_on_head = True    # the watcher runs on the head node (local: on this machine)
+    # Where sshd on a node reads authorized keys (a shell word; the autostop key goes there).
+    authorized_keys_file = '"$HOME/.ssh/authorized_keys"'
 
     def offers(self, resources: Resources, num_nodes: int) -> list[Candidate]:
         """Catalog rows that satisfy `resources`, cheapest first."""
@@ -127,15 +133,51 @@ class Cloud:
         """Raise a SkyterraError if this cluster's nodes cannot be stopped (kept, not paid)."""
 
     def start_autostop(self, cluster_dir: Path, record: Any, setting: Any) -> None:
-        """Install the idle watcher (autostop.WATCHER_SCRIPT) for `setting` on the cluster."""
+        """Install the idle watcher for `setting` on the cluster's head node (over SSH,
+        skyterra/idle_watcher.py); when it fires every node runs autostop_node_action."""
         from skyterra.errors import NotSupportedError
 
-        raise NotSupportedError(f"autostop is not available on {self.name} yet: stop or "
-                                "destroy the cluster yourself (`skyterra stop NAME`).",
-                                field="resources.autostop")
+        if not self.supports_autostop:
+            raise NotSupportedError(f"autostop is not available on {self.name} yet: stop or "
+                                    "destroy the cluster yourself (`skyterra stop NAME`).",
+                                    field="resources.autostop")
+        from skyterra import idle_watcher
+
+        idle_watcher.install(_recorded_cluster(record), setting,
+                             node_action=self.autostop_node_action(),
+                             authorized_keys=self.authorized_keys_file)
 
     def cancel_autostop(self, cluster_dir: Path, record: Any) -> None:
-        """Remove the idle watcher again (nothing happens when there is none)."""
+        """Remove the idle watcher again (nothing happens when there is none).
+
+        Best effort: a node that does not answer (being destroyed, already
+        stopped) keeps nothing that matters, the watcher dies with it."""
+        from skyterra import state
+        from skyterra.errors import SkyterraError
+
+        if not (self.supports_autostop and record.autostop and record.nodes
+                and record.status == state.STATUS_UP):
+            return
+        from skyterra import idle_watcher
+
+        try:
+            idle_watcher.remove(_recorded_cluster(record),
+                                authorized_keys=self.authorized_keys_file)
+        except (SkyterraError, OSError, TimeoutError):
+            pass
+
+    def autostop_node_action(self) -> str:
+        """The bash script with which a node of this cloud stops (SKYTERRA_AUTOSTOP_ACTION
+        stop) or removes (down) itself: templates/autostop/<cloud>-node.sh."""
+        from skyterra import paths
+
+        return (paths.templates_dir() / "autostop" / f"{self.template}-node.sh").read_text()
+
+    def node_power(self, cluster_dir: Path, record: Any) -> dict[int, str] | None:
+        """What the cloud says of each node: rank → "running", "stopped" or "gone"
+        (terminated, deleted); None when it cannot tell from here. `skyterra status`
+        reconciles a cluster whose watcher stopped or removed it by itself."""
+        return None
 
     def root_files(self, deployment: Deployment) -> dict[str, str]:
         """Extra files for a root module only (never a child module): e.g. a provider
@@ -193,6 +235,13 @@ class Cloud:
     def parse_interruption(self, text: str) -> str | None:
         """A readable notice from what interruption_watcher wrote, or None if none."""
         return None
+
+
+def _recorded_cluster(record: Any) -> Any:
+    from skyterra import state
+    from skyterra.cluster import Cluster
+
+    return Cluster.from_record(record, state.ClusterDir(record.name).known_hosts_path)
 
 
 def cidr_list(value: Any, name: str) -> list[str]:

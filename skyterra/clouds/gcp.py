@@ -116,6 +116,7 @@ class GCP(Cloud):
     name = "gcp"
     template = "gcp"
     node_resource = "google_compute_instance.node"
+    supports_autostop = True   # the head's watcher; a guest shutdown stops a GCE instance
     default_ssh_user = "gcpuser"
     provider_source = "hashicorp/google"
     settings_class = GCPSettings
@@ -217,6 +218,30 @@ class GCP(Cloud):
         fabric = self.fabric(deployment)
         return fabric.env if fabric else {}
 
+    def node_power(self, cluster_dir: Any, record: Any) -> dict[int, str] | None:
+        """Ask the compute API (google-auth's default credentials) about each node."""
+        try:
+            import google.auth
+            from google.auth.transport.requests import AuthorizedSession
+        except ImportError:
+            return None
+        import json
+        from pathlib import Path
+
+        try:  # the project the module applied to, not whatever is configured today
+            project = json.loads((Path(cluster_dir) / "terraform.tfvars.json").read_text()
+                                 ).get("project")
+            credentials, _ = google.auth.default(
+                scopes=["https://www.googleapis.com/auth/cloud-platform"])
+        except Exception:  # noqa: BLE001 - no module or no credentials here: cannot tell
+            return None
+        if not project or not record.zone:
+            return None
+        names = {node["rank"]: f"{record.name}-{node['rank']}" for node in record.nodes}
+        session = AuthorizedSession(credentials)
+        return instance_power(lambda url: session.get(url, timeout=20), project, record.zone,
+                              names)
+
     def template_context(self, deployment: Deployment) -> dict[str, Any]:
         candidate = deployment.candidate
         gpu_type, _ = self._gpu(candidate)
@@ -228,6 +253,7 @@ class GCP(Cloud):
             "gpu_nics": self.fabric(deployment) is not None,
             "ports": bool(deployment.resources.ports),
             "storage": bool(_gcs_buckets(deployment)),
+            "autodown": _launched_with_autodown(deployment),
         }
 
     def tfvars(self, deployment: Deployment) -> dict[str, Any]:
@@ -337,3 +363,39 @@ def _gcs_buckets(deployment: Deployment) -> list[str]:
     """The GCS buckets of the task's bucket file_mounts, sorted (a stable render)."""
     mounts = getattr(deployment.task, "storage_mounts", [])
     return sorted({m.ref.bucket for m in mounts if m.ref.store == "gcs"})
+
+
+# Compute Engine instance statuses (instances.get) → what autostop's reconcile reads.
+_GCE_POWER = {"PROVISIONING": "running", "STAGING": "running", "RUNNING": "running",
+              "REPAIRING": "running", "STOPPING": "stopped", "STOPPED": "stopped",
+              "TERMINATED": "stopped", "SUSPENDING": "stopped", "SUSPENDED": "stopped"}
+COMPUTE_API = "https://compute.googleapis.com/compute/v1"
+
+
+def instance_power(get: Any, project: str, zone: str, names: dict[int, str]
+                   ) -> dict[int, str] | None:
+    """rank → running/stopped/gone from the compute API's instances.get (`get(url)` returns
+    a response with status_code and json()); None when it does not answer clearly."""
+    found: dict[int, str] = {}
+    for rank, name in names.items():
+        try:
+            reply = get(f"{COMPUTE_API}/projects/{project}/zones/{zone}/instances/{name}")
+        except OSError:
+            return None
+        if reply.status_code == 404:
+            found[rank] = "gone"
+        elif reply.status_code == 200:
+            found[rank] = _GCE_POWER.get(str(reply.json().get("status")), "running")
+        else:
+            return None
+    return found
+
+
+def _launched_with_autodown(deployment: Deployment) -> bool:
+    """The task asked for autodown at launch: the nodes get a service account that may
+    delete exactly their own instances. Only the launch-time setting counts: changing
+    an instance's service account needs it stopped, so a later `skyterra autostop
+    --down` keeps the nodes as they are; they then stop themselves (a guest shutdown)
+    and the next `skyterra status` destroys what is left."""
+    setting = deployment.resources.autostop
+    return bool(setting and setting.get("down"))

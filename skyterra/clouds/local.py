@@ -144,6 +144,8 @@ class Local(Cloud):
     # The head is this machine: going through it adds a hop and saves the client nothing
     # (bench/RESULTS.md: 128 nodes both ways). SKYTERRA_RELAY_THRESHOLD still forces it.
     relay_threshold = None
+    autostop_on_head = False  # the watcher runs on this machine (node-down.sh stops nodes)
+    authorized_keys_file = '"$SKYTERRA_NODE_ID/authorized_keys"'  # node-up.sh's sshd_config
     auto_enabled = False     # only when asked for (--cloud local, cloud: local, SKYTERRA_CLOUDS)
     settings_class = LocalSettings
     error_patterns = (("capacity", r"InsufficientInstanceCapacity"),
@@ -300,7 +302,7 @@ class Local(Cloud):
                                         host_pids=True),
                    SKYTERRA_NODE_ID=dirs[0], KEEP="0" if setting.down else "1")
         process = subprocess.Popen(
-            ["bash", "-c", autostop.WATCHER_SCRIPT, "autostop-watcher", "bash", "-c",
+            ["bash", str(autostop.watcher_path()), "bash", "-c",
              stop_nodes, "stop-nodes", *reversed(dirs)], env=env, start_new_session=True,
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         (cluster_dir / "autostop.pid").write_text(f"{process.pid}\n")

@@ -312,3 +312,170 @@ def test_stop_then_start_through_terraform_keeps_volumes_tags_and_plans_clean(mo
     finally:
         terraform(module, "destroy", *TF, "-auto-approve")
     assert moto.leftovers() == []
+
+
+# --- autostop: the instances stop or terminate themselves -------------------------------
+
+@pytest.mark.terraform
+def test_autostop_sets_the_shutdown_behaviour_and_a_cancel_sets_it_back_plans_clean(
+        moto, tmp_path):
+    """Autodown renders instance_initiated_shutdown_behavior = "terminate", so the head
+    watcher's `shutdown -h now` terminates each node; a cancel renders "stop" again.
+    Both applies keep the security group and the next plan has no changes.
+
+    moto 5.2.5 does not handle ModifyInstanceAttribute(InstanceInitiatedShutdownBehavior)
+    (the provider sets the attribute that way): it fell through to its security-group
+    handler and left the instances with no group, so the second plan was not clean.
+    The moto fixture (tests/moto_server.py) makes that call behave as EC2's does."""
+    from skyterra.renderer import render as render_deployment
+    from tests.deployments import deployment_for
+    from tests.terraform.test_aws_module import KEY_PATH, TEST_PUBLIC_KEY
+
+    task = variant_task({"autostop": {"idle_minutes": 5, "down": True}}, num_nodes=2)
+    module = tmp_path / "cluster"
+    options = {"ssh_cidrs": [CALLER], "aws_endpoint_url": moto.url, "placement_group": False}
+
+    def render_with(stored: dict) -> None:
+        render_deployment(deployment_for(task, G6_L4X4, directory=module, name="idle",
+                                         public_key=TEST_PUBLIC_KEY, private_key_path=KEY_PATH,
+                                         options=options, stored=stored))
+
+    def behaviour_and_groups(ec2) -> set[tuple[str, tuple[str, ...]]]:
+        return {(ec2.describe_instance_attribute(
+                    InstanceId=n["InstanceId"], Attribute="instanceInitiatedShutdownBehavior"
+                 )["InstanceInitiatedShutdownBehavior"]["Value"],
+                 tuple(g["GroupName"] for g in n["SecurityGroups"])) for n in _instances(ec2)}
+
+    moto.publish_public_parameter(DLAMI_SSM_PARAMETERS["x86_64"], MOTO_UBUNTU_DLAMI)
+    render_with({})
+    assert json.loads((module / "terraform.tfvars.json").read_text())["shutdown_behavior"] \
+        == "terminate"
+    terraform(module, "init", *TF)
+    ec2 = moto.client("ec2")
+    try:
+        terraform(module, "apply", *TF, "-auto-approve")
+        assert behaviour_and_groups(ec2) == {("terminate", ("skyterra-idle",))}
+        again = terraform(module, "plan", *TF, "-detailed-exitcode", check=False)
+        assert again.returncode == 0 and "No changes." in again.stdout, again.output
+
+        render_with({"autostop": {}})          # `skyterra autostop idle --cancel`
+        terraform(module, "apply", *TF, "-auto-approve")
+        assert behaviour_and_groups(ec2) == {("stop", ("skyterra-idle",))}
+        again = terraform(module, "plan", *TF, "-detailed-exitcode", check=False)
+        assert again.returncode == 0 and "No changes." in again.stdout, again.output
+    finally:
+        terraform(module, "destroy", *TF, "-auto-approve")
+    assert moto.leftovers() == []
+
+
+def _launch_with_autostop(runner, moto, skyterra_home, monkeypatch, tmp_path, name: str,
+                          *flags: str):
+    """`skyterra launch --cloud aws -i ... --provision-only` of one on-demand node on moto,
+    then the setting recorded as set_autostop records it once the watcher is on the head
+    (--provision-only stops before that: the watcher goes on over SSH, and moto's node
+    IPs are not reachable)."""
+    from skyterra import autostop, cli, idle_watcher, state
+
+    # The watcher goes on (and off) the head over SSH; moto's node IPs are fake public
+    # addresses that no test may try to reach: the calls are recorded instead.
+    watcher_calls: list[tuple[str, str]] = []
+    monkeypatch.setattr(idle_watcher, "install", lambda cluster, setting, **kw:
+                        watcher_calls.append(("install", setting)))
+    monkeypatch.setattr(idle_watcher, "remove", lambda cluster, **kw:
+                        watcher_calls.append(("remove", None)))
+    skyterra_home.mkdir(parents=True, exist_ok=True)
+    (skyterra_home / "config.yaml").write_text("provision:\n  placement_group: false\n")
+    moto.publish_public_parameter(DLAMI_SSM_PARAMETERS["x86_64"], MOTO_UBUNTU_DLAMI)
+    monkeypatch.setenv("SKYTERRA_AWS_ENDPOINT_URL", moto.url)
+    monkeypatch.setenv("SKYTERRA_SSH_CIDRS", CALLER)
+    _guard_ssh(monkeypatch)
+    task = tmp_path / f"{name}.yaml"
+    task.write_text("resources:\n  accelerators: L4:4\nrun: 'true'\n")
+    launched = runner.invoke(cli.main, ["launch", str(task), "--cloud", "aws/us-east-1",
+                                        "-c", name, "-y", "--provision-only", *flags],
+                             catch_exceptions=False)
+    assert launched.exit_code == 0, launched.output
+    cluster_dir = state.ClusterDir(name)
+    tfvars = json.loads((cluster_dir.path / "terraform.tfvars.json").read_text())
+    setting = autostop.for_launch(None, int(flags[flags.index("-i") + 1]), "--down" in flags)
+    assert tfvars["shutdown_behavior"] == ("terminate" if setting.down else "stop")
+    cluster_dir.update(autostop=setting.to_record())
+    (node,) = _instances(moto.client("ec2"))
+    return cluster_dir, node["InstanceId"], watcher_calls
+
+
+@pytest.mark.terraform
+def test_status_refresh_records_an_aws_cluster_that_stopped_itself_as_stopped(
+        moto, skyterra_home, monkeypatch, tmp_path):
+    """The head's watcher ends with `shutdown -h now`; with the "stop" behaviour EC2 stops
+    the instance. Here the test stops it through moto's API, as that shutdown would."""
+    from click.testing import CliRunner
+
+    from skyterra import cli
+
+    runner = CliRunner()
+    cluster_dir, instance, _ = _launch_with_autostop(runner, moto, skyterra_home,
+                                                     monkeypatch, tmp_path, "nap", "-i", "5")
+    try:
+        quiet = runner.invoke(cli.main, ["status", "--refresh", "--json"],
+                              catch_exceptions=False)
+        assert json.loads(quiet.output)[0]["status"] == "UP"   # running: nothing happens
+        ec2 = moto.client("ec2")
+        ec2.stop_instances(InstanceIds=[instance])
+        shown = runner.invoke(cli.main, ["status", "--refresh"], catch_exceptions=False)
+        assert shown.exit_code == 0, shown.output
+        assert "cluster 'nap' was autostopped after 5 min idle; it is STOPPED" in shown.output
+        record = cluster_dir.load()
+        assert (record.status, record.status_reason) == ("STOPPED",
+                                                         "autostopped after 5 min idle")
+        assert [n["State"]["Name"] for n in _instances(ec2)] == ["stopped"]
+        # Terraform agrees: the power state is "stopped" in the tfvars and nothing drifts.
+        assert json.loads((cluster_dir.path / "terraform.tfvars.json").read_text()
+                          )["nodes_running"] is False
+        plan = terraform(cluster_dir.path, "plan", *TF, "-detailed-exitcode", check=False)
+        assert plan.returncode == 0 and "No changes." in plan.stdout, plan.output
+    finally:
+        done = runner.invoke(cli.main, ["destroy", "nap", "-y"], catch_exceptions=False)
+        assert done.exit_code == 0, done.output
+    assert moto.leftovers() == []
+
+
+@pytest.mark.terraform
+def test_status_refresh_cleans_up_an_aws_cluster_that_terminated_itself(
+        moto, skyterra_home, monkeypatch, tmp_path):
+    """Autodown: the "terminate" behaviour turns the watcher's shutdown into a
+    termination (done here through moto's API). status --refresh destroys what is left
+    (security group, key pair), forgets the cluster and says why."""
+    from click.testing import CliRunner
+
+    from skyterra import autostop, cli
+
+    runner = CliRunner()
+    cluster_dir, instance, watcher = _launch_with_autostop(
+        runner, moto, skyterra_home, monkeypatch, tmp_path, "gone", "-i", "5")
+    ec2 = moto.client("ec2")
+
+    def behaviour() -> str:
+        return ec2.describe_instance_attribute(
+            InstanceId=instance, Attribute="instanceInitiatedShutdownBehavior"
+        )["InstanceInitiatedShutdownBehavior"]["Value"]
+
+    assert behaviour() == "stop"
+    # `skyterra autostop gone -i 5 --down` on the running cluster: the module is applied
+    # again (the instance now terminates on shutdown), then the watcher is reinstalled.
+    turned = runner.invoke(cli.main, ["autostop", "gone", "-i", "5", "--down"],
+                           catch_exceptions=False)
+    assert turned.exit_code == 0, turned.output
+    assert behaviour() == "terminate"
+    (group,) = [g["GroupName"] for g in _instances(ec2)[0]["SecurityGroups"]]
+    assert group == "skyterra-gone"
+    assert watcher[-2:] == [("remove", None), ("install", autostop.Autostop(5, True))]
+    ec2.terminate_instances(InstanceIds=[instance])
+    shown = runner.invoke(cli.main, ["status", "--refresh"], catch_exceptions=False)
+    assert shown.exit_code == 0, shown.output
+    assert "cluster 'gone' was autodowned after 5 min idle; it is gone" in shown.output
+    assert not cluster_dir.path.exists()
+    assert moto.leftovers() == []
+    report = json.loads(runner.invoke(cli.main, ["cost-report", "--json"]).output)
+    assert (report[0]["status"], report[0]["reason"]) == ("DESTROYED",
+                                                          "autodowned after 5 min idle")

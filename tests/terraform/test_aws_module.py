@@ -114,6 +114,9 @@ VARIANTS = {
     "docker-image": (
         variant_task({"image_id": "docker:nvcr.io/nvidia/pytorch:24.05-py3"}, num_nodes=2),
         G6_L4X4, {"ssh_cidrs": [CALLER]}),
+    "autodown": (   # instance_initiated_shutdown_behavior = "terminate"
+        variant_task({"autostop": {"idle_minutes": 30, "down": True}}, num_nodes=2),
+        G6_L4X4, {"ssh_cidrs": [CALLER]}),
 }
 
 

@@ -205,8 +205,9 @@ def both(task: Task, candidate: Candidate = L4X4, **options):
 def test_the_seed_resources_render_the_dlami_on_the_default_network():
     context, tfvars = both(task_with())
     assert context == {"network": "default", "custom_image": False, "spot": False,
-                       "efa": False, "power_state": False, "storage": False,
-                       "container": False}
+                       "efa": False, "storage": False, "container": False,
+                       "shutdown_behavior": False}
+    assert "shutdown_behavior" not in tfvars  # autostop never asked: no attribute at all
     assert tfvars["image_ssm_parameter"] == aws_mod.DLAMI_SSM_PARAMETERS["x86_64"]
     assert tfvars["image_id"] is None
     assert tfvars["ssh_user"] == "ubuntu"

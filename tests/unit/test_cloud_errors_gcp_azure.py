@@ -315,7 +315,7 @@ def test_gcp_context_is_structure_only():
     context = d.cloud.template_context(d)
     assert context == {"gpu": True, "guest_accelerator": False, "spot": False,
                        "placement": True, "ports": False, "gpu_nics": False,
-                       "storage": False}
+                       "storage": False, "autodown": False}
     assert all(isinstance(v, bool) for v in context.values())
 
 

@@ -99,11 +99,110 @@ def test_max_hourly_cost_drops_dearer_candidates_and_says_when_none_is_left():
     assert "max_hourly_cost" in message and "$0.50/h" in message and "$1.00/h" in message
 
 
-def test_a_task_with_autostop_is_refused_before_anything_exists_where_it_is_not_built(
-        skyterra_home):
-    task = Task.from_yaml_config({"run": "true", "resources": {"accelerators": "L4:4",
-                                                               "autostop": 10}})
+def test_launch_dryrun_on_aws_takes_idle_minutes_and_down_and_renders_terminate(
+        skyterra_home, tmp_path):
+    """`skyterra launch -i 5 --down --cloud aws --dryrun`: accepted, and the module's
+    instances terminate on a guest shutdown (the head's watcher ends with one)."""
+    from click.testing import CliRunner
+
+    from skyterra import cli
+
+    task = tmp_path / "task.yaml"
+    task.write_text("resources:\n  accelerators: L4:4\nrun: 'true'\n")
+    runner = CliRunner()
+    result = runner.invoke(cli.main, ["launch", str(task), "--cloud", "aws", "-c", "idle5",
+                                      "-i", "5", "--down", "--dryrun"])
+    assert result.exit_code == 0, result.output
+    module = skyterra_home / "dryrun" / "idle5"
+    tfvars = json.loads((module / "terraform.tfvars.json").read_text())
+    assert tfvars["shutdown_behavior"] == "terminate"
+    assert "instance_initiated_shutdown_behavior = var.shutdown_behavior" in \
+        (module / "main.tf").read_text()
+    plain = runner.invoke(cli.main, ["launch", str(task), "--cloud", "aws", "-c", "idle6",
+                                     "-i", "5", "--dryrun"])
+    assert plain.exit_code == 0, plain.output
+    again = json.loads((skyterra_home / "dryrun" / "idle6" /
+                        "terraform.tfvars.json").read_text())
+    assert again["shutdown_behavior"] == "stop"
+    assert not (skyterra_home / "clusters" / "idle5").exists()
+
+
+def test_autostop_that_would_stop_spot_nodes_on_aws_is_refused_in_the_dry_run(skyterra_home):
+    task = Task.from_yaml_config({"run": "true", "resources": {
+        "accelerators": "L4:4", "use_spot": True, "autostop": 10}})
     with pytest.raises(NotSupportedError) as raised:
         api.launch_cluster(task, "nope", clouds=["aws"], dryrun_only=True)
-    assert "autostop is not available on aws" in str(raised.value)
-    assert not (skyterra_home / "clusters" / "nope").exists()
+    assert "cannot stop spot instances" in str(raised.value)
+    assert "resources.autostop" in str(raised.value)
+    task = Task.from_yaml_config({"run": "true", "resources": {
+        "accelerators": "L4:4", "use_spot": True, "autostop": {"idle_minutes": 10,
+                                                               "down": True}}})
+    assert api.launch_cluster(task, "spotdown", clouds=["aws"], dryrun_only=True).candidate
+
+
+def test_skyterra_autostop_on_an_aws_cluster_is_accepted_by_the_cli(skyterra_home,
+                                                                     monkeypatch):
+    """`skyterra autostop NAME -i 5 --down` parses and reaches the power layer with the
+    setting (the cluster itself is applied on moto in tests/e2e/test_aws_moto.py)."""
+    from click.testing import CliRunner
+
+    from skyterra import cli, power
+
+    seen = []
+    monkeypatch.setattr(power, "set_autostop", lambda name, setting: seen.append(
+        (name, setting)))
+    result = CliRunner().invoke(cli.main, ["autostop", "gpu-aws", "-i", "5", "--down"])
+    assert result.exit_code == 0, result.output
+    assert seen == [("gpu-aws", autostop.Autostop(5, True, "jobs_and_ssh"))]
+
+
+class _Reply:
+    def __init__(self, status_code: int, body: dict | None = None):
+        self.status_code, self._body = status_code, body or {}
+
+    def json(self) -> dict:
+        return self._body
+
+
+def test_gcp_compute_api_answers_become_running_stopped_or_gone():
+    """The compute API cannot exist here: its instances.get answers are given."""
+    from skyterra.clouds.gcp import instance_power
+
+    answers = {"idle-0": _Reply(200, {"status": "TERMINATED"}),
+               "idle-1": _Reply(404), "idle-2": _Reply(200, {"status": "RUNNING"})}
+    asked = []
+
+    def get(url):
+        asked.append(url)
+        return answers[url.rsplit("/", 1)[1]]
+
+    names = {0: "idle-0", 1: "idle-1", 2: "idle-2"}
+    assert instance_power(get, "proj", "us-central1-a", names) == \
+        {0: "stopped", 1: "gone", 2: "running"}
+    assert asked[0] == ("https://compute.googleapis.com/compute/v1/projects/proj/zones/"
+                        "us-central1-a/instances/idle-0")
+    assert instance_power(lambda url: _Reply(403), "proj", "z", names) is None
+
+
+def test_azure_instance_views_become_running_stopped_or_gone():
+    """ARM cannot exist here: its instanceView answers are given."""
+    from skyterra.clouds.azure import vm_power
+
+    def view(code):
+        return _Reply(200, {"statuses": [{"code": "ProvisioningState/succeeded"},
+                                         {"code": f"PowerState/{code}"}]})
+
+    answers = {"idle-0": view("deallocated"), "idle-1": _Reply(404), "idle-2": view("running")}
+    seen = []
+
+    def get(url):
+        seen.append(url)
+        return answers[url.split("/virtualMachines/")[1].split("/")[0]]
+
+    group = "/subscriptions/sub/resourceGroups/skyterra-idle/providers/Microsoft.Compute"
+    ids = {k: f"{group}/virtualMachines/idle-{k}" for k in range(3)}
+    assert vm_power(get, ids) == {0: "stopped", 1: "gone", 2: "running"}
+    assert seen[0] == ("https://management.azure.com/subscriptions/sub/resourceGroups/"
+                       "skyterra-idle/providers/Microsoft.Compute/virtualMachines/idle-0/"
+                       "instanceView?api-version=2024-07-01")
+    assert vm_power(lambda url: _Reply(500), ids) is None

@@ -212,3 +212,13 @@ locals {
   node_ssh_ips = [for n in aws_instance.node : n.public_ip != "" ? n.public_ip : n.private_ip]
 }
 
+# Power state (skyterra stop / start): a value in the tfvars, so a plan after a
+# stop or start shows no drift. A stopped instance keeps its EBS root volume;
+# it comes back with a new public IP. (One-time spot instances cannot stop:
+# skyterra refuses before planning.)
+resource "aws_ec2_instance_state" "node" {
+  count = var.num_nodes
+
+  instance_id = aws_instance.node[count.index].id
+  state       = var.nodes_running ? "running" : "stopped"
+}
