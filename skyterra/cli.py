@@ -188,8 +188,7 @@ def _override(task, envs: tuple[str, ...], env_file: str | None, secrets: tuple[
         parse_accelerator_choices(gpus, "--gpus")  # errors name the flag, not the YAML field
         task.set_resources_override(accelerators=gpus)
         task.set_resources([r for r in task.resources])
-    task.check_required_envs()  # also for --dryrun, which does not go through api.launch
-    return task
+    return task  # required envs: a launch checks them, a dry run lists them as notes
 
 
 def _candidates_table(candidates, limit: int = 5):

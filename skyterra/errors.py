@@ -28,6 +28,7 @@ class TaskError(SkyterraError):
     def __init__(self, message: str, *, source: str | None = None, field: str | None = None):
         self.source = source
         self.field = field
+        self.message = message  # without the file/field prefix
         where = ""
         if source and field:
             where = f"{source}: field '{field}': "

@@ -83,8 +83,7 @@ def dryrun(task: Task, cluster_name: str | None = None, clouds: list[str] | None
     variable ("your address, detected at launch")."""
     name = state.check_cluster_name(default_cluster_name() if cluster_name is None else
                                     cluster_name)
-    task.check_required_envs()
-    task.check_local_paths()
+    blockers = launch_blockers(task)
     if any(r.autostop for r in task.resources):  # as a launch would: before anything
         clouds = clouds_with_autostop(task, clouds, dry=True)
     candidates = plan_candidates(task, clouds, dry=True)
@@ -95,7 +94,8 @@ def dryrun(task: Task, cluster_name: str | None = None, clouds: list[str] | None
                               public_key=f"{DRYRUN_PUBLIC_KEY}-{name}",
                               private_key_path=directory / "ssh" / "id_ed25519")
     render(chosen)
-    notes = [*task.warnings, *chosen.cloud.warnings(chosen)]
+    notes = [*task.warnings, *chosen.cloud.warnings(chosen), *blockers,
+             *store_notes(task, chosen.cloud.name)]
     if not chosen.cloud.check_credentials().ok:
         notes.append(f"no {chosen.cloud.name} credentials here: the dry run chose among all "
                      "clouds; a launch needs credentials (`skyterra check` says which).")
@@ -103,6 +103,30 @@ def dryrun(task: Task, cluster_name: str | None = None, clouds: list[str] | None
         notes.append("SSH ingress: your address, detected at launch (set ssh_cidrs in the "
                      "skyterra config to choose).")
     return LaunchResult(name, None, best, candidates, rendered_dir=directory, notes=notes)
+
+
+def launch_blockers(task: Task) -> list[str]:
+    """What the user must still give before a launch can go ahead (values of required
+    envs, local files): a dry run only needs the task itself, so it lists these as notes
+    (each is the error the launch would stop with)."""
+    notes = [f"a launch refuses until this is fixed: {error.message}"
+             for error in task.missing_required_envs()]
+    try:
+        task.check_local_paths()
+    except TaskError as error:
+        notes.append(f"a launch refuses until this is fixed: {error.field}: {error.message}")
+    return notes
+
+
+def store_notes(task: Task, cloud: str) -> list[str]:
+    """Buckets without `store:` land on the store of the chosen cloud (SkyPilot's rule)."""
+    from skyterra.clouds.stores import store_of_cloud
+    from skyterra.storage import STORE_OF_CLOUD
+
+    store = store_of_cloud(cloud)
+    return [f"{m.field}: no store given, so bucket {m.ref.bucket!r} is on {store or 'none'} "
+            f"(the store of {cloud})." for m in task.storage_mounts
+            if m.ref.store == STORE_OF_CLOUD]
 
 
 def clouds_with_autostop(task: Task, clouds: list[str] | None,

@@ -310,7 +310,10 @@ class Task:
         self.file_mounts = self._check_file_mounts(file_mounts)
 
     def _check_file_mounts(self, value: Any) -> dict[str, str]:
-        """Local paths stay here; bucket mounts go to skyterra/storage.py (storage_mounts)."""
+        """Local paths stay here; bucket mounts go to skyterra/storage.py (storage_mounts).
+        Bucket mount points and their name/source/store take ${VAR} from envs, as in
+        SkyPilot; a bucket named after a required env (null) is checked at launch."""
+        self._raw_file_mounts = value
         self.storage_mounts: list[storage.StorageMount] = []
         self._storage_specs: dict[str, Any] = {}
         if value is None:
@@ -325,13 +328,30 @@ class Task:
                 raise TaskError(f"remote path {remote!r} must be a non-empty string.",
                                 field="file_mounts")
             if storage.is_bucket_mount(local):
-                self.storage_mounts.append(storage.parse(remote, local))
+                spec_value = self._substituted_bucket(local)
+                self.storage_mounts.append(storage.parse(
+                    substitute_env(remote, self.envs), spec_value,
+                    deferred=self._refers_to_required(local)))
                 self._storage_specs[remote] = local
                 continue
             if not isinstance(local, str) or not local.strip():
                 raise TaskError(f"expected a local path, got {local!r}.", field=field)
             mounts[remote] = local
         return mounts
+
+    def _substituted_bucket(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return substitute_env(value, self.envs)
+        return {k: substitute_env(v, self.envs) if k in ("name", "source", "store")
+                and isinstance(v, str) else v for k, v in value.items()}
+
+    def _refers_to_required(self, value: Any) -> bool:
+        """Does the bucket spec name an env that is required (null) and not given yet?"""
+        texts = [value] if isinstance(value, str) else [
+            v for k, v in value.items() if k in ("name", "source", "store") and isinstance(v, str)]
+        required = {k for k, v in {**self.envs}.items() if v is None}
+        return any((m.group(1) or m.group(2)) in required
+                   for text in texts for m in _VAR_REF.finditer(text))
 
     # --- resources -----------------------------------------------------------------
     def set_resources(self, resources: Any) -> Task:
@@ -390,6 +410,7 @@ class Task:
     # --- envs ----------------------------------------------------------------------
     def update_envs(self, envs: dict[str, str]) -> Task:
         self.envs.update(_env_map(envs, "--env", allow_null=False))
+        self.file_mounts = self._check_file_mounts(self._raw_file_mounts)  # ${VAR} again
         return self
 
     def update_secrets(self, secrets: dict[str, str]) -> Task:
@@ -398,14 +419,22 @@ class Task:
 
     def check_required_envs(self) -> None:
         """`KEY: null` in envs/secrets means the user must pass --env KEY=..."""
+        missing = self.missing_required_envs()
+        if missing:
+            raise missing[0]
+
+    def missing_required_envs(self) -> list[TaskError]:
+        """One error per required env/secret without a value (a dry run lists them as
+        notes; a launch refuses with the first)."""
+        errors = []
         for kind, mapping in (("env", self.envs), ("secret", self.secrets)):
-            missing = sorted(k for k, v in mapping.items() if v is None)
-            if missing:
-                flag = "--env" if kind == "env" else "--secret"
-                raise TaskError(f"{kind} {missing[0]} is required (null in the YAML); pass "
-                                f"{flag} {missing[0]}=VALUE, or {flag} {missing[0]} to copy it "
-                                "from your environment.",
-                                source=self.source, field=f"{kind}s.{missing[0]}")
+            flag = "--env" if kind == "env" else "--secret"
+            for key in sorted(k for k, v in mapping.items() if v is None):
+                errors.append(TaskError(
+                    f"{kind} {key} is required (null in the YAML); pass {flag} {key}=VALUE, "
+                    f"or {flag} {key} to copy it from your environment.",
+                    source=self.source, field=f"{kind}s.{key}"))
+        return errors
 
     @property
     def workdir(self) -> Path | None:
