@@ -50,7 +50,7 @@ def run_one(path: Path, home: Path) -> Outcome:
     try:
         done = subprocess.run([*skyterra_command(), "launch", "--dryrun", path.name],
                               cwd=path.parent, env=env, capture_output=True, text=True,
-                              timeout=TIMEOUT_S)
+                              timeout=TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired:
         return Outcome(path, "crashed", f"timeout after {TIMEOUT_S}s")
     output = (done.stdout + done.stderr).strip()
@@ -75,17 +75,18 @@ def reason_of(message: str, path: Path) -> str:
 def measure(folder: Path, jobs: int) -> list[Outcome]:
     files = sorted(p for p in folder.iterdir()
                    if p.suffix in (".yaml", ".yml") and p.is_file())
-    with tempfile.TemporaryDirectory(prefix="skyterra-sample-") as home:
-        with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
-            return list(pool.map(lambda p: run_one(p, Path(home)), files))
+    with (tempfile.TemporaryDirectory(prefix="skyterra-sample-") as home,
+          concurrent.futures.ThreadPoolExecutor(jobs) as pool):
+        return list(pool.map(lambda p: run_one(p, Path(home)), files))
 
 
 def report(outcomes: list[Outcome], details: bool) -> str:
     total = len(outcomes)
     counts = collections.Counter(o.kind for o in outcomes)
-    lines = [f"{total} files: {counts['accepted']} accepted "
-             f"({100 * counts['accepted'] / max(total, 1):.0f}%), {counts['refused']} refused, "
-             f"{counts['crashed']} crashed", ""]
+    summary = (f"{total} files: {counts['accepted']} accepted "
+               f"({100 * counts['accepted'] / max(total, 1):.0f}%), {counts['refused']} "
+               f"refused, {counts['crashed']} crashed")
+    lines = [summary, ""]
     reasons = collections.Counter(o.reason for o in outcomes if o.kind == "refused")
     for reason, n in reasons.most_common():
         files = ", ".join(o.file.name for o in outcomes if o.reason == reason)

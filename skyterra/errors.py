@@ -43,6 +43,11 @@ class NotSupportedError(TaskError):
     """A SkyPilot feature that skyterra does not implement (yet): never ignored silently."""
 
 
+class MissingValueError(TaskError):
+    """A value the task file leaves for the user to fill in (an empty bucket `name:`): a
+    launch refuses with it, a dry run lists it as a note."""
+
+
 class PipelineError(SkyterraError):
     """A task of a multi-task file failed or could not start: the chain stopped there."""
 

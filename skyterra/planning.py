@@ -109,6 +109,7 @@ def launch_blockers(task: Task) -> list[str]:
     """What the user must still give before a launch can go ahead (values of required
     envs, local files): a dry run only needs the task itself, so it lists these as notes
     (each is the error the launch would stop with)."""
+    task.check_workdir()
     notes = [f"a launch refuses until this is fixed: {error.message}"
              for error in task.missing_required_envs()]
     try:

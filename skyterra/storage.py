@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from skyterra.clouds.stores import STORES, BucketRef, store_for_url
-from skyterra.errors import NotSupportedError, TaskError, did_you_mean
+from skyterra.errors import MissingValueError, NotSupportedError, TaskError, did_you_mean
 
 COPY, MOUNT, MOUNT_CACHED = "COPY", "MOUNT", "MOUNT_CACHED"
 MODES = (MOUNT, COPY, MOUNT_CACHED)
@@ -96,7 +96,7 @@ def parse(path: str, value: Any, deferred: bool = False) -> StorageMount:
                             "give one of them.", field=f"{field}.name")
         return StorageMount(path, ref, mode, persistent)
     if not name:
-        raise TaskError("a bucket mount needs `name:` (the bucket to create or use) or a "
+        raise MissingValueError("a bucket mount needs `name:` (the bucket to create or use) or a "
                         "bucket URL as `source:` (s3://, gs://, https://<account>.blob.core."
                         "windows.net/<container>).", field=field)
     if not store:
