@@ -308,6 +308,14 @@ def _launch_pipeline(dag, cluster_name, clouds, dryrun: bool, out_dir, as_json: 
             click.echo(f"  rendered into {result.rendered_dir}")
         click.echo("Dry run: nothing was created.")
         return
+    if dag.group is not None:
+        runs = api.launch_group(dag, cluster_name, clouds=clouds, out=_echo,
+                                progress=_progress)
+        for run in runs:
+            click.echo(f"  {run.name}: {run.status} (cluster '{run.cluster}', log {run.log})")
+        click.echo(f"Job group {dag.group.name} finished: {len(runs)} task(s); every cluster "
+                   "of the group was destroyed.")
+        return
     results = api.launch_dag(dag, cluster_name, clouds=clouds, out=_echo, progress=_progress)
     names = sorted({r.cluster_name for r in results})
     click.echo(f"Pipeline {dag.name or ''} finished: {len(results)} task(s) succeeded. "
