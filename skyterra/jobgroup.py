@@ -189,8 +189,19 @@ class _Group:
             except SkyterraError as error:
                 run.status, run.error = FAILED, str(error)
                 self.stop.set()
-        with ThreadPoolExecutor(max_workers=len(self.runs)) as pool:
-            list(pool.map(guarded, self.tasks, self.runs))
+        pool = ThreadPoolExecutor(max_workers=len(self.runs))
+        futures = [pool.submit(guarded, task, run) for task, run in zip(self.tasks, self.runs)]
+        try:
+            for future in futures:
+                future.result()
+        except KeyboardInterrupt:
+            # Ctrl-C: stop every job so the followers return, then the caller tears down.
+            for run in self.runs:
+                if run.status == RUNNING and not run.cancelled_by_group:
+                    self._cancel(run)
+            raise
+        finally:
+            pool.shutdown(wait=True)
 
     def start_all(self) -> None:
         self.progress(f"job group {self.spec.name}: provisioning {len(self.runs)} clusters "
