@@ -18,6 +18,7 @@ from skyterra import (
     bucketstate,
     config,
     executor,
+    jobgroup,
     jobs,
     launcher,
     ledger,
@@ -115,9 +116,48 @@ def launch_dag(dag: Dag, cluster_name: str | None = None, *, clouds: list[str] |
     Tasks with the same resources share a cluster; a failed task raises PipelineError
     (the tasks after it do not run). Returns one LaunchResult per task.
     """
+    if dag.group is not None:
+        return launch_group(dag, cluster_name, clouds=clouds, out=out, progress=progress)
     return _dag.launch(dag, lambda task, name: launch_cluster(
         task, name, clouds=clouds, out=out, progress=progress), cluster_name,
         progress=progress)
+
+
+def launch_group(dag: Dag, cluster_name: str | None = None, *,
+                 clouds: list[str] | None = None, out: Output = print_line,
+                 progress: Output = print_line) -> list[jobgroup.TaskRun]:
+    """A job group (execution: parallel): every task on its own cluster at the same time,
+    every cluster destroyed at the end; GroupError names the task that failed."""
+    return jobgroup.run(dag.group, dag.tasks, _GroupOps(clouds), base=cluster_name, out=out,
+                        progress=progress)
+
+
+class _GroupOps:
+    """The SDK calls a job group makes (skyterra/jobgroup.py's Ops)."""
+
+    def __init__(self, clouds: list[str] | None):
+        self.clouds = clouds
+
+    def provision(self, task: Task, cluster: str, progress: Output) -> None:
+        launch_cluster(task, cluster, clouds=self.clouds, provision_only=True,
+                       progress=progress)
+
+    def head_ip(self, cluster: str) -> str:
+        return get_cluster(cluster)[2].nodes[0].ip
+
+    def start(self, task: Task, cluster: str, out: Output, progress: Output) -> int:
+        return launch_cluster(task, cluster, clouds=self.clouds, detach_run=True, out=out,
+                              progress=progress).job_id
+
+    def follow(self, cluster: str, job_id: int, out: Output) -> str:
+        tail_logs(cluster, job_id, follow=True, out=out)
+        return job_status(cluster, job_id).status
+
+    def cancel(self, cluster: str, job_id: int) -> None:
+        cancel(cluster, [job_id])
+
+    def down(self, cluster: str, progress: Output) -> None:
+        down(cluster, progress=progress)
 
 
 def dryrun_dag(dag: Dag, cluster_name: str | None = None, clouds: list[str] | None = None,

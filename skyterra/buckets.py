@@ -32,7 +32,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from skyterra import bucketstate, executor
+from skyterra import bucketstate, executor, storage
 from skyterra.bucketstate import BucketRecord
 from skyterra.clouds.stores import STORES, BucketRef, remote_env, store_of_cloud
 from skyterra.cluster import Cluster, Node
@@ -117,6 +117,7 @@ def check_ready(task: Task, cloud: str) -> None:
                                "machine (Debian: apt-get install rclone fuse3).")
     node_store = store_of_cloud(cloud)
     for mount in task.storage_mounts:
+        mount = storage.bind_store(mount, node_store, cloud)
         store = STORES[mount.ref.store]
         if node_store is not None and store.name != node_store:
             raise TaskError(f"bucket {mount.ref.url()} is on {store.name}, but the task runs "
@@ -126,6 +127,13 @@ def check_ready(task: Task, cloud: str) -> None:
                             f"{store.cloud}.", source=task.source, field=mount.field)
         if not store.has_credentials():
             raise ConfigError(f"{mount.field}: {store.no_credentials()}; nothing was created.")
+
+
+def bind_stores(task: Task, cloud: str) -> None:
+    """Mounts without `store:` go to the store of the cloud the task runs on."""
+    node_store = store_of_cloud(cloud)
+    task.storage_mounts = [storage.bind_store(m, node_store, cloud)
+                           for m in task.storage_mounts]
 
 
 # --- 2. buckets exist, sources uploaded ------------------------------------------------

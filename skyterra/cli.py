@@ -189,8 +189,7 @@ def _override(task, envs: tuple[str, ...], env_file: str | None, secrets: tuple[
         parse_accelerator_choices(gpus, "--gpus")  # errors name the flag, not the YAML field
         task.set_resources_override(accelerators=gpus)
         task.set_resources([r for r in task.resources])
-    task.check_required_envs()  # also for --dryrun, which does not go through api.launch
-    return task
+    return task  # required envs: a launch checks them, a dry run lists them as notes
 
 
 def _candidates_table(candidates, limit: int = 5):
@@ -312,6 +311,14 @@ def _launch_pipeline(dag, cluster_name, clouds, dryrun: bool, out_dir, as_json: 
                 click.echo(f"  note: {note}")
             click.echo(f"  rendered into {result.rendered_dir}")
         click.echo("Dry run: nothing was created.")
+        return
+    if dag.group is not None:
+        runs = api.launch_group(dag, cluster_name, clouds=clouds, out=_echo,
+                                progress=_progress)
+        for run in runs:
+            click.echo(f"  {run.name}: {run.status} (cluster '{run.cluster}', log {run.log})")
+        click.echo(f"Job group {dag.group.name} finished: {len(runs)} task(s); every cluster "
+                   "of the group was destroyed.")
         return
     results = api.launch_dag(dag, cluster_name, clouds=clouds, out=_echo, progress=_progress)
     names = sorted({r.cluster_name for r in results})

@@ -1,13 +1,13 @@
-"""A pipeline: several tasks in one YAML file, run one after another.
+"""A pipeline or a job group: several tasks in one YAML file.
 
 SkyPilot's multi-document task files: the documents are separated by `---`;
 the first may be a header with only `name:` (the pipeline's name) and the rest
 are tasks, run in order, each after the previous one succeeded. A header with
-`execution: parallel` makes a SkyPilot job group (tasks that run at the same
-time and talk to each other); skyterra refuses that clearly.
+`execution: parallel` makes a SkyPilot job group: the tasks run at the same time,
+each on its own cluster (skyterra/jobgroup.py).
 
-Where each task runs: consecutive tasks that ask for the same resources and
-node count share one cluster (the setup of the next task runs there too);
+Where each task of a pipeline runs: consecutive tasks that ask for the same resources
+and node count share one cluster (the setup of the next task runs there too);
 a task that asks for something else gets its own cluster, named after the
 pipeline's with `-2`, `-3`… Clusters are kept, like after `skyterra launch`.
 """
@@ -19,8 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from skyterra import paths, spec
-from skyterra.errors import NotSupportedError, PipelineError, SkyterraError, TaskError
+from skyterra import jobgroup, paths, spec
+from skyterra.errors import PipelineError, SkyterraError, TaskError
 from skyterra.task import Task, load_yaml_documents, read_task_text
 
 Output = Callable[[str], None]
@@ -33,6 +33,7 @@ class Dag:
     tasks: list[Task]
     name: str | None = None
     source: str | None = None
+    group: jobgroup.GroupSpec | None = None   # execution: parallel (a job group)
 
     @classmethod
     def from_yaml(cls, path: str | Path, env_overrides: dict[str, str] | None = None) -> Dag:
@@ -40,6 +41,7 @@ class Dag:
         path = Path(path)
         source = str(path)
         documents = load_yaml_documents(read_task_text(path), source)
+        header = documents[0] if documents and isinstance(documents[0], dict) else {}
         name, documents = _header(documents, source)
         tasks = []
         for index, document in enumerate(documents):
@@ -48,7 +50,10 @@ class Dag:
             tasks.append(Task.from_yaml_config(document, source=where,
                                                base_dir=path.resolve().parent,
                                                env_overrides=env_overrides))
-        return cls(tasks, name, source)
+        group = None
+        if name is not None and header.get("execution") == "parallel":
+            group = jobgroup.parse_header(header, [t.name for t in tasks], source)
+        return cls(tasks, name, source, group)
 
     def __len__(self) -> int:
         return len(self.tasks)
@@ -64,7 +69,10 @@ class Dag:
         return groups
 
     def cluster_names(self, base: str) -> list[str]:
-        """The cluster each task runs on: `base` for the first group, `base-2`… after."""
+        """The cluster each task runs on: `base` for the first group, `base-2`… after;
+        in a job group, `base-<task name>` each."""
+        if self.group is not None:
+            return jobgroup.cluster_names(self.group, [t.name for t in self.tasks], base)
         names = [""] * len(self.tasks)
         for number, group in enumerate(self.groups(), 1):
             for index in group:
@@ -82,22 +90,19 @@ def _header(documents: list[Any], source: str) -> tuple[str | None, list[Any]]:
             len(documents) == 1 and set(first) <= {"name"}):
         return None, documents  # a one-document file with only `name:` is a task
     execution = first.get("execution", "serial")
-    if execution == "parallel":
-        raise NotSupportedError(
-            "execution: parallel (a SkyPilot job group: tasks that run at the same time and "
-            "reach each other by hostname) is not supported by skyterra. Launch each task "
-            "on its own cluster with `skyterra launch`, or drop `execution: parallel` to run "
-            "the tasks one after another.", source=source, field="execution")
-    if execution != "serial":
+    if execution not in ("serial", "parallel"):
         raise TaskError(f"execution must be serial or parallel, got {execution!r}.",
                         source=source, field="execution")
-    for key in ("primary_tasks", "termination_delay"):
-        if key in first:
+    for key in ("primary_tasks", "termination_delay", "inter_connection"):
+        if key in first and execution == "serial":
             raise TaskError(f"{key} belongs to a job group (execution: parallel); remove it.",
                             source=source, field=key)
     name = first.get("name")
     if name is not None and not isinstance(name, str):
         raise TaskError(f"expected a string, got {name!r}.", source=source, field="name")
+    if execution == "parallel" and name is None:
+        raise TaskError("a job group (execution: parallel) needs `name:` in its header.",
+                        source=source, field="name")
     if len(documents) == 1:
         raise TaskError("the file has a pipeline header but no task after it.", source=source)
     return name, documents[1:]
@@ -111,6 +116,8 @@ def _same_shape(a: Task, b: Task) -> bool:
 def _pipeline_name(dag: Dag, cluster_name: str | None) -> str:
     if cluster_name:
         return cluster_name
+    if dag.group is not None:
+        return dag.group.name
     from skyterra.planning import default_cluster_name
 
     return default_cluster_name()

@@ -28,6 +28,7 @@ class TaskError(SkyterraError):
     def __init__(self, message: str, *, source: str | None = None, field: str | None = None):
         self.source = source
         self.field = field
+        self.message = message  # without the file/field prefix
         where = ""
         if source and field:
             where = f"{source}: field '{field}': "
@@ -40,6 +41,11 @@ class TaskError(SkyterraError):
 
 class NotSupportedError(TaskError):
     """A SkyPilot feature that skyterra does not implement (yet): never ignored silently."""
+
+
+class MissingValueError(TaskError):
+    """A value the task file leaves for the user to fill in (an empty bucket `name:`): a
+    launch refuses with it, a dry run lists it as a note."""
 
 
 class PipelineError(SkyterraError):

@@ -48,9 +48,10 @@ def default_cluster_name() -> str:
     return f"sky-{_secrets.token_hex(2)}-{user}"
 
 
-def clouds_for(task: Task, clouds: list[str] | None) -> list[str]:
+def clouds_for(task: Task, clouds: list[str] | None, dry: bool = False) -> list[str]:
     """Clouds to consider: explicit ones, the task's own, the configured ones, else those
-    with credentials (the local cloud only when asked for)."""
+    with credentials (the local cloud only when asked for). A dry run creates nothing, so
+    with no credentials at all it considers every cloud (`dryrun` says so in its notes)."""
     if clouds:
         return clouds
     named = sorted({r.cloud for r in task.resources if r.cloud})
@@ -59,7 +60,10 @@ def clouds_for(task: Task, clouds: list[str] | None) -> list[str]:
     enabled = config.enabled_clouds()
     if enabled:
         return enabled
-    found = [c.name for c in all_clouds() if c.auto_enabled and c.check_credentials().ok]
+    auto = [c for c in all_clouds() if c.auto_enabled]
+    found = [c.name for c in auto if c.check_credentials().ok]
+    if not found and dry:
+        return [c.name for c in auto]
     if not found:
         raise TaskError("no cloud has credentials here (`skyterra check` says why). Use "
                         "`--cloud local` to run on this machine, or set up AWS, GCP or Azure "
@@ -67,8 +71,9 @@ def clouds_for(task: Task, clouds: list[str] | None) -> list[str]:
     return found
 
 
-def plan_candidates(task: Task, clouds: list[str] | None = None) -> list[Candidate]:
-    return optimize(task, [get_cloud(name) for name in clouds_for(task, clouds)])
+def plan_candidates(task: Task, clouds: list[str] | None = None,
+                    dry: bool = False) -> list[Candidate]:
+    return optimize(task, [get_cloud(name) for name in clouds_for(task, clouds, dry)])
 
 
 def dryrun(task: Task, cluster_name: str | None = None, clouds: list[str] | None = None,
@@ -78,11 +83,10 @@ def dryrun(task: Task, cluster_name: str | None = None, clouds: list[str] | None
     variable ("your address, detected at launch")."""
     name = state.check_cluster_name(default_cluster_name() if cluster_name is None else
                                     cluster_name)
-    task.check_required_envs()
-    task.check_local_paths()
+    blockers = launch_blockers(task)
     if any(r.autostop for r in task.resources):  # as a launch would: before anything
-        clouds = clouds_with_autostop(task, clouds)
-    candidates = plan_candidates(task, clouds)
+        clouds = clouds_with_autostop(task, clouds, dry=True)
+    candidates = plan_candidates(task, clouds, dry=True)
     best = candidates[0]
     directory = Path(out_dir) if out_dir else state.ensure_home().parent / "dryrun" / name
     directory.mkdir(parents=True, exist_ok=True)
@@ -90,19 +94,49 @@ def dryrun(task: Task, cluster_name: str | None = None, clouds: list[str] | None
                               public_key=f"{DRYRUN_PUBLIC_KEY}-{name}",
                               private_key_path=directory / "ssh" / "id_ed25519")
     render(chosen)
-    notes = [*task.warnings, *chosen.cloud.warnings(chosen)]
+    notes = [*task.warnings, *chosen.cloud.warnings(chosen), *blockers,
+             *store_notes(task, chosen.cloud.name)]
+    if not chosen.cloud.check_credentials().ok:
+        notes.append(f"no {chosen.cloud.name} credentials here: the dry run chose among all "
+                     "clouds; a launch needs credentials (`skyterra check` says which).")
     if chosen.cloud.needs_ssh_cidrs and chosen.ssh_cidrs is None:
         notes.append("SSH ingress: your address, detected at launch (set ssh_cidrs in the "
                      "skyterra config to choose).")
     return LaunchResult(name, None, best, candidates, rendered_dir=directory, notes=notes)
 
 
-def clouds_with_autostop(task: Task, clouds: list[str] | None) -> list[str]:
+def launch_blockers(task: Task) -> list[str]:
+    """What the user must still give before a launch can go ahead (values of required
+    envs, local files): a dry run only needs the task itself, so it lists these as notes
+    (each is the error the launch would stop with)."""
+    task.check_workdir()
+    notes = [f"a launch refuses until this is fixed: {error.message}"
+             for error in task.missing_required_envs()]
+    try:
+        task.check_local_paths()
+    except TaskError as error:
+        notes.append(f"a launch refuses until this is fixed: {error.field}: {error.message}")
+    return notes
+
+
+def store_notes(task: Task, cloud: str) -> list[str]:
+    """Buckets without `store:` land on the store of the chosen cloud (SkyPilot's rule)."""
+    from skyterra.clouds.stores import store_of_cloud
+    from skyterra.storage import STORE_OF_CLOUD
+
+    store = store_of_cloud(cloud)
+    return [f"{m.field}: no store given, so bucket {m.ref.bucket!r} is on {store or 'none'} "
+            f"(the store of {cloud})." for m in task.storage_mounts
+            if m.ref.store == STORE_OF_CLOUD]
+
+
+def clouds_with_autostop(task: Task, clouds: list[str] | None,
+                         dry: bool = False) -> list[str]:
     """A task that asks for autostop goes only where the watcher can be installed, checked
     before anything is created (not after the nodes are up)."""
     from skyterra.errors import NotSupportedError
 
-    wanted = clouds_for(task, clouds)
+    wanted = clouds_for(task, clouds, dry)
     usable = [name for name in wanted if get_cloud(name).supports_autostop]
     if not usable:
         raise NotSupportedError(f"autostop is not available on {', '.join(wanted)} yet. "

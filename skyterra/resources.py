@@ -22,6 +22,10 @@ ACCELERATORS = (
     "T4", "T4g", "A10G", "A10", "L4", "L40", "L40S", "V100", "V100-32GB", "A100", "A100-80GB",
     "H100", "H100-MEGA", "H200", "B200", "GB200", "GH200", "P100", "P4", "K80", "M60",
     "MI300X", "Inferentia", "Inferentia2", "Trainium", "Trainium2",
+    # Sold by clouds skyterra does not reach (RunPod, Lambda, Kubernetes nodes): known so
+    # that a task asking for one gets "no cloud offers …", and a set drops them.
+    "A40", "RTX4090", "RTX3090", "RTX3080", "RTX2060", "RTXA6000", "RTXA5000", "RTXA4000",
+    "RTX6000-Ada", "MI300", "MI250X",
 )
 _CANONICAL = {name.lower(): name for name in ACCELERATORS}
 # Other spellings seen in task files → the canonical name.
@@ -105,9 +109,13 @@ def parse_accelerator(spec: Any, field: str = "resources.accelerators") -> tuple
     except (TypeError, ValueError, OverflowError):
         raise TaskError(f"accelerator count {count!r} is not a number; write it like 'L4:4'.",
                         field=field) from None
+    if math.isfinite(number) and 0 < number < 1:
+        # SkyPilot's fractional GPU (K80:0.5) shares one GPU between jobs of a cluster;
+        # a skyterra job gets the whole GPU, so the machine is the same.
+        number = 1
     if not math.isfinite(number) or number != int(number) or number < 1 or number > 64:
-        raise TaskError(f"accelerator count must be a whole number from 1 to 64, got {count!r}.",
-                        field=field)
+        raise TaskError(f"accelerator count must be a whole number from 1 to 64 (or a "
+                        f"fraction below 1), got {count!r}.", field=field)
     return canonical_accelerator(name, field), int(number)
 
 

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -96,7 +97,7 @@ def ensure_home() -> Path:
     try:
         root.mkdir(parents=True, exist_ok=True)
         os.chmod(paths.home(), 0o700)
-        probe = root / f".write-test-{os.getpid()}"
+        probe = root / f".write-test-{os.getpid()}-{threading.get_ident()}"  # threads too
         probe.write_text("ok")
         probe.unlink()
     except OSError as error:

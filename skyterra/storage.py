@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from skyterra.clouds.stores import STORES, BucketRef, store_for_url
-from skyterra.errors import NotSupportedError, TaskError, did_you_mean
+from skyterra.errors import MissingValueError, NotSupportedError, TaskError, did_you_mean
 
 COPY, MOUNT, MOUNT_CACHED = "COPY", "MOUNT", "MOUNT_CACHED"
 MODES = (MOUNT, COPY, MOUNT_CACHED)
@@ -58,8 +58,15 @@ def is_bucket_mount(value: Any) -> bool:
     return isinstance(value, dict) or (isinstance(value, str) and "://" in value)
 
 
-def parse(path: str, value: Any) -> StorageMount:
-    """One bucket file_mounts entry → StorageMount (TaskError naming the field if bad)."""
+# `store:` left out: the bucket lives on the store of the cloud the task runs on
+# (SkyPilot's rule); skyterra/buckets.py binds it once the cloud is known.
+STORE_OF_CLOUD = ""
+
+
+def parse(path: str, value: Any, deferred: bool = False) -> StorageMount:
+    """One bucket file_mounts entry → StorageMount (TaskError naming the field if bad).
+    `deferred`: the entry names a required env not given yet, so the bucket name is
+    checked at launch (which refuses until the env has a value)."""
     field = f"file_mounts.{path}"
     _check_mount_point(path, field)
     if isinstance(value, str):
@@ -77,7 +84,8 @@ def parse(path: str, value: Any) -> StorageMount:
     for key, item in (("source", source), ("name", name)):
         if item is not None and (not isinstance(item, str) or not item.strip()):
             raise TaskError(f"expected a non-empty string, got {item!r}.", field=f"{field}.{key}")
-    store = _store(value.get("store"), f"{field}.store")
+    store = None if deferred and "$" in str(value.get("store", "")) else _store(
+        value.get("store"), f"{field}.store")
     if isinstance(source, str) and "://" in source:
         ref = _ref_from_url(source, f"{field}.source")
         if store and store != ref.store:
@@ -88,13 +96,14 @@ def parse(path: str, value: Any) -> StorageMount:
                             "give one of them.", field=f"{field}.name")
         return StorageMount(path, ref, mode, persistent)
     if not name:
-        raise TaskError("a bucket mount needs `name:` (the bucket to create or use) or a "
+        raise MissingValueError("a bucket mount needs `name:` (the bucket to create or use) or a "
                         "bucket URL as `source:` (s3://, gs://, https://<account>.blob.core."
                         "windows.net/<container>).", field=field)
     if not store:
-        raise TaskError(f"bucket {name!r} needs `store:` ({', '.join(STORES)}) so skyterra "
-                        "knows where to find or create it.", field=f"{field}.store")
-    STORES[store].check_name(name, f"{field}.name")
+        return StorageMount(path, BucketRef(STORE_OF_CLOUD, name), mode, persistent,
+                            source=source, create=True)
+    if not deferred:
+        STORES[store].check_name(name, f"{field}.name")
     account = STORES[store].settings_account() if store == _azure() else ""
     return StorageMount(path, BucketRef(store, name, "", account), mode, persistent,
                         source=source, create=True)
@@ -102,6 +111,19 @@ def parse(path: str, value: Any) -> StorageMount:
 
 def _azure() -> str:
     return next(name for name, s in STORES.items() if s.rclone_type == "azureblob")
+
+
+def bind_store(mount: StorageMount, store: str | None, cloud: str) -> StorageMount:
+    """A mount without `store:` on the store of `cloud` (the cloud the task runs on)."""
+    if mount.ref.store != STORE_OF_CLOUD:
+        return mount
+    if store is None:
+        raise TaskError(f"bucket {mount.ref.bucket!r} has no `store:` and the {cloud} cloud "
+                        f"has no store of its own; add store: ({', '.join(STORES)}).",
+                        field=f"{mount.field}.store")
+    STORES[store].check_name(mount.ref.bucket, f"{mount.field}.name")
+    account = STORES[store].settings_account() if store == _azure() else ""
+    return dataclasses.replace(mount, ref=BucketRef(store, mount.ref.bucket, "", account))
 
 
 def _check_mount_point(path: str, field: str) -> None:

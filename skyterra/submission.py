@@ -83,6 +83,7 @@ def submit(cluster: Cluster, cluster_dir: state.ClusterDir, task: Task, out: Out
     store = jobs.JobStore(cluster_dir.jobs_path)
     _wait_for_idle(cluster, store, progress)
     job = store.new(task.name or "", len(cluster.nodes))
+    buckets.bind_stores(task, cluster.cloud)
     envs = {**buckets.node_env(task, cluster.cloud), **_task_env(task)}
     try:
         _sync(cluster, task, progress)

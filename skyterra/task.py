@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from skyterra import spec, storage
-from skyterra.errors import NotSupportedError, TaskError
+from skyterra.errors import MissingValueError, NotSupportedError, TaskError
 from skyterra.resources import Resources, ignored_resource_keys, resources_from_config
 
 TASK_KEYS = spec.TASK_KEYS
@@ -314,7 +314,11 @@ class Task:
         self.file_mounts = self._check_file_mounts(file_mounts)
 
     def _check_file_mounts(self, value: Any) -> dict[str, str]:
-        """Local paths stay here; bucket mounts go to skyterra/storage.py (storage_mounts)."""
+        """Local paths stay here; bucket mounts go to skyterra/storage.py (storage_mounts).
+        Bucket mount points and their name/source/store take ${VAR} from envs, as in
+        SkyPilot; a bucket named after a required env (null) is checked at launch."""
+        self._raw_file_mounts = value
+        self.incomplete: list[TaskError] = []  # placeholders left to fill in (launch refuses)
         self.storage_mounts: list[storage.StorageMount] = []
         self._storage_specs: dict[str, Any] = {}
         if value is None:
@@ -329,13 +333,33 @@ class Task:
                 raise TaskError(f"remote path {remote!r} must be a non-empty string.",
                                 field="file_mounts")
             if storage.is_bucket_mount(local):
-                self.storage_mounts.append(storage.parse(remote, local))
+                spec_value = self._substituted_bucket(local)
                 self._storage_specs[remote] = local
+                try:
+                    self.storage_mounts.append(storage.parse(
+                        substitute_env(remote, self.envs), spec_value,
+                        deferred=self._refers_to_required(local)))
+                except MissingValueError as missing:
+                    self.incomplete.append(missing)
                 continue
             if not isinstance(local, str) or not local.strip():
                 raise TaskError(f"expected a local path, got {local!r}.", field=field)
             mounts[remote] = local
         return mounts
+
+    def _substituted_bucket(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return substitute_env(value, self.envs)
+        return {k: substitute_env(v, self.envs) if k in ("name", "source", "store")
+                and isinstance(v, str) else v for k, v in value.items()}
+
+    def _refers_to_required(self, value: Any) -> bool:
+        """Does the bucket spec name an env that is required (null) and not given yet?"""
+        texts = [value] if isinstance(value, str) else [
+            v for k, v in value.items() if k in ("name", "source", "store") and isinstance(v, str)]
+        required = {k for k, v in {**self.envs}.items() if v is None}
+        return any((m.group(1) or m.group(2)) in required
+                   for text in texts for m in _VAR_REF.finditer(text))
 
     # --- resources -----------------------------------------------------------------
     def set_resources(self, resources: Any) -> Task:
@@ -394,6 +418,7 @@ class Task:
     # --- envs ----------------------------------------------------------------------
     def update_envs(self, envs: dict[str, str]) -> Task:
         self.envs.update(_env_map(envs, "--env", allow_null=False))
+        self.file_mounts = self._check_file_mounts(self._raw_file_mounts)  # ${VAR} again
         return self
 
     def update_secrets(self, secrets: dict[str, str]) -> Task:
@@ -402,14 +427,23 @@ class Task:
 
     def check_required_envs(self) -> None:
         """`KEY: null` in envs/secrets means the user must pass --env KEY=..."""
+        missing = self.missing_required_envs()
+        if missing:
+            raise missing[0]
+
+    def missing_required_envs(self) -> list[TaskError]:
+        """One error per required env/secret without a value (a dry run lists them as
+        notes; a launch refuses with the first)."""
+        errors = []
         for kind, mapping in (("env", self.envs), ("secret", self.secrets)):
-            missing = sorted(k for k, v in mapping.items() if v is None)
-            if missing:
-                flag = "--env" if kind == "env" else "--secret"
-                raise TaskError(f"{kind} {missing[0]} is required (null in the YAML); pass "
-                                f"{flag} {missing[0]}=VALUE, or {flag} {missing[0]} to copy it "
-                                "from your environment.",
-                                source=self.source, field=f"{kind}s.{missing[0]}")
+            flag = "--env" if kind == "env" else "--secret"
+            for key in sorted(k for k, v in mapping.items() if v is None):
+                errors.append(TaskError(
+                    f"{kind} {key} is required (null in the YAML); pass {flag} {key}=VALUE, "
+                    f"or {flag} {key} to copy it from your environment.",
+                    source=self.source, field=f"{kind}s.{key}"))
+        return errors + [type(e)(e.message, source=self.source, field=e.field)
+                         for e in self.incomplete]
 
     @property
     def workdir(self) -> Path | None:
@@ -425,11 +459,7 @@ class Task:
 
     def check_local_paths(self) -> None:
         """Before any cluster is created: do the workdir and file_mounts exist?"""
-        workdir = self.workdir
-        if workdir is not None and not workdir.is_dir():
-            raise TaskError(f"workdir {workdir} is not a directory; fix the path (relative "
-                            "paths are relative to the task file's folder).",
-                            source=self.source, field="workdir")
+        self.check_workdir()
         for remote, local in self.resolved_file_mounts().items():
             if not local.exists():
                 raise TaskError(f"local path {local} does not exist.", source=self.source,
@@ -440,6 +470,15 @@ class Task:
                 raise TaskError(f"source {source} is not a local directory; fix the path "
                                 "(relative to the task file's folder).", source=self.source,
                                 field=f"{mount.field}.source")
+
+    def check_workdir(self) -> None:
+        """A missing workdir usually means the task runs from the wrong folder: even a dry
+        run refuses it."""
+        workdir = self.workdir
+        if workdir is not None and not workdir.is_dir():
+            raise TaskError(f"workdir {workdir} is not a directory; fix the path (relative "
+                            "paths are relative to the task file's folder).",
+                            source=self.source, field="workdir")
 
     @property
     def num_gpus_per_node(self) -> int:
@@ -533,6 +572,7 @@ def parse_resources_section(config: Any, warnings: list[str] | None = None
     Keys that only matter on other backends add a line to `warnings`.
     """
     warnings = [] if warnings is None else warnings
+    config = _old_choice_keys(config, warnings)
     warnings.extend(ignored_resource_keys(config))
     if not isinstance(config, dict) or not ({"any_of", "ordered"} & set(config)):
         return resources_from_config(config)
@@ -544,7 +584,8 @@ def parse_resources_section(config: Any, warnings: list[str] | None = None
         raise TaskError("expected a non-empty list of resource mappings.",
                         field=f"resources.{key}")
     base = {k: v for k, v in config.items() if k != key}
-    parsed = []
+    parsed: list[Resources] = []
+    skipped: list[NotSupportedError] = []
     for index, item in enumerate(items):
         if not isinstance(item, dict):
             raise TaskError("expected a mapping.", field=f"resources.{key}[{index}]")
@@ -554,9 +595,38 @@ def parse_resources_section(config: Any, warnings: list[str] | None = None
                                     "list every choice at one level.",
                                     field=f"resources.{key}[{index}].{min(nested)}")
         warnings.extend(ignored_resource_keys(item, f"resources.{key}[{index}]"))
-        parsed.append(resources_from_config(_merge_choice(base, item),
-                                            f"resources.{key}[{index}]"))
+        try:
+            parsed.append(resources_from_config(_merge_choice(base, item),
+                                                f"resources.{key}[{index}]"))
+        except NotSupportedError as error:
+            if not _is_other_cloud(error) or len(items) == 1:
+                raise
+            skipped.append(error)
+    if not parsed:
+        raise skipped[0]
+    warnings.extend(f"{e.field}: {e.message} That choice is skipped." for e in skipped)
     return parsed if key == "ordered" else _ListAsSet(parsed)
+
+
+# SkyPilot's older names for any_of (its benchmark YAMLs and early examples).
+OLD_CHOICE_KEYS = ("candidates", "options")
+
+
+def _old_choice_keys(config: Any, warnings: list[str]) -> Any:
+    """`resources.candidates` / `resources.options` are read as any_of, with a warning."""
+    if not isinstance(config, dict):
+        return config
+    old = [k for k in OLD_CHOICE_KEYS if k in config]
+    if not old or {"any_of", "ordered"} & set(config) or len(old) > 1:
+        return config
+    warnings.append(f"resources.{old[0]}: read as any_of (SkyPilot's current name for a set "
+                    "of resource choices); rename it to any_of.")
+    return {("any_of" if k == old[0] else k): v for k, v in config.items()}
+
+
+def _is_other_cloud(error: NotSupportedError) -> bool:
+    """A choice on a cloud skyterra does not reach (lambda, kubernetes, …)."""
+    return bool(error.field) and error.field.rsplit(".", 1)[-1] in ("cloud", "infra")
 
 
 class _ListAsSet(list):

@@ -111,6 +111,57 @@ def test_main_regions_are_covered():
     assert {"eastus", "westus2", "westus3", "westeurope"} <= regions["azure"]
 
 
+# Regions added on 2026-12-01 (SOURCES.md says how each price there is derived).
+AWS_WIDE = {"us-west-1", "ca-central-1", "sa-east-1", "eu-west-2", "eu-west-3", "eu-north-1",
+            "ap-northeast-1", "ap-northeast-2", "ap-northeast-3", "ap-southeast-1",
+            "ap-southeast-2", "ap-south-1"}
+
+
+def _by_region(cloud: str, family: str) -> dict[str, float]:
+    rows = read_csv(catalog.SHIPPED_DIR / f"{cloud}.csv")
+    return {r.region: r.price for r in rows if r.instance_type == family}
+
+
+@pytest.mark.parametrize("instance_type", ["m5.large", "c5.xlarge", "r5.large", "m6i.large",
+                                           "c6i.large", "g4dn.xlarge", "g5.xlarge"])
+def test_aws_families_are_in_the_commercial_regions_that_sell_them(instance_type):
+    prices = _by_region("aws", instance_type)
+    assert AWS_WIDE <= set(prices), sorted(AWS_WIDE - set(prices))
+    # derived prices: the region's m5.large ratio to us-east-1, never cheaper than us-east-1
+    assert all(p >= prices["us-east-1"] for p in prices.values())
+    ratio = prices["ap-northeast-1"] / prices["us-east-1"]
+    assert ratio == pytest.approx(0.124 / 0.096, rel=1e-3)
+
+
+def test_m5_c5_r5_are_in_every_region_of_the_catalog():
+    regions = {r.region for r in read_csv(catalog.SHIPPED_DIR / "aws.csv")}
+    for family in ("m5.large", "c5.large", "r5.large"):
+        assert set(_by_region("aws", family)) == regions
+
+
+def test_gcp_t4_and_l4_zones_in_the_added_regions_and_tier1_prices():
+    rows = read_csv(catalog.SHIPPED_DIR / "gcp.csv")
+    zones = {(r.accelerator_name, r.zone) for r in rows if r.accelerator_name}
+    assert {("T4", "us-east1-c"), ("T4", "us-west1-b"), ("L4", "us-west1-a"),
+            ("L4", "europe-west1-b")} <= zones
+    price = {(r.instance_type, r.accelerator_name, r.accelerator_count, r.region): r.price
+             for r in rows}
+    central = price[("g2-standard-4", "L4", 1, "us-central1")]
+    assert price[("g2-standard-4", "L4", 1, "us-east1")] == central  # same tier-1 price
+
+
+def test_azure_general_purpose_sizes_in_more_regions():
+    prices = _by_region("azure", "Standard_D4s_v5")
+    assert {"northeurope", "uksouth", "japaneast", "southeastasia", "australiaeast",
+            "centralus", "swedencentral"} <= set(prices)
+
+
+def test_a_task_can_pin_an_added_region():
+    found = catalog.offers("aws", Resources(cloud="aws", region="ap-northeast-1",
+                                            accelerators="A10G:1"))
+    assert found and {c.region for c in found} == {"ap-northeast-1"}
+
+
 # --- the reader -----------------------------------------------------------------------
 HEADER = ",".join(COLUMNS)
 

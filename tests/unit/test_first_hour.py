@@ -19,15 +19,24 @@ def test_dryrun_refuses_a_missing_workdir(skyterra_home, tmp_path):
         api.dryrun(_task(tmp_path, workdir="no-such-dir"), "dry", ["local"])
 
 
-def test_dryrun_refuses_a_missing_file_mount_source(skyterra_home, tmp_path):
+def test_dryrun_notes_a_missing_file_mount_source_and_launch_refuses_it(skyterra_home,
+                                                                        tmp_path):
+    task = _task(tmp_path, file_mounts={"/data": "missing.txt"})
+    notes = " ".join(api.dryrun(task, "dry", ["local"]).notes)
+    assert "a launch refuses" in notes and "file_mounts./data" in notes
+    assert "does not exist" in notes
     with pytest.raises(TaskError, match="does not exist") as info:
-        api.dryrun(_task(tmp_path, file_mounts={"/data": "missing.txt"}), "dry", ["local"])
+        api.launch_cluster(task, "dry", clouds=["local"])
     assert "file_mounts./data" in str(info.value)
 
 
-def test_dryrun_refuses_a_required_env_left_null(skyterra_home, tmp_path):
+def test_dryrun_notes_a_required_env_left_null_and_launch_refuses_it(skyterra_home, tmp_path):
+    task = _task(tmp_path, envs={"TOKEN": None}, secrets={"KEY": None})
+    notes = api.dryrun(task, "dry", ["local"]).notes
+    assert any("env TOKEN is required" in n for n in notes), notes
+    assert any("secret KEY is required" in n for n in notes), notes
     with pytest.raises(TaskError, match="env TOKEN is required"):
-        api.dryrun(_task(tmp_path, envs={"TOKEN": None}), "dry", ["local"])
+        api.launch_cluster(task, "dry", clouds=["local"])
 
 
 @pytest.mark.parametrize("field,value", [("region", "us-east-1"), ("zone", "us-east-1a"),

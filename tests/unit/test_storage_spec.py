@@ -48,8 +48,6 @@ def test_dict_form_defaults_to_mount_and_round_trips(tmp_path):
     ({"name": "192.168.1.1", "store": "s3"}, "name", "not a valid S3 bucket name"),
     ({"name": "my-google-bk", "store": "gcs"}, "name", "not a valid GCS bucket name"),
     ({"name": "two--dashes", "store": "azure"}, "name", "not a valid Azure bucket name"),
-    ({"name": "b-1"}, "store", "needs `store:`"),
-    ({"mode": "MOUNT"}, "", "needs `name:`"),
     ({"name": "b-1", "store": "s3", "persistent": "no"}, "persistent", "true or false"),
     ({"name": "b-1", "store": "s3", "colour": 1}, "colour", "unknown key"),
     ({"source": "s3://x-bucket", "store": "gcs"}, "store", "does not match"),
@@ -179,3 +177,33 @@ def test_a_bucket_made_on_an_emulator_is_never_destroyed_against_the_cloud(tmp_p
     with pytest.raises(StorageError, match="no longer point at one"):
         bucketstate.destroy(record, lambda line: None)
     assert bucketstate.load("emu-made") is not None
+
+
+def test_a_bucket_without_store_lives_on_the_store_of_the_cloud_it_runs_on():
+    task = task_with({"/m": {"name": "bk-1"}})
+    assert task.storage_mounts[0].ref.store == ""       # not known until the cloud is
+    buckets.bind_stores(task, "gcp")
+    assert task.storage_mounts[0].ref.store == "gcs"
+    with pytest.raises(TaskError, match="no `store:`") as caught:
+        buckets.bind_stores(task_with({"/m": {"name": "bk-1"}}), "local")
+    assert "file_mounts./m.store" in str(caught.value)
+
+
+def test_a_bucket_without_name_is_left_to_fill_in_and_a_launch_refuses_it():
+    task = task_with({"/m": {"mode": "MOUNT"}, "/n": {"source": "./x"}})
+    assert task.storage_mounts == []
+    with pytest.raises(TaskError, match="needs `name:`") as caught:
+        task.check_required_envs()
+    assert "file_mounts./m" in str(caught.value)
+    assert len(task.missing_required_envs()) == 2
+
+
+def test_bucket_fields_take_envs_and_a_required_one_waits_for_its_value():
+    task = Task.from_yaml_config({"run": "x", "envs": {"B": None, "ROOT": "/wiki"},
+                                  "file_mounts": {"${ROOT}": {"name": "${B}", "store": "s3"}}})
+    assert task.storage_mounts[0].path == "/wiki"
+    with pytest.raises(TaskError, match="env B is required"):
+        task.check_required_envs()
+    task.update_envs({"B": "my-bucket-1"})
+    assert task.storage_mounts[0].ref.bucket == "my-bucket-1"
+    task.check_required_envs()
