@@ -106,17 +106,16 @@ def dryrun(task: Task, cluster_name: str | None = None, clouds: list[str] | None
 
 
 def launch_blockers(task: Task) -> list[str]:
-    """What the user must still give before a launch can go ahead (values of required
-    envs, local files): a dry run only needs the task itself, so it lists these as notes
-    (each is the error the launch would stop with)."""
-    task.check_workdir()
-    notes = [f"a launch refuses until this is fixed: {error.message}"
-             for error in task.missing_required_envs()]
-    try:
-        task.check_local_paths()
-    except TaskError as error:
-        notes.append(f"a launch refuses until this is fixed: {error.field}: {error.message}")
-    return notes
+    """What a launch checks in the task before it creates anything, as a dry run sees it.
+
+    Local files are part of the task: a missing workdir, file_mounts source or bucket
+    `source:` is refused here as at launch (issue 11: a dry run catches what a launch
+    would). Values of required envs/secrets (`KEY: null`) are the user's to give at launch
+    time (`--env KEY=...`, like credentials), so a dry run plans without them and lists
+    each as a note with the error the launch would stop with."""
+    task.check_local_paths()
+    return [f"a launch refuses until this is fixed: {error.message}"
+            for error in task.missing_required_envs()]
 
 
 def store_notes(task: Task, cloud: str) -> list[str]:

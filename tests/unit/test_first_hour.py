@@ -19,15 +19,17 @@ def test_dryrun_refuses_a_missing_workdir(skyterra_home, tmp_path):
         api.dryrun(_task(tmp_path, workdir="no-such-dir"), "dry", ["local"])
 
 
-def test_dryrun_notes_a_missing_file_mount_source_and_launch_refuses_it(skyterra_home,
-                                                                        tmp_path):
-    task = _task(tmp_path, file_mounts={"/data": "missing.txt"})
-    notes = " ".join(api.dryrun(task, "dry", ["local"]).notes)
-    assert "a launch refuses" in notes and "file_mounts./data" in notes
-    assert "does not exist" in notes
-    with pytest.raises(TaskError, match="does not exist") as info:
-        api.launch_cluster(task, "dry", clouds=["local"])
-    assert "file_mounts./data" in str(info.value)
+def test_dryrun_refuses_a_missing_file_mount_source(skyterra_home, tmp_path):
+    with pytest.raises(TaskError, match="does not exist") as refused:
+        api.dryrun(_task(tmp_path, file_mounts={"/data": "missing.txt"}), "dry", ["local"])
+    assert "file_mounts./data" in str(refused.value)
+
+
+def test_dryrun_refuses_a_missing_bucket_source(skyterra_home, tmp_path):
+    task = _task(tmp_path, file_mounts={"/data": {"name": "bk-src", "store": "s3",
+                                                  "source": "no-such-folder"}})
+    with pytest.raises(TaskError, match="not a local directory"):
+        api.dryrun(task, "dry", ["local"])
 
 
 def test_dryrun_notes_a_required_env_left_null_and_launch_refuses_it(skyterra_home, tmp_path):
