@@ -61,7 +61,8 @@ def clouds_for(task: Task, clouds: list[str] | None, dry: bool = False) -> list[
     if enabled:
         return enabled
     auto = [c for c in all_clouds() if c.auto_enabled]
-    found = [c.name for c in auto if c.check_credentials().ok]
+    found = [c.name for c in auto
+             if (c.has_local_credentials() if dry else c.check_credentials().ok)]
     if not found and dry:
         return [c.name for c in auto]
     if not found:
@@ -96,7 +97,7 @@ def dryrun(task: Task, cluster_name: str | None = None, clouds: list[str] | None
     render(chosen)
     notes = [*task.warnings, *chosen.cloud.warnings(chosen), *blockers,
              *store_notes(task, chosen.cloud.name)]
-    if not chosen.cloud.check_credentials().ok:
+    if not chosen.cloud.has_local_credentials():
         notes.append(f"no {chosen.cloud.name} credentials here: the dry run chose among all "
                      "clouds; a launch needs credentials (`skyterra check` says which).")
     if chosen.cloud.needs_ssh_cidrs and chosen.ssh_cidrs is None:

@@ -117,6 +117,13 @@ class AWSSettings(CloudSettings):
     endpoint_url: str | None = None
 
 
+# Environment variables that give boto3 (and Terraform's provider) credentials or a
+# profile/role to load them from.
+_AWS_CREDENTIAL_ENV = ("AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_DEFAULT_PROFILE",
+                       "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                       "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+
+
 @register
 class AWS(Cloud):
     name = "aws"
@@ -362,6 +369,15 @@ class AWS(Cloud):
 
     def parse_interruption(self, text: str) -> str | None:
         return parse_aws_instance_action(text)
+
+    def has_local_credentials(self) -> bool:
+        """Keys, a profile or a role source in the environment, or the AWS config files
+        (what boto3's chain reads before it would ask the instance metadata service)."""
+        if any(os.environ.get(name) for name in _AWS_CREDENTIAL_ENV):
+            return True
+        files = (os.environ.get("AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials"),
+                 os.environ.get("AWS_CONFIG_FILE", "~/.aws/config"))
+        return any(os.path.isfile(os.path.expanduser(path)) for path in files)
 
     def check_credentials(self, verify: bool = False) -> CredentialReport:
         """Where boto3 finds credentials and a region; with verify, ask STS who we are.

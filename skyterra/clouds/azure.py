@@ -156,6 +156,13 @@ class Azure(Cloud):
     )
 
     # --- credentials ----------------------------------------------------------------
+    def has_local_credentials(self) -> bool:
+        """A subscription in the environment, or an `az login` profile on disk (read
+        without running az, which is slow to start)."""
+        config = os.environ.get("AZURE_CONFIG_DIR", os.path.expanduser("~/.azure"))
+        return bool(_subscription_from_env()) or os.path.isfile(
+            os.path.join(config, "azureProfile.json"))
+
     def check_credentials(self) -> CredentialReport:
         try:
             import azure.identity as azure_identity

@@ -111,6 +111,14 @@ class Cloud:
     def check_credentials(self) -> CredentialReport:
         raise NotImplementedError
 
+    def has_local_credentials(self) -> bool:
+        """Does this machine hold credentials for the cloud (environment, config files)?
+
+        What a dry run picks clouds by: it must make no network call, and an SDK's full
+        lookup may ask the instance metadata service (169.254.169.254) when nothing else
+        is found -- and costs the SDK's import. A launch asks `check_credentials`."""
+        return self.check_credentials().ok
+
     def classify_error(self, text: str) -> str:
         for kind, pattern in self.error_patterns:
             if re.search(pattern, text, re.IGNORECASE):

@@ -153,6 +153,14 @@ class GCP(Cloud):
     def parse_interruption(self, text: str) -> str | None:
         return parse_gcp_preempted(text)
 
+    def has_local_credentials(self) -> bool:
+        """A key file (GOOGLE_APPLICATION_CREDENTIALS) or gcloud's application default
+        credentials file; google.auth.default would also ask the GCE metadata server."""
+        key = os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
+        gcloud = os.environ.get("CLOUDSDK_CONFIG", os.path.expanduser("~/.config/gcloud"))
+        return bool(key and os.path.isfile(key)) or os.path.isfile(
+            os.path.join(gcloud, "application_default_credentials.json"))
+
     def check_credentials(self) -> CredentialReport:
         try:
             import google.auth
