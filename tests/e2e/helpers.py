@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from tests.paths import QUICKSTART as SEED
@@ -63,3 +64,15 @@ def kill_node(node_dir: Path) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def wait_for(predicate, timeout: float, step: float = 0.5):
+    """Poll `predicate` until it returns something truthy or `timeout` seconds pass;
+    its last value either way (so a failing assert shows what it saw)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    return predicate()

@@ -22,21 +22,12 @@ import pytest
 from skyterra import autostop, idle_watcher, state
 from skyterra.clouds import get_cloud
 from skyterra.cluster import Cluster
-from tests.e2e.helpers import skyterra, write_task
+from tests.e2e.helpers import skyterra, wait_for, write_task
 
 pytestmark = pytest.mark.e2e
 
 RECORDER = 'echo "$SKYTERRA_AUTOSTOP_ACTION $(date +%s.%N)" >> "$HOME/autostop-recorded"\n'
 
-
-def _wait_for(predicate, timeout: float, step: float = 0.3):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    return predicate()
 
 
 def _recorded(home) -> list[str]:
@@ -63,7 +54,7 @@ def test_head_watcher_waits_for_the_job_then_stops_workers_first_then_itself(
         time.sleep(6)  # the idle time (3 s) passed long ago, but the job still runs
         assert not event.exists() and all(_recorded(h) == [] for h in homes)
 
-        assert _wait_for(lambda: all(_recorded(h) for h in homes), 30), \
+        assert wait_for(lambda: all(_recorded(h) for h in homes), 30, step=0.3), \
             [_recorded(h) for h in homes]
         fired = json.loads(event.read_text())
         assert (fired["action"], fired["reason"]) == ("down", "autodowned after 1 min idle")
@@ -124,7 +115,7 @@ def test_an_interactive_ssh_session_keeps_the_cluster_up_with_jobs_and_ssh(
         login.stdin.write(b"exit\n")
         login.stdin.flush()
         login.wait(timeout=15)
-        assert _wait_for(lambda: _recorded(home), 20)
+        assert wait_for(lambda: _recorded(home), 20, step=0.3)
         assert _recorded(home)[0] == "stop"
     finally:
         if login.poll() is None:

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.e2e.helpers import skyterra, write_task
+from tests.e2e.helpers import skyterra, wait_for, write_task
 from tests.leaks import leftover_processes
 
 pytestmark = pytest.mark.e2e
@@ -23,15 +23,6 @@ def _status(name: str) -> dict | None:
     found = [c for c in json.loads(skyterra("status", "--json").stdout) if c["name"] == name]
     return found[0] if found else None
 
-
-def _wait_for(predicate, timeout: float, step: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    return predicate()
 
 
 def test_stopped_cluster_keeps_its_files_and_runs_again_after_start(skyterra_home, tmp_path):
@@ -100,10 +91,10 @@ run: echo short job
     cluster_dir = skyterra_home / "clusters" / "idle"
     time.sleep(45)
     assert not (cluster_dir / "autostop-fired.json").exists()     # not before the minute
-    fired = _wait_for(lambda: (cluster_dir / "autostop-fired.json").exists(), 75)
+    fired = wait_for(lambda: (cluster_dir / "autostop-fired.json").exists(), 75)
     assert fired, "the watcher did not fire"
     assert time.monotonic() - job_ended < 120
-    assert _wait_for(lambda: leftover_processes(str(skyterra_home)) == [], 15)
+    assert wait_for(lambda: leftover_processes(str(skyterra_home)) == [], 15)
     status = skyterra("status")
     assert "cluster 'idle' was autodowned after 1 min idle" in status.stdout
     assert not cluster_dir.exists()
@@ -121,8 +112,8 @@ def test_autostop_waits_for_a_running_job_then_stops(skyterra_home, tmp_path, mo
     time.sleep(5)  # idle time (2 s) passed long ago, but the job still runs
     assert not (cluster_dir / "autostop-fired.json").exists()
     assert _status("busy")["status"] == "UP"
-    assert _wait_for(lambda: (cluster_dir / "autostop-fired.json").exists(), 30)
-    record = _wait_for(lambda: (_status("busy") or {}).get("status") == "STOPPED"
+    assert wait_for(lambda: (cluster_dir / "autostop-fired.json").exists(), 30)
+    record = wait_for(lambda: (_status("busy") or {}).get("status") == "STOPPED"
                        and _status("busy"), 20)
     assert record["status_reason"] == "autostopped after 1 min idle"
     home = cluster_dir / "nodes" / "busy-0" / "home"
