@@ -300,25 +300,33 @@ class Controller:
         code = next(iter(codes.values()), 1)
         decision = recovery.on_failed_run(self.policy, codes.values(), job.restarts_on_errors)
         if decision == recovery.FAIL:
-            limit = self.policy.max_restarts_on_errors
-            self._finish(FAILED, exit_code=code,
-                         failure=f"the run exited with code {code}" +
-                         (f" after {job.restarts_on_errors} restart(s) (max_restarts_on_errors"
-                          f": {limit})" if limit else " (no restarts: max_restarts_on_errors "
-                          "is 0)"))
+            self._finish(FAILED, exit_code=code, failure=self._why_failed(code, job))
             return False
-        counter = "restarts_on_codes" if decision == recovery.RECOVER_CODE else \
-            "restarts_on_errors"
-        now = time.time()
-        job = self.dir.update(status=RECOVERING, down_since=now,
-                              **{counter: getattr(job, counter) + 1})
-        why = (f"exit code {code} is in recover_on_exit_codes" if counter == "restarts_on_codes"
-               else f"exit code {code}; restart {job.restarts_on_errors} of "
-               f"{self.policy.max_restarts_on_errors} (max_restarts_on_errors)")
+        listed = recovery.listed(self.policy, codes.values())
+        job = self.dir.update(status=RECOVERING, down_since=time.time(),
+                              restarts_on_errors=job.restarts_on_errors + 1,
+                              restarts_on_codes=job.restarts_on_codes + int(listed))
+        limit = self.policy.max_restarts_on_errors
+        why = (f"exit code {code} is in recover_on_exit_codes" if listed else f"exit code {code}")
+        why += (f"; restart {job.restarts_on_errors} of {limit} (max_restarts_on_errors)"
+                if limit is not None else f"; restart {job.restarts_on_errors} (no limit: "
+                "max_restarts_on_errors is not set)")
         self.dir.event(RECOVERING, f"the run failed ({why}); restarting it", exit_code=code)
         job = self.dir.update(recovery_count=job.recovery_count + 1)
         self._restart_run()
         return True
+
+    def _why_failed(self, code: int, job: ManagedJob) -> str:
+        """The one-line reason a failed run was not restarted (recovery's rules)."""
+        listed, limit = self.policy.recover_on_exit_codes, self.policy.max_restarts_on_errors
+        if listed and code not in listed:
+            return (f"the run exited with code {code}, which is not in recover_on_exit_codes "
+                    f"{list(listed)} (no restart)")
+        if limit:
+            return (f"the run exited with code {code} after {job.restarts_on_errors} "
+                    f"restart(s) (max_restarts_on_errors: {limit})")
+        return (f"the run exited with code {code} (no restarts: max_restarts_on_errors is "
+                f"{'0' if limit == 0 else 'not set'})")
 
     def _restart_run(self) -> None:
         """The same cluster, all nodes alive: re-sync and start the run again (no setup)."""

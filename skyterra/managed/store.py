@@ -43,8 +43,8 @@ class ManagedJob:
     cluster_name: str = ""
     task_id: str = ""             # SKYPILOT_TASK_ID, the same for every attempt
     recovery_count: int = 0       # recoveries after a lost node (preemption)
-    restarts_on_errors: int = 0   # restarts after a failing run (max_restarts_on_errors)
-    restarts_on_codes: int = 0    # restarts for recover_on_exit_codes (unlimited)
+    restarts_on_errors: int = 0   # restarts after a failed run (max_restarts_on_errors)
+    restarts_on_codes: int = 0    # of those, for a code in recover_on_exit_codes
     down_time: float = 0.0        # seconds the run was not running after it first started
     down_since: float | None = None
     where: str = ""               # cloud/region/zone of the current cluster

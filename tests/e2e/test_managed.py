@@ -141,29 +141,40 @@ name: flaky
 resources:
   cloud: local
   job_recovery:
-    max_restarts_on_errors: 1
+    max_restarts_on_errors: 2
     recover_on_exit_codes: [33]
 run: |
   n=$(cat ~/attempts 2>/dev/null || echo 0); n=$((n + 1)); echo $n > ~/attempts
   echo "attempt $n recovery=$SKYTERRA_JOB_RECOVERY_COUNT"
-  if [ $n -le 2 ]; then exit 33; fi
-  exit 7
+  exit ${CODE}
 """
 
 
-def test_exit_codes_restart_as_skypilot_says_then_fail(managed, tmp_path):
-    """33 (recover_on_exit_codes) always restarts and is not counted; 7 restarts
-    max_restarts_on_errors (1) times, then the job is FAILED."""
-    job_id = _launch(write_task(tmp_path, EXIT_CODES))
+def test_a_listed_exit_code_is_restarted_n_times_then_failed(managed, tmp_path):
+    """33 is in recover_on_exit_codes: restarted max_restarts_on_errors (2) times, each
+    restart counted, then FAILED."""
+    job_id = _launch(write_task(tmp_path, EXIT_CODES.replace("${CODE}", "33")))
     done = _wait(job_id, lambda j: j["status"] in ("SUCCEEDED", "FAILED", "CANCELLED"))
     log = _log(managed, job_id)
-    assert done["status"] == "FAILED" and done["exit_code"] == 7, (done, log)
-    assert (done["restarts_on_codes"], done["restarts_on_errors"]) == (2, 1)
-    assert done["recovery_count"] == 3
-    for n in range(1, 5):
+    assert done["status"] == "FAILED" and done["exit_code"] == 33, (done, log)
+    assert (done["restarts_on_codes"], done["restarts_on_errors"]) == (2, 2)
+    assert done["recovery_count"] == 2
+    for n in range(1, 4):
         assert f"attempt {n} recovery={n - 1}" in log, log
-    assert "attempt 5" not in log
-    assert "max_restarts_on_errors: 1" in done["failure"]
+    assert "attempt 4" not in log
+    assert "restart 2 of 2 (max_restarts_on_errors)" in log
+    assert "after 2 restart(s) (max_restarts_on_errors: 2)" in done["failure"]
+    _nothing_left(managed, done)
+
+
+def test_with_a_list_another_exit_code_fails_at_once(managed, tmp_path):
+    """7 is not in recover_on_exit_codes: FAILED at once, although restarts are left."""
+    job_id = _launch(write_task(tmp_path, EXIT_CODES.replace("${CODE}", "7")))
+    done = _wait(job_id, lambda j: j["status"] in ("SUCCEEDED", "FAILED", "CANCELLED"))
+    log = _log(managed, job_id)
+    assert (done["status"], done["exit_code"], done["recovery_count"]) == ("FAILED", 7, 0)
+    assert done["restarts_on_errors"] == 0 and "attempt 2" not in log, log
+    assert "not in recover_on_exit_codes [33]" in done["failure"]
     _nothing_left(managed, done)
 
 
