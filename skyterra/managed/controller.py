@@ -29,7 +29,7 @@ from skyterra import executor, jobs, launcher, provision, state
 from skyterra.clouds import get_cloud
 from skyterra.cluster import Cluster
 from skyterra.errors import ClusterNotFoundError, SkyterraError
-from skyterra.managed import recovery
+from skyterra.managed import board, recovery
 from skyterra.managed.store import (
     CANCELLED,
     FAILED,
@@ -221,6 +221,8 @@ class Controller:
     def _watch(self) -> None:
         errors = 0
         while True:
+            self.dir.publish_log()
+            self._cancel_from_board()
             if self._cancel_requested():
                 return self._cancel()
             try:
@@ -251,6 +253,13 @@ class Controller:
 
     def _cancel_requested(self) -> bool:
         return (self.dir.path / "cancel").exists()
+
+    def _cancel_from_board(self) -> None:
+        """A teammate's `jobs cancel` (board.py): honoured as a local one (once a poll)."""
+        shared = self.dir.board
+        if shared is not None and board.reported(
+                "read cancel requests", lambda: shared.cancel_requested(self.dir.job_id)):
+            (self.dir.path / "cancel").touch()
 
     def _lost_nodes(self, cluster: Cluster) -> list[int]:
         """Ranks lost for good; raises nothing, returns [] while all answer (or grace)."""
@@ -429,6 +438,7 @@ class Controller:
         self.dir.event(status, failure or f"the run succeeded after {job.recovery_count} "
                        f"recovery(ies); total down time {job.down_time:.1f} s",
                        recovery_count=job.recovery_count, down_time=job.down_time)
+        self.dir.publish_log()
 
 
 def teardown_cluster(name: str, progress: Callable[[str], None]) -> None:
@@ -456,7 +466,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1 or not args[0].isdigit():
         print("usage: python -m skyterra.managed.controller JOB_ID", file=sys.stderr)
         return 2
-    job_dir = JobDir(int(args[0]))
+    job_dir = JobDir(int(args[0]), board=board.board())
     if not job_dir.exists():
         print(f"managed job {args[0]} does not exist under {job_dir.path}", file=sys.stderr)
         return 1

@@ -29,6 +29,7 @@ from pathlib import Path
 from skyterra import executor, launcher, state
 from skyterra.cluster import Cluster
 from skyterra.errors import SkyterraError
+from skyterra.managed import board
 from skyterra.managed.daemon import ensure_controller
 from skyterra.managed.store import (
     STARTING,
@@ -80,7 +81,7 @@ def launch(task: Task, *, name: str | None, clouds: list[str] | None, cloud: str
     task.check_local_paths()
     if name is not None:
         task.name = Task(name=name).name
-    job_dir = new_job_dir()
+    job_dir = new_job_dir(board=board.board())
     job = ManagedJob(job_id=job_dir.job_id, name=task.name or "", task=task.to_yaml_config(),
                      base_dir="", clouds=clouds,
                      cluster_name=cluster_name_for(task.name, job_dir.job_id))
@@ -117,7 +118,7 @@ def serve(job_id: int) -> int:
     """Create the job from ~/sky_workdir (first time) and run its controller in the foreground."""
     from skyterra.managed.controller import Controller
 
-    job_dir = JobDir(job_id)
+    job_dir = JobDir(job_id, board=board.board())
     if not job_dir.exists():
         staged = Path.cwd()
         job = ManagedJob.from_json(json.loads((staged / "job.json").read_text()))

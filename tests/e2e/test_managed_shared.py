@@ -1,0 +1,103 @@
+"""Managed jobs seen from a teammate's machine: two skyterra homes share an S3 backend (moto);
+home A launches a managed job on the local cloud, home B lists it, follows it to the end,
+launches one of its own with the team's next id, and cancels A's next job through the
+backend (A's controller honours it)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from tests import moto_server as moto_fixtures
+from tests.e2e.helpers import skyterra, write_task
+from tests.e2e.test_managed import FAST, _alive
+from tests.leaks import leftover_processes
+from tests.moto_server import s3_state_backend, two_machines_sharing
+
+moto_endpoint = moto_fixtures.moto_endpoint
+
+pytestmark = [pytest.mark.e2e, pytest.mark.moto]
+
+COUNT = """
+name: shared-count
+resources:
+  cloud: local
+run: |
+  for i in $(seq 1 {steps}); do echo "step $i"; sleep 0.2; done
+"""
+
+
+def _queue(env: dict) -> list[dict]:
+    return json.loads(skyterra("jobs", "queue", "--json", env={**FAST, **env}).stdout)
+
+
+def _wait(env: dict, job_id: int, until, timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        jobs = {j["job_id"]: j for j in _queue(env)}
+        if job_id in jobs and until(jobs[job_id]):
+            return jobs[job_id]
+        time.sleep(0.5)
+    raise AssertionError(f"managed job {job_id} did not get there: {_queue(env)}")
+
+
+def _launch(env: dict, path: Path) -> int:
+    out = skyterra("jobs", "launch", str(path), "-d", "-y", env={**FAST, **env}).stdout
+    return int(out.split("Managed job ", 1)[1].split()[0])
+
+
+@pytest.fixture
+def homes(tmp_path, moto_endpoint, monkeypatch):
+    clients, backend = s3_state_backend(moto_endpoint)
+    machines = two_machines_sharing(tmp_path, backend, monkeypatch)
+    envs = {m: {"SKYTERRA_HOME": str(home)} for m, home in machines.items()}
+    yield clients, envs
+    for machine in ("a", "b"):
+        for record in (machines[machine] / "managed").glob("*/job.json"):
+            job = json.loads(record.read_text())
+            if job["status"] not in ("SUCCEEDED", "FAILED", "CANCELLED") and \
+                    _alive(job.get("controller_pid")):
+                os.kill(job["controller_pid"], signal.SIGKILL)
+        for cluster in (machines[machine] / "clusters").glob("*/cluster.json"):
+            skyterra("destroy", "-y", cluster.parent.name, env=envs[machine], check=False)
+    assert leftover_processes(str(tmp_path)) == []
+
+
+def test_a_teammate_lists_follows_and_cancels_managed_jobs(homes, tmp_path):
+    clients, env = homes
+    first = _launch(env["a"], write_task(tmp_path, COUNT.format(steps=15)))
+    seen = _wait(env["b"], first, lambda j: j["status"] == "RUNNING")
+    assert seen["shared"] and seen["name"] == "shared-count"
+    assert [e["event"] for e in seen["events"]][:2] == ["STARTING", "RUNNING"]
+    keys = {o["Key"] for o in clients["s3"].list_objects_v2(
+        Bucket="team-state", Prefix="managed-jobs/")["Contents"]}
+    assert {f"managed-jobs/{first}/job.json", f"managed-jobs/{first}/events.jsonl"} <= keys
+
+    done = _wait(env["b"], first, lambda j: j["status"] in ("SUCCEEDED", "FAILED",
+                                                            "CANCELLED"))
+    assert done["status"] == "SUCCEEDED" and done["exit_code"] == 0, done
+    logs = skyterra("jobs", "logs", str(first), env={**FAST, **env["b"]}, check=False)
+    assert logs.returncode == 0 and "(head, rank=0) step 15" in logs.stdout, logs
+
+    # B launches one too: B has no job of its own, yet the id follows the team's
+    mine = _launch(env["b"], write_task(tmp_path / "b", COUNT.format(steps=2)))
+    assert mine == first + 1
+    assert _wait(env["a"], mine, lambda j: j["status"] == "SUCCEEDED")["shared"]
+
+    second = _launch(env["a"], write_task(tmp_path, COUNT.format(steps=100000)))
+    assert second == mine + 1
+    _wait(env["b"], second, lambda j: j["status"] == "RUNNING")
+    asked = skyterra("jobs", "cancel", str(second), env={**FAST, **env["b"]})
+    assert f"managed job(s) {second}" in asked.stdout
+    cancelled = _wait(env["b"], second, lambda j: j["status"] in ("SUCCEEDED", "FAILED",
+                                                                  "CANCELLED"))
+    assert cancelled["status"] == "CANCELLED", cancelled
+    local = {j["job_id"]: j for j in _queue(env["a"])}
+    assert local[second]["status"] == "CANCELLED" and not local[second]["shared"]
+    states = clients["s3"].list_objects_v2(Bucket="team-state", Prefix="skyterra/")
+    assert states.get("Contents", []) == []   # both job clusters destroyed
