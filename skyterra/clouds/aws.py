@@ -336,6 +336,12 @@ class AWS(Cloud):
     def parse_interruption(self, text: str) -> str | None:
         return parse_aws_instance_action(text)
 
+    def controller_credentials(self) -> dict[str, str]:
+        """The AWS keys (and region) of this process's environment, when they are set there."""
+        names = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                 "AWS_DEFAULT_REGION", "AWS_REGION")
+        return {name: os.environ[name] for name in names if os.environ.get(name)}
+
     def check_credentials(self, verify: bool = False) -> CredentialReport:
         """Where boto3 finds credentials and a region; with verify, ask STS who we are.
 

@@ -185,6 +185,13 @@ class Cloud:
         """A readable notice from what interruption_watcher wrote, or None if none."""
         return None
 
+    def controller_credentials(self) -> dict[str, str]:
+        """Credentials (environment variables of this process) that a managed-job controller
+        on a VM of its own needs to launch on this cloud; handed over as task secrets (never
+        printed), as SkyPilot hands its jobs controller the user's credentials. {}: none
+        here (the controller VM then needs its own, e.g. an instance role)."""
+        return {}
+
 
 def cidr_list(value: Any, name: str) -> list[str]:
     """Addresses or CIDR blocks (a string or a list) → normalised, de-duplicated CIDRs."""

@@ -101,3 +101,28 @@ def test_a_teammate_lists_follows_and_cancels_managed_jobs(homes, tmp_path):
     assert local[second]["status"] == "CANCELLED" and not local[second]["shared"]
     states = clients["s3"].list_objects_v2(Bucket="team-state", Prefix="skyterra/")
     assert states.get("Contents", []) == []   # both job clusters destroyed
+
+
+def test_a_controller_node_hands_its_records_to_the_shared_backend(homes, tmp_path):
+    """--controller local with a shared backend: the controller node's bootstrap finds
+    skyterra (the node sees this environment through its overlay), gets the backend setting,
+    and the records it writes from the node are what teammate B lists."""
+    clients, env = homes
+    launched = skyterra("jobs", "launch", str(write_task(tmp_path, COUNT.format(steps=10))),
+                        "-d", "-y", "--controller", "local", env={**FAST, **env["a"]})
+    out = launched.stdout + launched.stderr
+    job_id = int(launched.stdout.split("Managed job ", 1)[1].split()[0])
+    assert "skyterra 0.1.0 is already installed on this node" in out, out
+    assert "state backend setting handed over" in out, out
+    seen = _wait(env["b"], job_id, lambda j: j["status"] == "RUNNING", timeout=180)
+    assert seen["shared"]
+    done = _wait(env["b"], job_id, lambda j: j["status"] in ("SUCCEEDED", "FAILED",
+                                                             "CANCELLED"), timeout=180)
+    assert done["status"] == "SUCCEEDED", done
+    events = [e["event"] for e in done["events"]]
+    assert "CONTROLLER" in events and events[-1] == "SUCCEEDED", events
+    mine = {j["job_id"]: j for j in _queue(env["a"])}[job_id]   # A's queue ends the controller
+    assert mine["status"] == "SUCCEEDED" and not mine["shared"]
+    assert not (Path(env["a"]["SKYTERRA_HOME"]) / "clusters" / mine["controller"]).exists()
+    states = clients["s3"].list_objects_v2(Bucket="team-state", Prefix="skyterra/")
+    assert states.get("Contents", []) == []   # job cluster and controller cluster destroyed
