@@ -20,6 +20,7 @@ from skyterra.catalog.fabric import chosen_fabric, fabric_notes
 from skyterra.clouds import register
 from skyterra.clouds.base import (
     STORED_NODES_RUNNING,
+    WATCHER_GUARD,
     Cloud,
     CloudSettings,
     CredentialReport,
@@ -471,15 +472,14 @@ def _one_line(error: BaseException) -> str:
 
 # Started on each node of a managed job (see Cloud.interruption_watcher). IMDS answers
 # 404 for spot/instance-action until AWS schedules the interruption.
-AWS_INTERRUPTION_WATCHER = r"""
-mkdir -p "$HOME/.skyterra"
-imds=http://169.254.169.254/latest
+AWS_INTERRUPTION_WATCHER = WATCHER_GUARD + r"""
+imds=${SKYTERRA_IMDS_URL:-http://169.254.169.254/latest}
 while :; do
   token=$(curl -sf -m 2 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 300' "$imds/api/token")
   notice=$(curl -sf -m 2 -H "X-aws-ec2-metadata-token: $token" \
     "$imds/meta-data/spot/instance-action") && {
     printf '%s\n' "$notice" > "$HOME/.skyterra/interruption"; exit 0; }
-  sleep 5
+  sleep "${SKYTERRA_WATCH_INTERVAL:-5}"
 done
 """
 

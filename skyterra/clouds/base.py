@@ -193,6 +193,16 @@ class Cloud:
         return {}
 
 
+# The first lines of every interruption watcher: one watcher per node (a recovery that
+# keeps a node starts the watcher again; the one already there goes on alone).
+WATCHER_GUARD = r"""
+mkdir -p "$HOME/.skyterra"
+pidfile="$HOME/.skyterra/interruption-watch.pid"
+if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then exit 0; fi
+echo $$ > "$pidfile"
+"""
+
+
 def cidr_list(value: Any, name: str) -> list[str]:
     """Addresses or CIDR blocks (a string or a list) → normalised, de-duplicated CIDRs."""
     import ipaddress

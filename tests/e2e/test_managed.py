@@ -117,11 +117,21 @@ def test_a_preempted_node_is_replaced_and_the_run_resumes_from_its_checkpoint(ma
     deadline = time.monotonic() + 60
     while "step 8\n" not in _log(managed, job_id) and time.monotonic() < deadline:
         time.sleep(0.2)
+    # the cloud's notice first (the node's watcher reports it), then the node goes
+    subprocess.run([sys.executable, "-m", "skyterra.clouds.local", "notice",
+                    job["cluster_name"], "1", "spot capacity reclaimed"], check=True,
+                   capture_output=True, timeout=60)
+    notice = "NOTICE: worker1: local cloud preemption notice: spot capacity reclaimed"
+    deadline = time.monotonic() + 30
+    while notice not in _log(managed, job_id) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert notice in _log(managed, job_id)
     subprocess.run([sys.executable, "-m", "skyterra.clouds.local", "preempt",
                     job["cluster_name"], "1"], check=True, capture_output=True, timeout=60)
     done = _wait(job_id, lambda j: j["status"] in ("SUCCEEDED", "FAILED", "CANCELLED"))
     log = _log(managed, job_id)
     assert done["status"] == "SUCCEEDED", (done, log)
+    assert "NOTICE" in [e["event"] for e in done["events"]]
     assert done["recovery_count"] == 1 and done["down_time"] > 0
     resumed = [int(line.rsplit(" ", 1)[1]) for line in log.splitlines()
                if "(head, rank=0) resuming from step" in line]
