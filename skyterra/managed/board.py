@@ -29,7 +29,7 @@ from typing import Any
 
 from skyterra import backend as backends
 from skyterra import config
-from skyterra.errors import SkyterraError
+from skyterra.errors import ConfigError, SkyterraError
 
 PREFIX = "managed-jobs"
 
@@ -41,7 +41,11 @@ class Board:
         self.setting = setting
         self.kind = setting["type"]
         if self.kind == "s3":
-            self.client = backends.s3_client(setting)
+            try:
+                self.client = backends.s3_client(setting)
+            except ImportError:
+                raise ConfigError("managed jobs with an s3 backend need boto3: pip install "
+                                  "'skyterra[aws]'.") from None
             self.bucket = setting["bucket"]
         else:
             self.root = Path(str(setting["path"])).expanduser() / PREFIX
