@@ -21,7 +21,8 @@ pytestmark = pytest.mark.e2e
 FAST = {"SKYTERRA_MANAGED_POLL": "0.3", "SKYTERRA_MANAGED_SETTLE": "3"}
 
 # Rank 0 saves the step it reached to ~/ckpt (its node survives a worker's loss: FAILOVER
-# replaces only the lost node) and resumes from it.
+# replaces only the lost node) and resumes from it. The write is atomic: the run may be
+# stopped mid-write when a worker goes.
 COUNTER = """
 name: counter
 num_nodes: 2
@@ -39,7 +40,9 @@ run: |
   echo "task=$SKYPILOT_TASK_ID recovery=$SKYTERRA_JOB_RECOVERY_COUNT"
   while [ "$step" -lt 60 ]; do
     step=$((step + 1)); echo "step $step"
-    if [ "$SKYPILOT_NODE_RANK" = 0 ]; then echo "$step" > ~/ckpt/step; fi
+    if [ "$SKYPILOT_NODE_RANK" = 0 ]; then   # written whole or not at all
+      echo "$step" > ~/ckpt/tmp && mv ~/ckpt/tmp ~/ckpt/step
+    fi
     sleep 0.2
   done
 """

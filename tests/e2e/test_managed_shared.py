@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from skyterra import api
 from tests import moto_server as moto_fixtures
 from tests.e2e.helpers import skyterra, write_task
 from tests.e2e.test_managed import FAST, _alive
@@ -68,7 +69,7 @@ def homes(tmp_path, moto_endpoint, monkeypatch):
     assert leftover_processes(str(tmp_path)) == []
 
 
-def test_a_teammate_lists_follows_and_cancels_managed_jobs(homes, tmp_path):
+def test_a_teammate_lists_follows_and_cancels_managed_jobs(homes, tmp_path, monkeypatch):
     clients, env = homes
     first = _launch(env["a"], write_task(tmp_path, COUNT.format(steps=15)))
     seen = _wait(env["b"], first, lambda j: j["status"] == "RUNNING")
@@ -83,6 +84,10 @@ def test_a_teammate_lists_follows_and_cancels_managed_jobs(homes, tmp_path):
     assert done["status"] == "SUCCEEDED" and done["exit_code"] == 0, done
     logs = skyterra("jobs", "logs", str(first), env={**FAST, **env["b"]}, check=False)
     assert logs.returncode == 0 and "(head, rank=0) step 15" in logs.stdout, logs
+    monkeypatch.setenv("SKYTERRA_HOME", env["b"]["SKYTERRA_HOME"])   # the SDK on B
+    assert [(j["job_id"], j["status"], j["shared"]) for j in api.jobs_queue()] == [
+        (first, "SUCCEEDED", True)]
+    assert api.jobs_wait(first, timeout=10).status == "SUCCEEDED"
 
     # B launches one too: B has no job of its own, yet the id follows the team's
     mine = _launch(env["b"], write_task(tmp_path / "b", COUNT.format(steps=2)))
