@@ -57,8 +57,10 @@ def launch(task: Task, *, name: str | None = None, clouds: list[str] | None = No
 
 
 def describe(job: ManagedJob, job_dir: JobDir | None = None,
-             events: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """A plain record for `jobs queue --json`, the SDK and the dashboard."""
+             events: list[dict[str, Any]] | None = None, shared: bool = False
+             ) -> dict[str, Any]:
+    """A plain record for `jobs queue --json`, the SDK and the dashboard; shared: a
+    teammate's job, read from the shared backend (board.py)."""
     data = dataclasses.asdict(job)
     data.pop("task")
     data["resources"] = job.task.get("resources")
@@ -66,7 +68,7 @@ def describe(job: ManagedJob, job_dir: JobDir | None = None,
     end = job.ended_at or time.time()
     data["duration"] = round(end - job.started_at, 3) if job.started_at else None
     data["cluster"] = job.cluster_name
-    data["shared"] = job_dir is None   # a teammate's job, read from the shared backend
+    data["shared"] = shared
     if job_dir is not None:
         data["log_path"] = str(job_dir.run_log)
         data["controller_log_path"] = str(job_dir.controller_log)
@@ -93,7 +95,7 @@ def queue(refresh: bool = True) -> list[dict[str, Any]]:
                 job = _shared_job(shared, job_id)
                 if job is not None:
                     records[job_id] = describe(job, events=_board_call(
-                        shared.events, job_id))
+                        shared.events, job_id), shared=True)
     return [records[job_id] for job_id in sorted(records)]
 
 

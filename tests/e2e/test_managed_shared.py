@@ -87,7 +87,7 @@ def test_a_teammate_lists_follows_and_cancels_managed_jobs(homes, tmp_path, monk
     monkeypatch.setenv("SKYTERRA_HOME", env["b"]["SKYTERRA_HOME"])   # the SDK on B
     assert [(j["job_id"], j["status"], j["shared"]) for j in api.jobs_queue()] == [
         (first, "SUCCEEDED", True)]
-    assert api.jobs_wait(first, timeout=10).status == "SUCCEEDED"
+    assert api.jobs_wait(first, timeout=10)["status"] == "SUCCEEDED"
 
     # B launches one too: B has no job of its own, yet the id follows the team's
     mine = _launch(env["b"], write_task(tmp_path / "b", COUNT.format(steps=2)))
