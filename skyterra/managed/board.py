@@ -7,7 +7,8 @@ list the cluster states) or of the local backend path:
 
     managed-jobs/<id>/job.json       the record (as store.ManagedJob; no secret values)
     managed-jobs/<id>/events.jsonl   the history (status changes, recoveries, notices)
-    managed-jobs/<id>/run.log        the run's log, re-written when it grew (once a poll)
+    managed-jobs/<id>/run.log.<n>    the run's log in parts of LOG_PART bytes; once a poll,
+                                     the parts that grew since the last copy are written
     managed-jobs/<id>/cancel         a teammate asked to cancel; the controller honours it
 
 So any machine sharing the backend lists, follows and cancels the team's
@@ -32,6 +33,7 @@ from skyterra import config
 from skyterra.errors import ConfigError, SkyterraError
 
 PREFIX = "managed-jobs"
+LOG_PART = 1 << 20    # a long log costs at most one part's upload per poll
 
 
 class Board:
@@ -117,8 +119,19 @@ class Board:
         text = (self.get(f"{job_id}/events.jsonl") or b"").decode(errors="replace")
         return [json.loads(line) for line in text.splitlines() if line.strip()]
 
+    def put_log(self, job_id: int, data: bytes, copied: int) -> None:
+        """Write the parts of `data` (the whole log) from the one that holds byte `copied`."""
+        for part in range(copied // LOG_PART, max(1, -(-len(data) // LOG_PART))):
+            self.put(f"{job_id}/run.log.{part}", data[part * LOG_PART:(part + 1) * LOG_PART])
+
     def log(self, job_id: int) -> str:
-        return (self.get(f"{job_id}/run.log") or b"").decode(errors="replace")
+        parts, part = [], 0
+        while (chunk := self.get(f"{job_id}/run.log.{part}")) is not None:
+            parts.append(chunk)
+            if len(chunk) < LOG_PART:
+                break
+            part += 1
+        return b"".join(parts).decode(errors="replace")
 
     def request_cancel(self, job_id: int) -> None:
         self.put(f"{job_id}/cancel", b"cancel requested\n")

@@ -173,15 +173,16 @@ class JobDir:
             handle.write(line.rstrip("\n") + "\n")
 
     def publish_log(self) -> None:
-        """Copy run.log to the board when it grew since the last copy (the controller calls
-        this once a poll, not per line)."""
+        """Copy what run.log gained since the last copy to the board (the controller calls
+        this once a poll, not per line; the board keeps the log in parts)."""
         if self.board is None or not self.run_log.exists():
             return
         size = self.run_log.stat().st_size
         if size != self._published_log:
             data = self.run_log.read_bytes()
-            if reported("write the job's log", lambda: self.board.put(
-                    f"{self.job_id}/run.log", data)):
+            copied = max(self._published_log, 0)
+            if reported("write the job's log", lambda: self.board.put_log(
+                    self.job_id, data, copied) or True):
                 self._published_log = len(data)
 
     def events(self) -> list[dict[str, Any]]:

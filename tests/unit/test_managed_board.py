@@ -66,6 +66,30 @@ def test_the_owners_saves_and_events_are_on_the_board_and_a_mirror_writes_nothin
     assert shared.record(6) is None and shared.events(6) == [] and shared.log(6) == ""
 
 
+def test_a_long_log_is_copied_in_parts_and_only_what_grew(shared, tmp_path, monkeypatch):
+    monkeypatch.setattr(board, "LOG_PART", 10)
+    written: list[str] = []
+    put = shared.put
+
+    def counting(name, data, create_only=False):
+        written.append(name)
+        return put(name, data, create_only)
+
+    monkeypatch.setattr(shared, "put", counting)
+    owner = JobDir(2, tmp_path / "a", board=shared)
+    owner.save(ManagedJob(job_id=2))
+    owner.append_log("0123456789abcdefghij-line one")        # 30 bytes: parts 0..2
+    owner.publish_log()
+    assert [n for n in written if "run.log" in n] == ["2/run.log.0", "2/run.log.1",
+                                                       "2/run.log.2"]
+    written.clear()
+    owner.publish_log()                                        # nothing new: nothing sent
+    owner.append_log("two")                                    # bytes 30..33: part 3
+    owner.publish_log()
+    assert [n for n in written if "run.log" in n] == ["2/run.log.3"]
+    assert shared.log(2) == "0123456789abcdefghij-line one\ntwo\n"
+
+
 def test_a_board_that_fails_is_reported_not_raised(tmp_path, capsys):
     class Broken(board.Board):
         def put(self, name, data, create_only=False):
