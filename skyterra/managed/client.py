@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from skyterra import backend
 from skyterra.errors import SkyterraError
 from skyterra.managed import board, recovery, remote
 from skyterra.managed.daemon import ensure_controller, start_controller, wait_for_controller
@@ -90,12 +91,19 @@ def queue(refresh: bool = True) -> list[dict[str, Any]]:
         records[job_dir.job_id] = describe(job_dir.load(), job_dir)
     shared = board.board()
     if shared is not None:
+        states = None   # cluster states in the backend, listed once if a job needs them
         for job_id in _board_call(shared.job_ids):
-            if job_id not in records:
-                job = _shared_job(shared, job_id)
-                if job is not None:
-                    records[job_id] = describe(job, events=_board_call(
-                        shared.events, job_id), shared=True)
+            if job_id in records:
+                continue
+            job = _shared_job(shared, job_id)
+            if job is None:
+                continue
+            if refresh and job.hosted_on and job.status in TERMINAL and not job.keep_controller:
+                if states is None:
+                    states = set(backend.list_cluster_names(shared.setting) or [])
+                remote.end_controller_elsewhere(job, states)
+            records[job_id] = describe(job, events=_board_call(shared.events, job_id),
+                                       shared=True)
     return [records[job_id] for job_id in sorted(records)]
 
 

@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from skyterra import executor, jobs, launcher, provision, state
+from skyterra import backend, config, executor, jobs, launcher, provision, state
 from skyterra.clouds import get_cloud
 from skyterra.cluster import Cluster
 from skyterra.errors import ClusterNotFoundError, SkyterraError
@@ -442,11 +442,19 @@ class Controller:
 
 
 def teardown_cluster(name: str, progress: Callable[[str], None]) -> None:
-    """terraform destroy + forget, as `skyterra destroy` does (no-op when it is gone)."""
+    """terraform destroy + forget, as `skyterra destroy` does (no-op when it is gone; only
+    forget when a teammate already destroyed it: its state is gone from the shared backend,
+    and Terraform would refuse the leftover lock-table digest)."""
     cluster_dir = state.ClusterDir(name)
     if not cluster_dir.path.exists():
         return
+    shared = backend.shared_backend(config.load())
+    listed = backend.list_cluster_names(shared) if shared else None
     with cluster_dir.lock("managed job teardown"):
+        if listed is not None and name not in listed and \
+                (cluster_dir.path / backend.BACKEND_VALUES_FILE).exists():
+            state.forget(cluster_dir)
+            return
         try:
             record = cluster_dir.load()
         except ClusterNotFoundError:

@@ -22,6 +22,7 @@ would only cost money once its job is over).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -71,7 +72,8 @@ def _stage(task: Task, job: ManagedJob, secrets: dict[str, str], directory: Path
         mounts[remote] = f"mounts/{index}"
     if mounts:
         config["file_mounts"] = mounts
-    staged = ManagedJob.from_json({**job.__dict__, "task": config, "controller": ""})
+    staged = ManagedJob.from_json({**job.__dict__, "task": config, "controller": "",
+                                   "hosted_on": job.controller})
     (directory / "job.json").write_text(json.dumps(staged.__dict__, sort_keys=True))
     fd = os.open(directory / "secrets.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
@@ -196,8 +198,9 @@ def _on_controller(job: ManagedJob, command: str) -> str | None:
 
 
 def refresh(job_dir: JobDir) -> None:
-    """Mirror the remote record, events and new log lines; destroy the controller cluster
-    once the job has ended. Nothing for a job whose controller is a local process."""
+    """Mirror the remote record, events and new log lines (from the shared backend when the
+    controller node no longer answers); destroy the controller cluster once the job has
+    ended. Nothing for a job whose controller is a local process."""
     job = job_dir.load()
     if not job.controller:
         return
@@ -216,11 +219,48 @@ def refresh(job_dir: JobDir) -> None:
                 handle.write(chunk)
             offset_file.write_text(str(offset + len(chunk.encode())))
             job = record
+        elif reply is None:
+            job = _from_board(job_dir, job)
     if job.status in TERMINAL and not job.keep_controller and \
             state.ClusterDir(job.controller).exists():
         from skyterra.managed.controller import teardown_cluster
 
         teardown_cluster(job.controller, lambda line: None)
+
+
+def _from_board(job_dir: JobDir, job: ManagedJob) -> ManagedJob:
+    """The controller node does not answer (gone, perhaps torn down by a teammate once the
+    job ended): take the record, events and log the node last wrote to the shared backend."""
+    shared = board.board()
+    data = shared and board.reported("read the job", lambda: shared.record(job.job_id))
+    if not data:
+        return job
+    record = ManagedJob.from_json({**data, "controller": job.controller,
+                                   "base_dir": job.base_dir})
+    job_dir.save(record)
+    events = board.reported("read the job's events", lambda: shared.events(job.job_id))
+    if events:
+        job_dir.events_path.write_text("".join(json.dumps(e, sort_keys=True) + "\n"
+                                               for e in events))
+    log = board.reported("read the job's log", lambda: shared.log(job.job_id)) or ""
+    if len(log.encode()) > (job_dir.run_log.stat().st_size if job_dir.run_log.exists() else 0):
+        job_dir.run_log.write_text(log)
+    return record
+
+
+def end_controller_elsewhere(job: ManagedJob, states: set[str]) -> None:
+    """A teammate's job ended on a controller node: destroy that node's cluster from here
+    (it is in the shared backend: `states`, the cluster names with a state there), unless
+    the job keeps it. No-op when it is gone."""
+    from skyterra.managed.controller import teardown_cluster
+    from skyterra.sharing import fetch_shared
+
+    if job.status not in TERMINAL or job.keep_controller or job.hosted_on not in states:
+        return
+    with contextlib.suppress(SkyterraError):
+        fetch_shared(job.hosted_on)
+        if state.ClusterDir(job.hosted_on).exists():
+            teardown_cluster(job.hosted_on, lambda line: None)
 
 
 def cancel(job_dir: JobDir) -> None:

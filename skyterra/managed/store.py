@@ -56,6 +56,7 @@ class ManagedJob:
     controller: str = ""          # "" = a local process; else the controller's cluster name
     controller_pid: int | None = None
     keep_controller: bool = False # the controller's cluster stays up after the job ends
+    hosted_on: str = ""           # on a controller node: its cluster (teammates tear it down)
     submitted_at: float = dataclasses.field(default_factory=time.time)
     started_at: float | None = None
     ended_at: float | None = None

@@ -111,7 +111,9 @@ def test_a_teammate_lists_follows_and_cancels_managed_jobs(homes, tmp_path, monk
 def test_a_controller_node_hands_its_records_to_the_shared_backend(homes, tmp_path):
     """--controller local with a shared backend: the controller node's bootstrap finds
     skyterra (the node sees this environment through its overlay), gets the backend setting,
-    and the records it writes from the node are what teammate B lists."""
+    and the records it writes from the node are what teammate B lists; B, seeing the end,
+    destroys the controller's cluster; A, whose controller node is gone, reads the end from
+    the backend."""
     clients, env = homes
     launched = skyterra("jobs", "launch", str(write_task(tmp_path, COUNT.format(steps=10))),
                         "-d", "-y", "--controller", "local", env={**FAST, **env["a"]})
@@ -126,8 +128,14 @@ def test_a_controller_node_hands_its_records_to_the_shared_backend(homes, tmp_pa
     assert done["status"] == "SUCCEEDED", done
     events = [e["event"] for e in done["events"]]
     assert "CONTROLLER" in events and events[-1] == "SUCCEEDED", events
-    mine = {j["job_id"]: j for j in _queue(env["a"])}[job_id]   # A's queue ends the controller
-    assert mine["status"] == "SUCCEEDED" and not mine["shared"]
-    assert not (Path(env["a"]["SKYTERRA_HOME"]) / "clusters" / mine["controller"]).exists()
+    # B's queue that saw the end destroyed the controller's cluster (A never looked)
     states = clients["s3"].list_objects_v2(Bucket="team-state", Prefix="skyterra/")
     assert states.get("Contents", []) == []   # job cluster and controller cluster destroyed
+    assert done["hosted_on"].startswith("sky-jobs-controller-")
+    assert not (Path(env["b"]["SKYTERRA_HOME"]) / "clusters" / done["hosted_on"]).exists()
+    # A's copy: the controller node is gone, the record comes from the backend
+    mine = {j["job_id"]: j for j in _queue(env["a"])}[job_id]
+    assert mine["status"] == "SUCCEEDED" and not mine["shared"], mine
+    assert not (Path(env["a"]["SKYTERRA_HOME"]) / "clusters" / mine["controller"]).exists()
+    log = skyterra("jobs", "logs", str(job_id), env={**FAST, **env["a"]}, check=False)
+    assert log.returncode == 0 and "(head, rank=0) step 10" in log.stdout, log
