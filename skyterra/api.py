@@ -418,12 +418,13 @@ def attach(cluster_name: str, outputs: dict[str, Any] | str | Path | None = None
 # --- managed jobs (skyterra/managed/) ---------------------------------------------------
 def jobs_launch(task: Task | str | Path, name: str | None = None, *,
                 clouds: list[str] | None = None, controller: str | None = None,
-                progress: Output = print_line) -> int:
+                keep_controller: bool = False, progress: Output = print_line) -> int:
     """Start a managed job: its own cluster, recovered after preemption or node loss and
     restarted per `resources.job_recovery`, torn down when it ends. Returns its id.
 
     controller=None runs the controller as a detached process of this machine;
-    controller=CLOUD runs it on a small node of that cloud (state kept there).
+    controller=CLOUD runs it on a small on-demand node of that cloud (state kept there
+    and in the shared backend), destroyed when the job ends unless keep_controller.
     """
     if not isinstance(task, Task):
         task = Task.from_yaml(task)
@@ -431,7 +432,7 @@ def jobs_launch(task: Task | str | Path, name: str | None = None, *,
         from skyterra.managed import remote
 
         return remote.launch(task, name=name, clouds=clouds, cloud=controller,
-                             progress=progress)
+                             keep_controller=keep_controller, progress=progress)
     from skyterra.managed import client
 
     return client.launch(task, name=name, clouds=clouds, progress=progress)

@@ -148,6 +148,11 @@ def shared_backend(settings: dict[str, Any]) -> dict[str, Any] | None:
     return backend
 
 
+def is_path_backend(backend: dict[str, Any]) -> bool:
+    """A `type: local` backend with a `path` (a shared folder): listable like s3."""
+    return backend.get("type") == "local" and bool(backend.get("path"))
+
+
 def list_cluster_names(backend: dict[str, Any]) -> list[str] | None:
     """Cluster names with a state in the backend; None when this backend cannot be listed.
 
@@ -166,7 +171,7 @@ def list_cluster_names(backend: dict[str, Any]) -> list[str] | None:
     except ImportError:
         raise ConfigError("listing clusters in an s3 backend needs boto3: pip install "
                           "'skyterra[aws]'.") from None
-    client = _s3_client(backend)
+    client = s3_client(backend)
     names = []
     try:
         pages = client.get_paginator("list_objects_v2").paginate(
@@ -193,7 +198,7 @@ def registry_value(base: dict[str, Any], candidate: Any, num_nodes: int) -> str:
     return json.dumps(record, sort_keys=True)
 
 
-def _s3_client(backend: dict[str, Any]):
+def s3_client(backend: dict[str, Any]):
     import boto3
 
     endpoint = (backend.get("endpoints") or {}).get("s3")
@@ -212,5 +217,5 @@ def delete_state(backend: dict[str, Any], cluster_name: str,
         (Path(str(backend["path"])).expanduser() / state_key(cluster_name, prefix)).unlink(
             missing_ok=True)
     elif kind == "s3":
-        _s3_client(backend).delete_object(Bucket=backend["bucket"],
-                                          Key=state_key(cluster_name, prefix))
+        s3_client(backend).delete_object(Bucket=backend["bucket"],
+                                         Key=state_key(cluster_name, prefix))

@@ -813,18 +813,20 @@ def jobs():
 @click.option("--secret", "secrets", multiple=True, help="KEY=VALUE secret (never printed).")
 @click.option("--controller", "controller", help="Run the controller on a node of this cloud "
               "(default: a detached process of this machine).")
+@click.option("--keep-controller", is_flag=True, help="Keep the --controller node after the "
+              "job ends (default: destroyed).")
 @click.option("-d", "--detach", is_flag=True, help="Return once the job is submitted.")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation (accepted).")
 @handles_errors
 def jobs_launch(task_yaml, name, cloud, num_nodes, gpus, envs, env_file, secrets, controller,
-                detach, yes):
+                keep_controller, detach, yes):
     """Launch TASK_YAML as a managed job and (unless -d) follow its log."""
     from skyterra import api
 
     task = _load_task(task_yaml, envs, env_file, secrets, num_nodes, cloud, gpus)
     clouds = [task.resources[0].cloud] if cloud else None
     job_id = api.jobs_launch(task, name, clouds=clouds, controller=controller,
-                             progress=_progress)
+                             keep_controller=keep_controller, progress=_progress)
     click.echo(f"Managed job {job_id} submitted. Status: skyterra jobs queue; log: skyterra "
                f"jobs logs {job_id}; cancel: skyterra jobs cancel {job_id}")
     if not detach:

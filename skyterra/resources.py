@@ -219,7 +219,7 @@ def parse_job_recovery(value: Any, field: str = "resources.job_recovery"
     """SkyPilot's `job_recovery` (or the older `spot_recovery`) → a normalised mapping.
 
     `FAILOVER` | {strategy: FAILOVER, max_restarts_on_errors: 3, recover_on_exit_codes:
-    [33, 34] or 33} → {"strategy": ..., "max_restarts_on_errors": int,
+    [33, 34] or 33} → {"strategy": ..., "max_restarts_on_errors": int or None (not set),
     "recover_on_exit_codes": [int, ...]}. The strategy defaults to SkyPilot's
     (EAGER_NEXT_REGION) when the managed job runs; None here means "not set".
     """
@@ -244,8 +244,9 @@ def parse_job_recovery(value: Any, field: str = "resources.job_recovery"
                             f"Choose {' or '.join(RECOVERY_STRATEGIES)}.",
                             field=f"{field}.strategy")
         strategy = strategy.upper()
-    restarts = value.get("max_restarts_on_errors", 0)
-    if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 0:
+    restarts = value.get("max_restarts_on_errors")   # None: not set (see managed/recovery)
+    if restarts is not None and (isinstance(restarts, bool) or not isinstance(restarts, int)
+                                 or restarts < 0):
         raise TaskError(f"expected a whole number >= 0, got {restarts!r}.",
                         field=f"{field}.max_restarts_on_errors")
     codes = value.get("recover_on_exit_codes")

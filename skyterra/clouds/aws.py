@@ -18,7 +18,13 @@ from skyterra import autostop, container
 from skyterra.catalog import fabric as fabrics
 from skyterra.catalog.fabric import chosen_fabric, fabric_notes
 from skyterra.clouds import register
-from skyterra.clouds.base import Cloud, CloudSettings, CredentialReport, cidr_list
+from skyterra.clouds.base import (
+    WATCHER_GUARD,
+    Cloud,
+    CloudSettings,
+    CredentialReport,
+    cidr_list,
+)
 from skyterra.errors import ConfigError, NotSupportedError, TaskError
 from skyterra.resources import machine_image
 
@@ -379,6 +385,12 @@ class AWS(Cloud):
                  os.environ.get("AWS_CONFIG_FILE", "~/.aws/config"))
         return any(os.path.isfile(os.path.expanduser(path)) for path in files)
 
+    def controller_credentials(self) -> dict[str, str]:
+        """The AWS keys (and region) of this process's environment, when they are set there."""
+        names = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                 "AWS_DEFAULT_REGION", "AWS_REGION")
+        return {name: os.environ[name] for name in names if os.environ.get(name)}
+
     def check_credentials(self, verify: bool = False) -> CredentialReport:
         """Where boto3 finds credentials and a region; with verify, ask STS who we are.
 
@@ -508,15 +520,14 @@ def _one_line(error: BaseException) -> str:
 
 # Started on each node of a managed job (see Cloud.interruption_watcher). IMDS answers
 # 404 for spot/instance-action until AWS schedules the interruption.
-AWS_INTERRUPTION_WATCHER = r"""
-mkdir -p "$HOME/.skyterra"
-imds=http://169.254.169.254/latest
+AWS_INTERRUPTION_WATCHER = WATCHER_GUARD + r"""
+imds=${SKYTERRA_IMDS_URL:-http://169.254.169.254/latest}
 while :; do
   token=$(curl -sf -m 2 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 300' "$imds/api/token")
   notice=$(curl -sf -m 2 -H "X-aws-ec2-metadata-token: $token" \
     "$imds/meta-data/spot/instance-action") && {
     printf '%s\n' "$notice" > "$HOME/.skyterra/interruption"; exit 0; }
-  sleep 5
+  sleep "${SKYTERRA_WATCH_INTERVAL:-5}"
 done
 """
 

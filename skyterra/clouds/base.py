@@ -244,6 +244,23 @@ class Cloud:
         """A readable notice from what interruption_watcher wrote, or None if none."""
         return None
 
+    def controller_credentials(self) -> dict[str, str]:
+        """Credentials (environment variables of this process) that a managed-job controller
+        on a VM of its own needs to launch on this cloud; handed over as task secrets (never
+        printed), as SkyPilot hands its jobs controller the user's credentials. {}: none
+        here (the controller VM then needs its own, e.g. an instance role)."""
+        return {}
+
+
+# The first lines of every interruption watcher: one watcher per node (a recovery that
+# keeps a node starts the watcher again; the one already there goes on alone).
+WATCHER_GUARD = r"""
+mkdir -p "$HOME/.skyterra"
+pidfile="$HOME/.skyterra/interruption-watch.pid"
+if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then exit 0; fi
+echo $$ > "$pidfile"
+"""
+
 
 def _recorded_cluster(record: Any) -> Any:
     from skyterra import state

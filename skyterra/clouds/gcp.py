@@ -17,7 +17,7 @@ from skyterra import container
 from skyterra.catalog import fabric as fabrics
 from skyterra.catalog.fabric import chosen_fabric, fabric_notes
 from skyterra.clouds import register
-from skyterra.clouds.base import Cloud, CloudSettings, CredentialReport
+from skyterra.clouds.base import WATCHER_GUARD, Cloud, CloudSettings, CredentialReport
 from skyterra.errors import ConfigError, TaskError
 from skyterra.resources import machine_image
 
@@ -344,13 +344,13 @@ def _disk_type(machine_type: str, disk_tier: str | None) -> str:
 
 
 # Started on each node of a managed job (see Cloud.interruption_watcher).
-GCP_INTERRUPTION_WATCHER = r"""
-mkdir -p "$HOME/.skyterra"
-url=http://metadata.google.internal/computeMetadata/v1/instance/preempted
+GCP_INTERRUPTION_WATCHER = WATCHER_GUARD + r"""
+url=${SKYTERRA_GCE_METADATA_URL:-http://metadata.google.internal/computeMetadata/v1}
+url=$url/instance/preempted
 while :; do
   value=$(curl -sf -m 70 -H 'Metadata-Flavor: Google' "$url?wait_for_change=true&timeout_sec=60")
   if [ "$value" = TRUE ]; then printf 'TRUE\n' > "$HOME/.skyterra/interruption"; exit 0; fi
-  [ -n "$value" ] || sleep 5
+  [ -n "$value" ] || sleep "${SKYTERRA_WATCH_INTERVAL:-5}"
 done
 """
 

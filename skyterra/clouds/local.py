@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from skyterra import paths, state
 from skyterra.catalog import Candidate
 from skyterra.clouds import register
-from skyterra.clouds.base import Cloud, CloudSettings, CredentialReport
+from skyterra.clouds.base import WATCHER_GUARD, Cloud, CloudSettings, CredentialReport
 
 if TYPE_CHECKING:
     from skyterra.deployment import Deployment
@@ -341,6 +341,14 @@ class Local(Cloud):
                 continue
         return lines
 
+    def interruption_watcher(self) -> str | None:
+        """Polls the node's stand-in of a metadata service (`notice` writes it) each second."""
+        return LOCAL_INTERRUPTION_WATCHER
+
+    def parse_interruption(self, text: str) -> str | None:
+        text = text.strip()
+        return f"local cloud preemption notice: {text}" if text else None
+
     def instances_gone(self, cluster_dir: Path, record: Any) -> list[int] | None:
         """A local node is gone when its directory is, or its sshd no longer runs."""
         return [node["rank"] for node in record.nodes
@@ -409,9 +417,20 @@ def _node_alive(directory: Path) -> bool:
         str(directory / "sshd_config").encode() in cmdline
 
 
-def preempt(cluster_name: str, rank: int) -> Path:
-    """Take node `rank` away as a cloud reclaims a spot instance: kill its processes and
-    its sshd, remove its directory, tell skyterra nothing. Returns the node dir."""
+# A local node's stand-in of a cloud metadata service: a file in the node's directory
+# (bind-mounted at its own path inside the node; SKYTERRA_NODE_ID names it there).
+NOTICE_FILE = "metadata/preemption-notice"
+LOCAL_INTERRUPTION_WATCHER = WATCHER_GUARD + r"""
+notice="$SKYTERRA_NODE_ID/""" + NOTICE_FILE + r""""
+while :; do
+  if [ -s "$notice" ]; then cp "$notice" "$HOME/.skyterra/interruption"; exit 0; fi
+  sleep 1
+done
+"""
+
+
+def _local_node(cluster_name: str, rank: int) -> Path:
+    """The directory of node `rank` of a local cluster, or a clear error."""
     from skyterra.errors import SkyterraError
 
     record = state.ClusterDir(cluster_name).load()
@@ -422,7 +441,24 @@ def preempt(cluster_name: str, rank: int) -> Path:
     if int(rank) not in ranks:
         raise SkyterraError(f"cluster '{cluster_name}' has no node of rank {rank} (ranks: "
                             f"{', '.join(map(str, ranks)) or 'none'}).")
-    directory = node_dir(record, int(rank))
+    return node_dir(record, int(rank))
+
+
+def notice(cluster_name: str, rank: int, text: str = "the node will be taken soon") -> Path:
+    """Announce a preemption of node `rank` as a cloud's metadata service does, two minutes
+    ahead on AWS: the node stays; a managed job's watcher on it reports the notice."""
+    path = _local_node(cluster_name, rank) / NOTICE_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text + "\n")
+    return path
+
+
+def preempt(cluster_name: str, rank: int) -> Path:
+    """Take node `rank` away as a cloud reclaims a spot instance: kill its processes and
+    its sshd, remove its directory, tell skyterra nothing. Returns the node dir."""
+    from skyterra.errors import SkyterraError
+
+    directory = _local_node(cluster_name, rank)
     script = paths.templates_dir() / "local" / "scripts" / "node-down.sh"
     result = subprocess.run(["bash", str(script)], check=False, capture_output=True,
                             text=True, timeout=120,
@@ -435,7 +471,7 @@ def preempt(cluster_name: str, rank: int) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m skyterra.clouds.local preempt CLUSTER NODE_RANK`."""
+    """`python -m skyterra.clouds.local preempt|notice CLUSTER NODE_RANK`."""
     import argparse
 
     from skyterra.errors import SkyterraError
@@ -445,8 +481,16 @@ def main(argv: list[str] | None = None) -> int:
     take = commands.add_parser("preempt", help="make one node vanish as a cloud takes it")
     take.add_argument("cluster")
     take.add_argument("rank", type=int)
+    warn = commands.add_parser("notice", help="announce a preemption of one node (it stays)")
+    warn.add_argument("cluster")
+    warn.add_argument("rank", type=int)
+    warn.add_argument("text", nargs="?", default="the node will be taken soon")
     args = parser.parse_args(argv)
     try:
+        if args.command == "notice":
+            notice(args.cluster, args.rank, args.text)
+            print(f"node {args.rank} of {args.cluster} got a preemption notice")
+            return 0
         directory = preempt(args.cluster, args.rank)
     except SkyterraError as error:
         print(f"Error: {error}", file=sys.stderr)

@@ -25,11 +25,11 @@ import threading
 import time
 from collections.abc import Callable
 
-from skyterra import executor, jobs, launcher, planning, provision, state
+from skyterra import backend, config, executor, jobs, launcher, planning, provision, state
 from skyterra.clouds import get_cloud
 from skyterra.cluster import Cluster
 from skyterra.errors import ClusterNotFoundError, SkyterraError
-from skyterra.managed import recovery
+from skyterra.managed import board, recovery
 from skyterra.managed.store import (
     CANCELLED,
     FAILED,
@@ -221,6 +221,8 @@ class Controller:
     def _watch(self) -> None:
         errors = 0
         while True:
+            self.dir.publish_log()
+            self._cancel_from_board()
             if self._cancel_requested():
                 return self._cancel()
             try:
@@ -251,6 +253,13 @@ class Controller:
 
     def _cancel_requested(self) -> bool:
         return (self.dir.path / "cancel").exists()
+
+    def _cancel_from_board(self) -> None:
+        """A teammate's `jobs cancel` (board.py): honoured as a local one (once a poll)."""
+        shared = self.dir.board
+        if shared is not None and board.reported(
+                "read cancel requests", lambda: shared.cancel_requested(self.dir.job_id)):
+            (self.dir.path / "cancel").touch()
 
     def _lost_nodes(self, cluster: Cluster) -> list[int]:
         """Ranks lost for good; raises nothing, returns [] while all answer (or grace)."""
@@ -300,25 +309,33 @@ class Controller:
         code = next(iter(codes.values()), 1)
         decision = recovery.on_failed_run(self.policy, codes.values(), job.restarts_on_errors)
         if decision == recovery.FAIL:
-            limit = self.policy.max_restarts_on_errors
-            self._finish(FAILED, exit_code=code,
-                         failure=f"the run exited with code {code}" +
-                         (f" after {job.restarts_on_errors} restart(s) (max_restarts_on_errors"
-                          f": {limit})" if limit else " (no restarts: max_restarts_on_errors "
-                          "is 0)"))
+            self._finish(FAILED, exit_code=code, failure=self._why_failed(code, job))
             return False
-        counter = "restarts_on_codes" if decision == recovery.RECOVER_CODE else \
-            "restarts_on_errors"
-        now = time.time()
-        job = self.dir.update(status=RECOVERING, down_since=now,
-                              **{counter: getattr(job, counter) + 1})
-        why = (f"exit code {code} is in recover_on_exit_codes" if counter == "restarts_on_codes"
-               else f"exit code {code}; restart {job.restarts_on_errors} of "
-               f"{self.policy.max_restarts_on_errors} (max_restarts_on_errors)")
+        listed = recovery.listed(self.policy, codes.values())
+        job = self.dir.update(status=RECOVERING, down_since=time.time(),
+                              restarts_on_errors=job.restarts_on_errors + 1,
+                              restarts_on_codes=job.restarts_on_codes + int(listed))
+        limit = self.policy.max_restarts_on_errors
+        why = (f"exit code {code} is in recover_on_exit_codes" if listed else f"exit code {code}")
+        why += (f"; restart {job.restarts_on_errors} of {limit} (max_restarts_on_errors)"
+                if limit is not None else f"; restart {job.restarts_on_errors} (no limit: "
+                "max_restarts_on_errors is not set)")
         self.dir.event(RECOVERING, f"the run failed ({why}); restarting it", exit_code=code)
         job = self.dir.update(recovery_count=job.recovery_count + 1)
         self._restart_run()
         return True
+
+    def _why_failed(self, code: int, job: ManagedJob) -> str:
+        """The one-line reason a failed run was not restarted (recovery's rules)."""
+        listed, limit = self.policy.recover_on_exit_codes, self.policy.max_restarts_on_errors
+        if listed and code not in listed:
+            return (f"the run exited with code {code}, which is not in recover_on_exit_codes "
+                    f"{list(listed)} (no restart)")
+        if limit:
+            return (f"the run exited with code {code} after {job.restarts_on_errors} "
+                    f"restart(s) (max_restarts_on_errors: {limit})")
+        return (f"the run exited with code {code} (no restarts: max_restarts_on_errors is "
+                f"{'0' if limit == 0 else 'not set'})")
 
     def _restart_run(self) -> None:
         """The same cluster, all nodes alive: re-sync and start the run again (no setup)."""
@@ -421,14 +438,23 @@ class Controller:
         self.dir.event(status, failure or f"the run succeeded after {job.recovery_count} "
                        f"recovery(ies); total down time {job.down_time:.1f} s",
                        recovery_count=job.recovery_count, down_time=job.down_time)
+        self.dir.publish_log()
 
 
 def teardown_cluster(name: str, progress: Callable[[str], None]) -> None:
-    """terraform destroy + forget, as `skyterra destroy` does (no-op when it is gone)."""
+    """terraform destroy + forget, as `skyterra destroy` does (no-op when it is gone; only
+    forget when a teammate already destroyed it: its state is gone from the shared backend,
+    and Terraform would refuse the leftover lock-table digest)."""
     cluster_dir = state.ClusterDir(name)
     if not cluster_dir.path.exists():
         return
+    shared = backend.shared_backend(config.load())
+    listed = backend.list_cluster_names(shared) if shared else None
     with cluster_dir.lock("managed job teardown"):
+        if listed is not None and name not in listed and \
+                (cluster_dir.path / backend.BACKEND_VALUES_FILE).exists():
+            state.forget(cluster_dir)
+            return
         try:
             record = cluster_dir.load()
         except ClusterNotFoundError:
@@ -448,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1 or not args[0].isdigit():
         print("usage: python -m skyterra.managed.controller JOB_ID", file=sys.stderr)
         return 2
-    job_dir = JobDir(int(args[0]))
+    job_dir = JobDir(int(args[0]), board=board.board())
     if not job_dir.exists():
         print(f"managed job {args[0]} does not exist under {job_dir.path}", file=sys.stderr)
         return 1

@@ -32,13 +32,26 @@ def start_controller(job_dir: JobDir) -> None:
 
 
 def wait_for_controller(job_dir: JobDir, timeout: float = 15.0) -> None:
+    """Until a controller holds the job's lock and has put its pid in the record (so the
+    record a caller reads next names the live controller), or the job ended."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if job_dir.controller_alive() or job_dir.load().status in TERMINAL:
+        job = job_dir.load()
+        if job.status in TERMINAL:
+            return
+        if job_dir.controller_alive() and str(job.controller_pid) == _lock_pid(job_dir):
             return
         time.sleep(0.05)
     raise SkyterraError(f"the controller of managed job {job_dir.job_id} did not start; see "
                         f"{job_dir.controller_log}.")
+
+
+def _lock_pid(job_dir: JobDir) -> str:
+    """The pid the lock's holder wrote into the lock file (ControllerLock.acquire)."""
+    try:
+        return job_dir.lock_path.read_text().strip()
+    except FileNotFoundError:
+        return ""
 
 
 def ensure_controller(job_dir: JobDir) -> bool:

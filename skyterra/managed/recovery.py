@@ -1,15 +1,31 @@
 """What a managed job does when its run ends or a node is lost (SkyPilot's job_recovery).
 
-Pure decisions, no I/O, so each rule has a unit test:
-- a lost node (preemption, the instance gone) is always recovered;
-- a run that exits with a code in `recover_on_exit_codes` is always restarted,
-  and such restarts do not count against `max_restarts_on_errors`;
-- any other non-zero exit is restarted while fewer than `max_restarts_on_errors`
-  restarts were made (default 0: FAILED at once);
-- where to go: FAILOVER tries the same place first (the lost nodes are
-  replaced in the same module), then the other candidates; EAGER_NEXT_REGION
-  (SkyPilot's default) moves to another region first, the place that lost
-  the node last.
+Pure decisions, no I/O, so each rule has a unit test.
+
+A lost node (preemption, the instance gone) is always recovered; it is not an
+error of the program and counts only in the recovery count.
+
+A run that exits non-zero on a live cluster (on_failed_run), with N =
+`max_restarts_on_errors` and L = `recover_on_exit_codes`:
+
+- L given, the exit code is in L: the run is restarted, and the restart is
+  counted; with N set, after N such restarts the next one is FAILED; with N not
+  set, listed codes restart without limit (SkyPilot: a listed code "always
+  triggers recovery");
+- L given, any other non-zero exit: FAILED at once (the list says which
+  failures are worth a restart; N bounds those);
+- no L: N covers every non-zero exit (SkyPilot's meaning of
+  max_restarts_on_errors): restarted while fewer than N restarts were made,
+  then FAILED; N not set means 0, FAILED at once.
+
+Where SkyPilot differs: with both set, SkyPilot restarts a non-listed code too
+while N allows it (either setting may restart). skyterra follows its issue's
+rule instead: a list narrows the restarts to the listed codes.
+
+Where to go after a lost node: FAILOVER tries the same place first (the lost
+nodes are replaced in the same module), then the other candidates;
+EAGER_NEXT_REGION (SkyPilot's default) moves to another region first, the
+place that lost the node last.
 """
 
 from __future__ import annotations
@@ -22,13 +38,13 @@ from skyterra.resources import RECOVERY_STRATEGIES
 from skyterra.task import Task
 
 DEFAULT_STRATEGY = RECOVERY_STRATEGIES[0]   # EAGER_NEXT_REGION, as in SkyPilot
-RESTART, RECOVER_CODE, FAIL = "restart", "recover_code", "fail"
+RESTART, FAIL = "restart", "fail"
 
 
 @dataclasses.dataclass(frozen=True)
 class Policy:
     strategy: str = DEFAULT_STRATEGY
-    max_restarts_on_errors: int = 0
+    max_restarts_on_errors: int | None = None    # None: not set
     recover_on_exit_codes: tuple[int, ...] = ()
 
     @classmethod
@@ -37,8 +53,9 @@ class Policy:
         for resources in task.resources:
             spec = resources.job_recovery
             if spec:
+                limit = spec.get("max_restarts_on_errors")
                 return cls(spec.get("strategy") or DEFAULT_STRATEGY,
-                           int(spec.get("max_restarts_on_errors") or 0),
+                           None if limit is None else int(limit),
                            tuple(spec.get("recover_on_exit_codes") or ()))
         return cls()
 
@@ -48,13 +65,22 @@ class Policy:
 
 
 def on_failed_run(policy: Policy, codes: Iterable[int], restarts_on_errors: int) -> str:
-    """A run that exited non-zero on a live cluster: RECOVER_CODE, RESTART or FAIL."""
+    """A run that exited non-zero on a live cluster: RESTART or FAIL (rules: module doc).
+
+    `restarts_on_errors` is how many restarts after a failed run were made so far.
+    """
     failing = [code for code in codes if code != 0]
-    if any(code in policy.recover_on_exit_codes for code in failing):
-        return RECOVER_CODE
-    if restarts_on_errors < policy.max_restarts_on_errors:
-        return RESTART
-    return FAIL
+    limit = policy.max_restarts_on_errors
+    if policy.recover_on_exit_codes:
+        if not any(code in policy.recover_on_exit_codes for code in failing):
+            return FAIL
+        return RESTART if limit is None or restarts_on_errors < limit else FAIL
+    return RESTART if restarts_on_errors < (limit or 0) else FAIL
+
+
+def listed(policy: Policy, codes: Iterable[int]) -> bool:
+    """Did the run exit with a code of recover_on_exit_codes (on some node)?"""
+    return any(code in policy.recover_on_exit_codes for code in codes if code != 0)
 
 
 def _place(candidate: Candidate) -> tuple[str, str | None, str | None]:

@@ -23,6 +23,7 @@ from typing import Any
 
 from skyterra import paths
 from skyterra.errors import SkyterraError
+from skyterra.managed.board import Board, reported, unreachable
 
 STARTING, RUNNING, RECOVERING = "STARTING", "RUNNING", "RECOVERING"
 SUCCEEDED, FAILED, CANCELLED = "SUCCEEDED", "FAILED", "CANCELLED"
@@ -43,8 +44,8 @@ class ManagedJob:
     cluster_name: str = ""
     task_id: str = ""             # SKYPILOT_TASK_ID, the same for every attempt
     recovery_count: int = 0       # recoveries after a lost node (preemption)
-    restarts_on_errors: int = 0   # restarts after a failing run (max_restarts_on_errors)
-    restarts_on_codes: int = 0    # restarts for recover_on_exit_codes (unlimited)
+    restarts_on_errors: int = 0   # restarts after a failed run (max_restarts_on_errors)
+    restarts_on_codes: int = 0    # of those, for a code in recover_on_exit_codes
     down_time: float = 0.0        # seconds the run was not running after it first started
     down_since: float | None = None
     where: str = ""               # cloud/region/zone of the current cluster
@@ -54,6 +55,8 @@ class ManagedJob:
     cancel_requested: bool = False
     controller: str = ""          # "" = a local process; else the controller's cluster name
     controller_pid: int | None = None
+    keep_controller: bool = False # the controller's cluster stays up after the job ends
+    hosted_on: str = ""           # on a controller node: its cluster (teammates tear it down)
     submitted_at: float = dataclasses.field(default_factory=time.time)
     started_at: float | None = None
     ended_at: float | None = None
@@ -92,11 +95,14 @@ def _write_private(path: Path, text: str) -> None:
 
 
 class JobDir:
-    """One managed job's directory."""
+    """One managed job's directory; with a board (the job's owner only: its controller and
+    the launch that records it), every save and event is copied to the shared backend."""
 
-    def __init__(self, job_id: int, root: Path | None = None):
+    def __init__(self, job_id: int, root: Path | None = None, board: Board | None = None):
         self.job_id = int(job_id)
         self.path = (root or managed_root()) / str(self.job_id)
+        self.board = board
+        self._published_log = -1
 
     @property
     def record_path(self) -> Path:
@@ -137,8 +143,11 @@ class JobDir:
 
     def save(self, job: ManagedJob) -> None:
         self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        _write_private(self.record_path, json.dumps(dataclasses.asdict(job), indent=2,
-                                                    sort_keys=True) + "\n")
+        text = json.dumps(dataclasses.asdict(job), indent=2, sort_keys=True) + "\n"
+        _write_private(self.record_path, text)
+        if self.board is not None:
+            reported("write the job's record", lambda: self.board.put(
+                f"{self.job_id}/job.json", text.encode()))
 
     def update(self, **changes: Any) -> ManagedJob:
         job = self.load()
@@ -154,12 +163,28 @@ class JobDir:
                           sort_keys=True)
         with open(self.events_path, "a") as handle:
             handle.write(line + "\n")
+        if self.board is not None:
+            reported("write the job's events", lambda: self.board.put(
+                f"{self.job_id}/events.jsonl", self.events_path.read_bytes()))
         stamp = time.strftime("%H:%M:%S", time.localtime(now))
         self.append_log(f"[skyterra {stamp}] {kind}: {message}")
 
     def append_log(self, line: str) -> None:
         with open(self.run_log, "a") as handle:
             handle.write(line.rstrip("\n") + "\n")
+
+    def publish_log(self) -> None:
+        """Copy what run.log gained since the last copy to the board (the controller calls
+        this once a poll, not per line; the board keeps the log in parts)."""
+        if self.board is None or not self.run_log.exists():
+            return
+        size = self.run_log.stat().st_size
+        if size != self._published_log:
+            data = self.run_log.read_bytes()
+            copied = max(self._published_log, 0)
+            if reported("write the job's log", lambda: self.board.put_log(
+                    self.job_id, data, copied) or True):
+                self._published_log = len(data)
 
     def events(self) -> list[dict[str, Any]]:
         if not self.events_path.exists():
@@ -225,18 +250,28 @@ class ControllerLock:
         self.fd = None
 
 
-def new_job_dir(root: Path | None = None) -> JobDir:
-    """The next free id: mkdir is atomic, so two launches at once get different ids."""
+def new_job_dir(root: Path | None = None, board: Board | None = None) -> JobDir:
+    """The next free id: mkdir is atomic, so two launches at once get different ids; with a
+    board the id is also claimed there (create-only), so teammates' ids never collide."""
     base = root or managed_root()
     base.mkdir(mode=0o700, parents=True, exist_ok=True)
     taken = [int(p.name) for p in base.iterdir() if p.name.isdigit()]
+    if board is not None:
+        try:
+            taken += board.job_ids()
+        except Exception as error:  # noqa: BLE001 - botocore's many error types
+            raise unreachable(error) from None
     job_id = max(taken, default=0) + 1
     while True:
         try:
             (base / str(job_id)).mkdir(mode=0o700)
-            return JobDir(job_id, base)
         except FileExistsError:
             job_id += 1
+            continue
+        if board is None or board.claim(job_id):
+            return JobDir(job_id, base, board)
+        (base / str(job_id)).rmdir()
+        job_id += 1
 
 
 def all_jobs(root: Path | None = None) -> list[JobDir]:

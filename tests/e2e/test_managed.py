@@ -21,7 +21,8 @@ pytestmark = pytest.mark.e2e
 FAST = {"SKYTERRA_MANAGED_POLL": "0.3", "SKYTERRA_MANAGED_SETTLE": "3"}
 
 # Rank 0 saves the step it reached to ~/ckpt (its node survives a worker's loss: FAILOVER
-# replaces only the lost node) and resumes from it.
+# replaces only the lost node) and resumes from it. The write is atomic: the run may be
+# stopped mid-write when a worker goes.
 COUNTER = """
 name: counter
 num_nodes: 2
@@ -39,7 +40,9 @@ run: |
   echo "task=$SKYPILOT_TASK_ID recovery=$SKYTERRA_JOB_RECOVERY_COUNT"
   while [ "$step" -lt 60 ]; do
     step=$((step + 1)); echo "step $step"
-    if [ "$SKYPILOT_NODE_RANK" = 0 ]; then echo "$step" > ~/ckpt/step; fi
+    if [ "$SKYPILOT_NODE_RANK" = 0 ]; then   # written whole or not at all
+      echo "$step" > ~/ckpt/tmp && mv ~/ckpt/tmp ~/ckpt/step
+    fi
     sleep 0.2
   done
 """
@@ -117,11 +120,21 @@ def test_a_preempted_node_is_replaced_and_the_run_resumes_from_its_checkpoint(ma
     deadline = time.monotonic() + 60
     while "step 8\n" not in _log(managed, job_id) and time.monotonic() < deadline:
         time.sleep(0.2)
+    # the cloud's notice first (the node's watcher reports it), then the node goes
+    subprocess.run([sys.executable, "-m", "skyterra.clouds.local", "notice",
+                    job["cluster_name"], "1", "spot capacity reclaimed"], check=True,
+                   capture_output=True, timeout=60)
+    notice = "NOTICE: worker1: local cloud preemption notice: spot capacity reclaimed"
+    deadline = time.monotonic() + 30
+    while notice not in _log(managed, job_id) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert notice in _log(managed, job_id)
     subprocess.run([sys.executable, "-m", "skyterra.clouds.local", "preempt",
                     job["cluster_name"], "1"], check=True, capture_output=True, timeout=60)
     done = _wait(job_id, lambda j: j["status"] in ("SUCCEEDED", "FAILED", "CANCELLED"))
     log = _log(managed, job_id)
     assert done["status"] == "SUCCEEDED", (done, log)
+    assert "NOTICE" in [e["event"] for e in done["events"]]
     assert done["recovery_count"] == 1 and done["down_time"] > 0
     resumed = [int(line.rsplit(" ", 1)[1]) for line in log.splitlines()
                if "(head, rank=0) resuming from step" in line]
@@ -141,29 +154,40 @@ name: flaky
 resources:
   cloud: local
   job_recovery:
-    max_restarts_on_errors: 1
+    max_restarts_on_errors: 2
     recover_on_exit_codes: [33]
 run: |
   n=$(cat ~/attempts 2>/dev/null || echo 0); n=$((n + 1)); echo $n > ~/attempts
   echo "attempt $n recovery=$SKYTERRA_JOB_RECOVERY_COUNT"
-  if [ $n -le 2 ]; then exit 33; fi
-  exit 7
+  exit ${CODE}
 """
 
 
-def test_exit_codes_restart_as_skypilot_says_then_fail(managed, tmp_path):
-    """33 (recover_on_exit_codes) always restarts and is not counted; 7 restarts
-    max_restarts_on_errors (1) times, then the job is FAILED."""
-    job_id = _launch(write_task(tmp_path, EXIT_CODES))
+def test_a_listed_exit_code_is_restarted_n_times_then_failed(managed, tmp_path):
+    """33 is in recover_on_exit_codes: restarted max_restarts_on_errors (2) times, each
+    restart counted, then FAILED."""
+    job_id = _launch(write_task(tmp_path, EXIT_CODES.replace("${CODE}", "33")))
     done = _wait(job_id, lambda j: j["status"] in ("SUCCEEDED", "FAILED", "CANCELLED"))
     log = _log(managed, job_id)
-    assert done["status"] == "FAILED" and done["exit_code"] == 7, (done, log)
-    assert (done["restarts_on_codes"], done["restarts_on_errors"]) == (2, 1)
-    assert done["recovery_count"] == 3
-    for n in range(1, 5):
+    assert done["status"] == "FAILED" and done["exit_code"] == 33, (done, log)
+    assert (done["restarts_on_codes"], done["restarts_on_errors"]) == (2, 2)
+    assert done["recovery_count"] == 2
+    for n in range(1, 4):
         assert f"attempt {n} recovery={n - 1}" in log, log
-    assert "attempt 5" not in log
-    assert "max_restarts_on_errors: 1" in done["failure"]
+    assert "attempt 4" not in log
+    assert "restart 2 of 2 (max_restarts_on_errors)" in log
+    assert "after 2 restart(s) (max_restarts_on_errors: 2)" in done["failure"]
+    _nothing_left(managed, done)
+
+
+def test_with_a_list_another_exit_code_fails_at_once(managed, tmp_path):
+    """7 is not in recover_on_exit_codes: FAILED at once, although restarts are left."""
+    job_id = _launch(write_task(tmp_path, EXIT_CODES.replace("${CODE}", "7")))
+    done = _wait(job_id, lambda j: j["status"] in ("SUCCEEDED", "FAILED", "CANCELLED"))
+    log = _log(managed, job_id)
+    assert (done["status"], done["exit_code"], done["recovery_count"]) == ("FAILED", 7, 0)
+    assert done["restarts_on_errors"] == 0 and "attempt 2" not in log, log
+    assert "not in recover_on_exit_codes [33]" in done["failure"]
     _nothing_left(managed, done)
 
 

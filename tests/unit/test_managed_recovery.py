@@ -28,20 +28,50 @@ def _task(job_recovery) -> Task:
     return Task.from_yaml_config({"run": "true", "resources": {"job_recovery": job_recovery}})
 
 
-def test_policy_defaults_to_skypilots_eager_next_region_and_no_restarts():
-    assert Policy.of(Task(run="true")) == Policy("EAGER_NEXT_REGION", 0, ())
+def test_policy_defaults_to_skypilots_eager_next_region_and_no_limit_set():
+    assert Policy.of(Task(run="true")) == Policy("EAGER_NEXT_REGION", None, ())
     assert Policy.of(_task({"strategy": "FAILOVER", "max_restarts_on_errors": 2,
                             "recover_on_exit_codes": [34, 33]})) == Policy("FAILOVER", 2,
                                                                            (33, 34))
+    assert Policy.of(_task({"recover_on_exit_codes": 33})) == Policy(
+        "EAGER_NEXT_REGION", None, (33,))
+    assert Policy.of(_task({"max_restarts_on_errors": 0})).max_restarts_on_errors == 0
 
 
-def test_listed_exit_codes_always_restart_and_others_count_against_the_limit():
-    policy = Policy(max_restarts_on_errors=1, recover_on_exit_codes=(33,))
-    assert recovery.on_failed_run(policy, [33], restarts_on_errors=99) == recovery.RECOVER_CODE
-    assert recovery.on_failed_run(policy, [0, 33], 1) == recovery.RECOVER_CODE
-    assert recovery.on_failed_run(policy, [7], 0) == recovery.RESTART
-    assert recovery.on_failed_run(policy, [7], 1) == recovery.FAIL
-    assert recovery.on_failed_run(Policy(), [1], 0) == recovery.FAIL
+def test_a_listed_code_restarts_up_to_the_limit_then_fails():
+    policy = Policy(max_restarts_on_errors=2, recover_on_exit_codes=(33,))
+    assert recovery.on_failed_run(policy, [33], restarts_on_errors=0) == recovery.RESTART
+    assert recovery.on_failed_run(policy, [0, 33], 1) == recovery.RESTART   # any node's code
+    assert recovery.on_failed_run(policy, [33], 2) == recovery.FAIL
+    assert recovery.on_failed_run(Policy(max_restarts_on_errors=0,
+                                         recover_on_exit_codes=(33,)), [33], 0) == recovery.FAIL
+
+
+def test_a_listed_code_restarts_without_limit_when_no_limit_is_set():
+    policy = Policy(recover_on_exit_codes=(33, 34))
+    for made in (0, 1, 10, 1000):
+        assert recovery.on_failed_run(policy, [34], made) == recovery.RESTART
+
+
+def test_with_a_list_any_other_non_zero_exit_fails_at_once():
+    for policy in (Policy(recover_on_exit_codes=(33,)),
+                   Policy(max_restarts_on_errors=5, recover_on_exit_codes=(33,))):
+        assert recovery.on_failed_run(policy, [7], 0) == recovery.FAIL
+        assert recovery.on_failed_run(policy, [0, 7], 0) == recovery.FAIL
+
+
+def test_without_a_list_the_limit_covers_every_non_zero_exit():
+    policy = Policy(max_restarts_on_errors=2)
+    assert [recovery.on_failed_run(policy, [code], made) for code, made in
+            ((1, 0), (137, 1), (33, 2))] == [recovery.RESTART, recovery.RESTART, recovery.FAIL]
+    assert recovery.on_failed_run(Policy(), [1], 0) == recovery.FAIL       # not set: none
+    assert recovery.on_failed_run(Policy(max_restarts_on_errors=0), [1], 0) == recovery.FAIL
+
+
+def test_listed_tells_which_restarts_were_for_a_listed_code():
+    policy = Policy(recover_on_exit_codes=(33,))
+    assert recovery.listed(policy, [0, 33]) and not recovery.listed(policy, [7])
+    assert not recovery.listed(Policy(), [33])
 
 
 def _candidate(region: str, zone: str, cloud: str = "aws") -> Candidate:

@@ -251,8 +251,8 @@ def test_job_recovery_takes_skypilots_forms():
     assert full.job_recovery == {"strategy": "FAILOVER", "max_restarts_on_errors": 2,
                                  "recover_on_exit_codes": [33]}
     plain = resources_from_config({"spot_recovery": "EAGER_NEXT_REGION"})
-    assert plain.job_recovery == {"strategy": "EAGER_NEXT_REGION", "max_restarts_on_errors": 0,
-                                  "recover_on_exit_codes": []}
+    assert plain.job_recovery == {"strategy": "EAGER_NEXT_REGION",
+                                  "max_restarts_on_errors": None, "recover_on_exit_codes": []}
     assert resources_from_config({}).job_recovery is None
     again = resources_from_config(full.to_yaml_config())
     assert again.job_recovery == full.job_recovery
