@@ -27,14 +27,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import shlex
-import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from skyterra.errors import MissingToolError
+from skyterra import state
 
 KEY_NAME = "relay_ed25519"
 MARKER = "relay-installed"     # in the cluster ssh dir: the digest of what the nodes have
@@ -48,17 +46,7 @@ def agent_source() -> str:
 
 def ensure_key(ssh_dir: Path, comment: str) -> tuple[str, Path]:
     """The cluster's relay key pair (0600), made on first use: (public line, private path)."""
-    path = ssh_dir / KEY_NAME
-    if not path.exists():
-        ssh_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        try:
-            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment,
-                            "-f", str(path)], check=True, capture_output=True)
-        except FileNotFoundError:
-            raise MissingToolError("ssh-keygen is not installed; install the OpenSSH client "
-                                   "(Debian: apt-get install openssh-client).") from None
-    os.chmod(path, 0o600)
-    return path.with_suffix(".pub").read_text().strip(), path
+    return state.ensure_key(ssh_dir / KEY_NAME, comment)
 
 
 def authorized_line(public_key: str, head_private_ip: str) -> str:
