@@ -178,6 +178,17 @@ def test_check_credentials_verify_asks_sts_who_we_are(moto):
 
 # --- the whole pipeline through the CLI --------------------------------------------------
 
+def _prepare_moto_launch(moto, skyterra_home, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What every launch on moto needs: placement groups off (moto has none: HTTP 500), the
+    DLAMI's public parameter, the endpoint and SSH ingress, and no SSH to moto's fake IPs."""
+    skyterra_home.mkdir(parents=True, exist_ok=True)
+    (skyterra_home / "config.yaml").write_text("provision:\n  placement_group: false\n")
+    moto.publish_public_parameter(DLAMI_SSM_PARAMETERS["x86_64"], MOTO_UBUNTU_DLAMI)
+    monkeypatch.setenv("SKYTERRA_AWS_ENDPOINT_URL", moto.url)
+    monkeypatch.setenv("SKYTERRA_SSH_CIDRS", CALLER)
+    _guard_ssh(monkeypatch)
+
+
 def _guard_ssh(monkeypatch: pytest.MonkeyPatch) -> None:
     """Moto's addresses are fake public IPs: no SSH may ever be attempted to them."""
     from skyterra import executor
@@ -198,16 +209,9 @@ def test_cli_launch_provision_only_on_moto_then_destroy(moto, skyterra_home, mon
     from click.testing import CliRunner
 
     from skyterra import cli
-    from skyterra.clouds.aws import DLAMI_SSM_PARAMETERS as PARAMETERS
 
     seed = SEED / seed_name
-    skyterra_home.mkdir(parents=True, exist_ok=True)
-    # moto has no placement groups (HTTP 500): the team config turns them off
-    (skyterra_home / "config.yaml").write_text("provision:\n  placement_group: false\n")
-    moto.publish_public_parameter(PARAMETERS["x86_64"], MOTO_UBUNTU_DLAMI)
-    monkeypatch.setenv("SKYTERRA_AWS_ENDPOINT_URL", moto.url)
-    monkeypatch.setenv("SKYTERRA_SSH_CIDRS", CALLER)
-    _guard_ssh(monkeypatch)
+    _prepare_moto_launch(moto, skyterra_home, monkeypatch)
     runner = CliRunner()
     launch = ["launch", str(seed), "--cloud", "aws/us-east-1", "-c", "mingpt-moto", "-y",
               "--provision-only"]
@@ -383,12 +387,7 @@ def _launch_with_autostop(runner, moto, skyterra_home, monkeypatch, tmp_path, na
                         watcher_calls.append(("install", setting)))
     monkeypatch.setattr(idle_watcher, "remove", lambda cluster, **kw:
                         watcher_calls.append(("remove", None)))
-    skyterra_home.mkdir(parents=True, exist_ok=True)
-    (skyterra_home / "config.yaml").write_text("provision:\n  placement_group: false\n")
-    moto.publish_public_parameter(DLAMI_SSM_PARAMETERS["x86_64"], MOTO_UBUNTU_DLAMI)
-    monkeypatch.setenv("SKYTERRA_AWS_ENDPOINT_URL", moto.url)
-    monkeypatch.setenv("SKYTERRA_SSH_CIDRS", CALLER)
-    _guard_ssh(monkeypatch)
+    _prepare_moto_launch(moto, skyterra_home, monkeypatch)
     task = tmp_path / f"{name}.yaml"
     task.write_text("resources:\n  accelerators: L4:4\nrun: 'true'\n")
     launched = runner.invoke(cli.main, ["launch", str(task), "--cloud", "aws/us-east-1",
