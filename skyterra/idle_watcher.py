@@ -22,11 +22,10 @@ from __future__ import annotations
 
 import base64
 import shlex
-import subprocess
 import tempfile
 from pathlib import Path
 
-from skyterra import autostop, executor, paths
+from skyterra import autostop, executor, paths, state
 from skyterra.cluster import Cluster, Node
 from skyterra.errors import SkyterraError
 
@@ -121,9 +120,5 @@ def _authorize(authorized_keys: str, entry: str) -> str:
 def _new_key(cluster_name: str) -> tuple[str, str]:
     """A fresh ed25519 key pair (private text, public line) for the head's fire.sh."""
     with tempfile.TemporaryDirectory() as directory:
-        path = Path(directory) / "key"
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C",
-                        f"{KEY_TAG}-{cluster_name}", "-f", str(path)], check=True,
-                       capture_output=True, timeout=30)
-        public = " ".join(path.with_suffix(".pub").read_text().split()[:2])
-        return path.read_text(), public
+        public, path = state.ensure_key(Path(directory) / "key", f"{KEY_TAG}-{cluster_name}")
+        return path.read_text(), " ".join(public.split()[:2])
