@@ -40,13 +40,11 @@ RESOURCE_KEYS = (
     "autostop", "accelerator_args", "job_recovery", "network_tier", "spot_recovery",
     "ephemeral_storage", "max_hourly_cost", "container_image", "priority",
 )
-# Keys SkyPilot accepts that we reject loudly rather than ignore (each names the issue
-# that will implement it, so the message can say so).
-UNSUPPORTED_RESOURCE_KEYS = {
-    "container_image": "container_image is not supported by skyterra; write the image as "
-                       "image_id: docker:<image> (setup and run then run in that container "
-                       "on every node).",
-}
+# Keys SkyPilot accepts that we reject loudly rather than ignore.
+UNSUPPORTED_RESOURCE_KEYS: dict[str, str] = {}
+# resources.container_image (SkyPilot's newer spelling of image_id: docker:<image>): a
+# reference, or a mapping of these keys. Only `ref` names an image a node can pull.
+CONTAINER_IMAGE_KEYS = ("ref", "release", "artifact_id", "distribution")
 # Keys that only mean something on backends skyterra does not use: accepted with a
 # warning that names them (see `ignored_resource_keys`).
 IGNORED_RESOURCE_KEYS = {
@@ -97,6 +95,11 @@ def parse_accelerator(spec: Any, field: str = "resources.accelerators") -> tuple
             return parse_accelerator(str(name), field)
         count = 1 if count is None else count
     elif isinstance(spec, str):
+        if len(re.findall(r"[A-Za-z][\w-]*(?::\s*[\d.]+)?", spec)) > 1 and re.search(
+                r"[\s,]", spec.strip()):
+            raise TaskError(f"{spec!r} names several accelerators in one string; write a list "
+                            "(tried in order), e.g. [A100:1, H100:1], or a set {A100:1, "
+                            "H100:1} (cheapest first).", field=field)
         name, _, count_text = spec.partition(":")
         count = count_text.strip() if count_text else 1
     else:
@@ -295,6 +298,39 @@ def parse_labels(value: Any, field: str = "resources.labels") -> dict[str, str]:
 SKYPILOT_IMAGE_TAG = re.compile(r"^skypilot:[a-z0-9][a-z0-9.-]*$", re.IGNORECASE)
 
 
+def _container_in_image_map(value: dict, field: str) -> dict | str:
+    """SkyPilot's `image_id: {<region>: <machine image>, docker: <image>}`: the job runs in
+    that container on every node. skyterra runs a container on its default machine image
+    only, so the regions keep their pinning (their `skypilot:` tags are our default image)
+    and a custom machine image next to a container is refused, not silently dropped."""
+    key = next((k for k in value if isinstance(k, str) and k.strip().lower() == "docker"),
+               None)
+    if key is None:
+        return value
+    image = value[key]
+    if not isinstance(image, str) or not image.strip():
+        raise TaskError(f"expected a container image like 'ubuntu:22.04', got {image!r}.",
+                        field=f"{field}.{key}")
+    image = image.strip()
+    container = image if is_container_image(image) else CONTAINER_PREFIX + image
+    check_image_id(container, f"{field}.{key}")
+    regions = {k: v for k, v in value.items() if k != key}
+    for region, machine in regions.items():
+        if isinstance(machine, str) and (is_container_image(machine)
+                                         or SKYPILOT_IMAGE_TAG.match(machine.strip())):
+            continue
+        raise NotSupportedError(
+            f"image_id names a machine image for {region} ({machine!r}) and a container "
+            f"({image!r}); skyterra runs a container on its own default machine image only. "
+            f"Drop the machine image (keep `{region}: skypilot:...` or no region at all) "
+            f"to run in the container, or drop `{key}:` to boot the machine image.",
+            field=f"{field}.{region}")
+    if not regions:
+        return container
+    return {region: machine if is_container_image(machine) else container
+            for region, machine in regions.items()}
+
+
 def parse_image_id(value: Any, region: str | None = None, field: str = "resources.image_id"
                    ) -> str | dict[str, str] | None:
     """image_id: an image string, a {region: image} map, or a skypilot: tag (→ None: the
@@ -305,6 +341,9 @@ def parse_image_id(value: Any, region: str | None = None, field: str = "resource
         if not value:
             raise TaskError("expected a non-empty string, or a mapping of region: image; got "
                             "an empty mapping.", field=field)
+        value = _container_in_image_map(value, field)
+        if isinstance(value, str):
+            return parse_image_id(value, region, field)
         images = {}
         for key, image in value.items():
             if not isinstance(key, str) or not key.strip():
@@ -479,8 +518,46 @@ def ignored_resource_keys(config: Any, field: str = "resources") -> list[str]:
     """Warnings for keys that only matter on backends skyterra does not use."""
     if not isinstance(config, dict):
         return []
-    return [f"{field}.{key} is ignored: it {IGNORED_RESOURCE_KEYS[key]}."
-            for key in config if key in IGNORED_RESOURCE_KEYS and config[key] is not None]
+    out = [f"{field}.{key} is ignored: it {IGNORED_RESOURCE_KEYS[key]}."
+           for key in config if key in IGNORED_RESOURCE_KEYS and config[key] is not None]
+    image = config.get("container_image")
+    if isinstance(image, dict):
+        out += [f"{field}.container_image.{key} is ignored: it only means something to "
+                "SkyPilot's image catalog; the nodes pull `ref` from its registry."
+                for key in ("release", "distribution") if image.get(key) is not None]
+    return out
+
+
+def _container_image_as_image_id(config: dict, field: str) -> dict:
+    """`container_image: <ref>` (or `{ref: <ref>}`) is image_id `docker:<ref>`: the same
+    container on every node, pulled straight from its registry."""
+    if config.get("container_image") is None:
+        return config
+    value, where = config["container_image"], f"{field}.container_image"
+    if isinstance(value, dict):
+        unknown = [k for k in value if k not in CONTAINER_IMAGE_KEYS]
+        if unknown:
+            raise TaskError(f"unknown key '{unknown[0]}'."
+                            f"{did_you_mean(str(unknown[0]), CONTAINER_IMAGE_KEYS)}",
+                            field=f"{where}.{unknown[0]}")
+        if value.get("ref") is None:
+            raise NotSupportedError(
+                "container_image without `ref:` names an image by SkyPilot's image catalog "
+                "(release / artifact_id), which skyterra cannot look up; give the image "
+                "reference as `ref:` (e.g. ghcr.io/org/model@sha256:...).", field=where)
+        value, where = value["ref"], f"{where}.ref"
+    if not isinstance(value, str) or not value.strip():
+        raise TaskError(f"expected a container image reference, got {value!r}.", field=where)
+    image_id = config.get("image_id")
+    if image_id is not None:
+        raise NotSupportedError(
+            "container_image and image_id are both given; skyterra runs a container on its "
+            "own default machine image only. Keep container_image (drop image_id), or keep "
+            "image_id and drop container_image.", field=where)
+    reference = value.strip().removeprefix(CONTAINER_PREFIX)
+    check_image_id(CONTAINER_PREFIX + reference, where)
+    return {**{k: v for k, v in config.items() if k != "container_image"},
+            "image_id": CONTAINER_PREFIX + reference}
 
 
 CONTAINER_PREFIX = "docker:"
@@ -543,6 +620,7 @@ def resources_from_config(config: Any, field: str = "resources") -> Resources:
                             field=f"{field}.{key}")
         if key in UNSUPPORTED_RESOURCE_KEYS:
             raise NotSupportedError(UNSUPPORTED_RESOURCE_KEYS[key], field=f"{field}.{key}")
+    config = _container_image_as_image_id(config, field)
     known = {f.name for f in dataclasses.fields(Resources)}
     kwargs = {k: v for k, v in config.items() if k in known}
     if "spot_recovery" in config:  # SkyPilot's older name for job_recovery

@@ -43,7 +43,7 @@ HEADER_KEYS = ("name", "execution", "primary_tasks", "termination_delay",
 # config: sections that only configure backends or services skyterra does not use.
 IGNORED_CONFIG_KEYS = {
     "kubernetes": "Kubernetes", "ssh": "SSH node pools", "slurm": "Slurm",
-    "docker": "docker containers", "jobs": "the managed-jobs controller",
+    "jobs": "the managed-jobs controller",
     "serve": "SkyServe", "api_server": "the API server", "oci": "OCI", "nebius": "Nebius",
     "lambda": "Lambda", "runpod": "RunPod", "vast": "Vast", "ibm": "IBM", "rbac": "the API "
     "server", "workspaces": "the API server", "admin_policy": "the API server",
@@ -61,7 +61,14 @@ REFUSED_CONFIG_KEYS = {
     "allowed_clouds": "config.allowed_clouds is not read from a task; pass --cloud, or set "
                       "`clouds:` in the skyterra config.",
     "provision": "config.provision is not applied by skyterra; remove it.",
+    "hooks": "config.hooks (scripts run when the cluster stops, is preempted or is torn "
+             "down) is not supported by skyterra; put what must happen at the end of the "
+             "job at the end of `run`, and keep checkpoints in a bucket mount.",
 }
+# config.docker: skyterra runs `image_id: docker:<image>` containers with its own options.
+DOCKER_CONFIG_WARNING = ("{field} is ignored: skyterra starts the task's container with its "
+                         "own options (host network, all GPUs, --shm-size 10.24g, SYS_ADMIN "
+                         "and SYS_PTRACE), not SkyPilot's docker run_options.")
 
 
 def ignored_task_keys(config: dict) -> list[str]:
@@ -104,9 +111,15 @@ def config_warnings(config: dict, source: str | None) -> list[str]:
             sections[f"{outer}.{key}" if outer == "config" else
                      f"experimental.config_overrides.{key}"] = (key, section)
     warnings = []
-    known = tuple(IGNORED_CONFIG_KEYS) + tuple(REFUSED_CONFIG_KEYS)
+    known = tuple(IGNORED_CONFIG_KEYS) + tuple(REFUSED_CONFIG_KEYS) + ("docker",)
     for field, (key, section) in sorted(sections.items()):
         if section is None:
+            continue
+        if key == "docker":
+            warnings.append(DOCKER_CONFIG_WARNING.format(field=field))
+            continue
+        if key in clouds.names() and isinstance(section, dict):
+            warnings += _cloud_config_warnings(key, section, field, source)
             continue
         if key in REFUSED_CONFIG_KEYS:
             raise NotSupportedError(REFUSED_CONFIG_KEYS[key], source=source, field=field)
@@ -116,3 +129,16 @@ def config_warnings(config: dict, source: str | None) -> list[str]:
         warnings.append(f"{field} is ignored: it only configures {IGNORED_CONFIG_KEYS[key]}, "
                         "which skyterra does not use.")
     return warnings
+
+
+def _cloud_config_warnings(cloud: str, section: dict, field: str,
+                           source: str | None) -> list[str]:
+    """config.<cloud>: keys the cloud says only tune SkyPilot's provisioning → warnings;
+    any other key would change our VMs unseen → the section's refusal, naming that key."""
+    ignored = clouds.get_cloud(cloud).task_config_ignored
+    for key, value in section.items():
+        if key not in ignored and value is not None:
+            raise NotSupportedError(REFUSED_CONFIG_KEYS[cloud], source=source,
+                                    field=f"{field}.{key}")
+    return [f"{field}.{key} is ignored: {ignored[key]}." for key in section
+            if section[key] is not None]

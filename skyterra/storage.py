@@ -28,8 +28,18 @@ from skyterra.errors import MissingValueError, NotSupportedError, TaskError, did
 COPY, MOUNT, MOUNT_CACHED = "COPY", "MOUNT", "MOUNT_CACHED"
 MODES = (MOUNT, COPY, MOUNT_CACHED)
 KEYS = ("name", "source", "store", "mode", "persistent")
+# Keys of SkyPilot's storage spec that only tune its own mount daemons or bookkeeping:
+# accepted with a warning (see `ignored_keys`). skyterra mounts with its own rclone flags.
+IGNORED_KEYS = {
+    "type": "a MOUNT_CACHED workload profile (rclone cache tuning)",
+    "config": "rclone / mount tuning",
+    "force_managed": "SkyPilot's older bookkeeping of who owns the bucket",
+    "_force_delete": "SkyPilot's internal bookkeeping",
+    "_is_sky_managed": "SkyPilot's internal bookkeeping",
+    "_bucket_sub_path": "SkyPilot's internal bookkeeping",
+}
 # SkyPilot stores skyterra does not reach (yet): named so the error is precise.
-OTHER_STORES = ("r2", "ibm", "oci", "nebius", "cos")
+OTHER_STORES = ("r2", "ibm", "oci", "nebius", "cos", "vastdata")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +63,19 @@ class StorageMount:
         return base_dir / os.path.expanduser(self.source)
 
 
+def ignored_keys(path: str, value: Any) -> list[str]:
+    """Warnings for the storage keys skyterra accepts but does not apply (IGNORED_KEYS)."""
+    if not isinstance(value, dict):
+        return []
+    out = [f"file_mounts.{path}.{key} is ignored: it is {IGNORED_KEYS[key]}."
+           for key in value if key in IGNORED_KEYS and value[key] is not None]
+    mount = value.get("config", {}).get("mount") if isinstance(value.get("config"), dict) else None
+    if isinstance(mount, dict) and mount.get("read_only"):
+        out.append(f"file_mounts.{path}: config.mount.read_only is not applied; the bucket "
+                   "is mounted read-write, so take care not to write to it.")
+    return out
+
+
 def is_bucket_mount(value: Any) -> bool:
     """A file_mounts value that names a bucket (and not a local path)."""
     return isinstance(value, dict) or (isinstance(value, str) and "://" in value)
@@ -71,10 +94,14 @@ def parse(path: str, value: Any, deferred: bool = False) -> StorageMount:
     _check_mount_point(path, field)
     if isinstance(value, str):
         return StorageMount(path, _ref_from_url(value, field), COPY)
-    unknown = [k for k in value if k not in KEYS]
+    unknown = [k for k in value if k not in KEYS and k not in IGNORED_KEYS]
     if unknown:
         key = str(unknown[0])
         raise TaskError(f"unknown key '{key}'.{did_you_mean(key, KEYS)}", field=f"{field}.{key}")
+    if isinstance(value.get("source"), list):
+        raise NotSupportedError("a list of local folders as one bucket's source is not "
+                                "supported by skyterra; give one folder per bucket mount "
+                                "(or upload the folders in setup).", field=f"{field}.source")
     mode = _mode(value.get("mode"), f"{field}.mode")
     persistent = value.get("persistent", True)
     if not isinstance(persistent, bool):

@@ -335,6 +335,8 @@ class Task:
             if storage.is_bucket_mount(local):
                 spec_value = self._substituted_bucket(local)
                 self._storage_specs[remote] = local
+                self.warnings.extend(w for w in storage.ignored_keys(remote, local)
+                                     if w not in self.warnings)  # (re-checked on --env)
                 try:
                     self.storage_mounts.append(storage.parse(
                         substitute_env(remote, self.envs), spec_value,
@@ -514,7 +516,7 @@ class Task:
                    workdir=config.get("workdir"), num_nodes=config.get("num_nodes"),
                    resources=resources, file_mounts=config.get("file_mounts"),
                    source=source, base_dir=base_dir)
-        task.warnings = warnings
+        task.warnings = warnings + task.warnings
         if env_overrides:
             task.update_envs(env_overrides)
         return task

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from skyterra.catalog import Candidate
@@ -82,6 +82,10 @@ class Cloud:
     autostop_on_head = True    # the watcher runs on the head node (local: on this machine)
     # Where sshd on a node reads authorized keys (a shell word; the autostop key goes there).
     authorized_keys_file = '"$HOME/.ssh/authorized_keys"'
+    # Keys of a SkyPilot task's `config.<this cloud>:` section that only tune how SkyPilot
+    # itself provisions (or what skyterra already does on its own): accepted with a warning
+    # saying why. Any other key of the section is refused (spec.config_warnings).
+    task_config_ignored: ClassVar[dict[str, str]] = {}
 
     def offers(self, resources: Resources, num_nodes: int) -> list[Candidate]:
         """Catalog rows that satisfy `resources`, cheapest first."""

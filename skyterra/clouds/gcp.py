@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from skyterra import container
 from skyterra.catalog import fabric as fabrics
@@ -120,6 +120,16 @@ class GCP(Cloud):
     default_ssh_user = "gcpuser"
     provider_source = "hashicorp/google"
     settings_class = GCPSettings
+    task_config_ignored: ClassVar[dict[str, str]] = {
+        "managed_instance_group": "only changes how SkyPilot asks GCP for capacity (a "
+                                  "managed instance group and its DWS queue); skyterra "
+                                  "creates the instances directly",
+        "enable_gpu_direct": "skyterra sets up GPUDirect-TCPX/TCPXO itself on the machine "
+                             "families that have it (multi-node GPU clusters, or "
+                             "network_tier: best)",
+        "enable_gvnic": "skyterra picks the network interface type of each machine family "
+                        "itself",
+    }
     # First match wins: capacity before quota before auth before invalid, since
     # e.g. a quota error also carries "403" and a stockout also says "zone".
     error_patterns = (

@@ -121,6 +121,19 @@ _NASTY = [
      b"c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\n"
      b"e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]\nrun: x\n"),                  # billion laughs
     b"? [a]\n: 1\n", b"? {a: 1}\n: 1\n", b"%YAML 9.9\n---\nrun: x\n", b"run: *nope\n",
+    # image_id's `docker:` key, container_image and config.<cloud> keys (sample2 forms)
+    b"resources: {image_id: {docker: 5}}\nrun: x\n",
+    b"resources: {image_id: {docker: '', us-east-1: ami-1}}\nrun: x\n",
+    b"resources: {image_id: {Docker: 'Not A/Ref:!'}}\nrun: x\n",
+    b"resources: {image_id: {docker: ubuntu, eu-west-1: {a: 1}}}\nrun: x\n",
+    b"resources: {container_image: {}}\nrun: x\n",
+    b"resources: {container_image: [a]}\nrun: x\n",
+    b"resources: {container_image: {ref: 7, bogus: 1}}\nrun: x\n",
+    b"resources: {container_image: ubuntu, image_id: docker:ubuntu}\nrun: x\n",
+    b"config: {gcp: {managed_instance_group: x, 5: y}}\nrun: x\n",
+    b"config: {hooks: [{run: x}]}\nrun: x\n",
+    b"file_mounts: {/d: {name: bkt-abc-1, source: [a, b]}}\nrun: x\n",
+    b"resources: {accelerators: 'A100:1 H100:1'}\nrun: x\n",
 ]
 
 

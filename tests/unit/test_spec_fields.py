@@ -159,3 +159,70 @@ def test_tasks_with_equal_resources_share_a_cluster():
     big = Task(run="c", num_nodes=2, resources=Resources(cloud="aws", accelerators="L4"))
     dag = Dag([one, two, big, one])
     assert dag.cluster_names("c") == ["c", "c", "c-2", "c-3"]
+
+
+# --- forms found in the second public sample (bench/RESULTS.md, sample2) ---------------
+def test_image_id_docker_key_runs_that_container_in_each_named_region():
+    """SkyPilot's `image_id: {<region>: skypilot:<tag>, docker: <image>}`: the container on
+    our default machine image, still pinned to the named regions."""
+    resources = resources_from_config({"image_id": {
+        "us-east-1": "skypilot:cpu-ubuntu-2004", "docker": "ubuntu:22.04"}})
+    choices, _ = resources.choices()
+    assert [(r.region, r.image_id) for r in choices] == [("us-east-1", "docker:ubuntu:22.04")]
+    assert resources_from_config({"image_id": {"docker": "docker:ubuntu:22.04"}}).image_id == (
+        "docker:ubuntu:22.04")
+
+
+def test_image_id_docker_key_next_to_a_custom_machine_image_is_refused():
+    with pytest.raises(NotSupportedError, match="and a container") as info:
+        resources_from_config({"image_id": {"us-west-2": "ami-0abc", "docker": "ubuntu"}})
+    assert info.value.field == "resources.image_id.us-west-2"
+
+
+@pytest.mark.parametrize("value", [
+    "ghcr.io/org/model@sha256:" + "a" * 64,
+    {"ref": "ghcr.io/org/model@sha256:" + "a" * 64, "distribution": "direct"},
+    "docker:nvcr.io/nvidia/pytorch:24.05-py3"])
+def test_container_image_is_image_id_docker(value):
+    resources = resources_from_config({"container_image": value})
+    reference = value["ref"] if isinstance(value, dict) else value.removeprefix("docker:")
+    assert resources.image_id == "docker:" + reference
+
+
+def test_container_image_by_release_only_is_refused_and_distribution_is_noted():
+    with pytest.raises(NotSupportedError, match="ref:"):
+        resources_from_config({"container_image": {"release": "prod-2026-07"}})
+    warnings: list[str] = []
+    parse_resources_section({"container_image": {"ref": "ubuntu:22.04", "release": "r1"}},
+                            warnings)
+    assert warnings == [("resources.container_image.release is ignored: it only means "
+                         "something to SkyPilot's image catalog; the nodes pull `ref` from "
+                         "its registry.")]
+
+
+def test_config_gcp_keys_that_only_tune_provisioning_are_noted_others_refused():
+    task = Task.from_yaml_config({"run": "x", "config": {"gcp": {
+        "managed_instance_group": {"run_duration": 60}, "enable_gpu_direct": True}}})
+    assert [w.split(" is ignored")[0] for w in task.warnings] == [
+        "config.gcp.managed_instance_group", "config.gcp.enable_gpu_direct"]
+    with pytest.raises(NotSupportedError, match="not applied") as info:
+        Task.from_yaml_config({"run": "x", "config": {"gcp": {
+            "enable_gpu_direct": True, "use_internal_ips": True}}})
+    assert info.value.field == "config.gcp.use_internal_ips"
+
+
+def test_bucket_tuning_keys_are_noted_once_even_after_env_updates():
+    task = Task.from_yaml_config({"run": "x", "envs": {"B": "lab-bucket"}, "file_mounts": {
+        "/ckpt": {"name": "${B}", "mode": "MOUNT_CACHED", "type": "DATASET_RO",
+                  "config": {"mount": {"read_only": True}}, "force_managed": True}}})
+    task.update_envs({"B": "other-bucket"})
+    assert sorted(w.split(" ")[0] for w in task.warnings) == [
+        "file_mounts./ckpt.config", "file_mounts./ckpt.force_managed",
+        "file_mounts./ckpt.type", "file_mounts./ckpt:"]
+    assert task.storage_mounts[0].ref.bucket == "other-bucket"
+
+
+def test_several_accelerators_in_one_string_get_the_list_spelling():
+    with pytest.raises(TaskError, match=r"names several accelerators.*\[A100:1, H100:1\]"):
+        resources_from_config({"accelerators": "A100:1 A100-80GB:1 H100:1"})
+    assert resources_from_config({"accelerators": "A100-80GB:8"}).accelerator == ("A100-80GB", 8)

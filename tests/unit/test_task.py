@@ -275,7 +275,7 @@ BAD = {
     "volumes-unsupported": (_y(top="volumes:\n  /mnt: vol\n"), [],
                             ["field 'volumes'", "not supported"]),
     "config-unsupported": (_y(top="config:\n  aws: {vpc_name: x}\n"), [],
-                           ["field 'config.aws'", "not applied"]),
+                           ["field 'config.aws.vpc_name'", "config.aws is not applied"]),
     "bucket-file-mount": (_y(top="file_mounts:\n  /data: ftp://bucket/path\n"), [],
                           ["file_mounts./data", "not a bucket URL"]),
     "storage-file-mount": (_y(top="file_mounts:\n  /data:\n    source: gs://b\n"), [],
