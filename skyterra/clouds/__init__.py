@@ -26,7 +26,8 @@ MODULES = {
 }
 # SkyPilot clouds a task file may name that skyterra refuses clearly.
 _NOT_SUPPORTED = ("kubernetes", "k8s", "lambda", "runpod", "oci", "ibm", "ssh", "paperspace",
-                  "fluidstack", "cudo", "vast", "nebius", "scp", "vsphere", "do", "hyperbolic")
+                  "fluidstack", "cudo", "vast", "nebius", "scp", "vsphere", "do", "hyperbolic",
+                  "slurm", "seeweb", "shadeform", "primeintellect", "verda")
 _CLASSES: dict[str, type[Cloud]] = {}
 
 __all__ = ["MODULES", "all_clouds", "check_name", "get_cloud", "names", "register"]
