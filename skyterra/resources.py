@@ -240,6 +240,8 @@ def parse_job_recovery(value: Any, field: str = "resources.job_recovery"
                             f" Known keys: {', '.join(JOB_RECOVERY_KEYS)}.",
                             field=f"{field}.{key}")
     strategy = value.get("strategy")
+    if isinstance(strategy, str) and strategy.strip().lower() == "none":
+        return None  # SkyPilot's spelling of "no job_recovery" (its spec's own example)
     if strategy is not None:
         if not isinstance(strategy, str) or strategy.upper() not in RECOVERY_STRATEGIES:
             raise TaskError(f"unknown strategy {strategy!r}."

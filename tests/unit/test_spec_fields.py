@@ -226,3 +226,10 @@ def test_several_accelerators_in_one_string_get_the_list_spelling():
     with pytest.raises(TaskError, match=r"names several accelerators.*\[A100:1, H100:1\]"):
         resources_from_config({"accelerators": "A100:1 A100-80GB:1 H100:1"})
     assert resources_from_config({"accelerators": "A100-80GB:8"}).accelerator == ("A100-80GB", 8)
+
+
+@pytest.mark.parametrize("value", ["none", "None", {"strategy": "none"},
+                                   {"strategy": "NONE", "max_restarts_on_errors": 2}])
+def test_job_recovery_none_is_no_job_recovery(value):
+    assert resources_from_config({"job_recovery": value}).job_recovery is None
+    assert resources_from_config({"spot_recovery": value}).job_recovery is None
