@@ -279,15 +279,23 @@ def parse_ports(value: Any, field: str = "resources.ports") -> tuple[str, ...]:
     return tuple(ports)
 
 
-def parse_labels(value: Any, field: str = "resources.labels") -> dict[str, str]:
+def parse_labels(value: Any, field: str = "resources.labels", cloud: str | None = None
+                 ) -> dict[str, str]:
+    """Label keys: the named cloud's rule (AWS tags take `Owner`, `team/project`…), else the
+    one every cloud shares -- SkyPilot too checks labels against every cloud it may pick."""
     if not isinstance(value, dict):
         raise TaskError(f"expected a mapping of label: value, got {value!r}.", field=field)
+    rule = clouds.get_cloud(cloud).label_key if cloud else None
     labels = {}
     for key, val in value.items():
-        if not isinstance(key, str) or not _LABEL_KEY.fullmatch(key):
+        if rule is not None:
+            if not isinstance(key, str) or not re.fullmatch(rule[0], key):
+                raise TaskError(f"label key {key!r} is not a valid {cloud} tag key: use {rule[1]}.",
+                                field=f"{field}.{key}")
+        elif not isinstance(key, str) or not _LABEL_KEY.fullmatch(key):
             raise TaskError(f"label key {key!r} must be lowercase letters, digits, '-' or '_' "
-                            "(max 63, starting with a letter): every cloud accepts that.",
-                            field=f"{field}.{key}")
+                            "(max 63, starting with a letter): every cloud accepts that (name "
+                            "the cloud to use its own tag rules).", field=f"{field}.{key}")
         if not isinstance(val, (str, int, float)) or isinstance(val, bool) or len(str(val)) > 63:
             raise TaskError(f"label value {val!r} must be a string of at most 63 characters.",
                             field=f"{field}.{key}")
@@ -441,7 +449,8 @@ class Resources:
                             "standard or best (the fast inter-node fabric: EFA, GPUDirect, "
                             "InfiniBand).", field="resources.network_tier")
         set_("ports", parse_ports(self.ports) if self.ports is not None else ())
-        set_("labels", parse_labels(self.labels) if self.labels is not None else {})
+        set_("labels", parse_labels(self.labels, cloud=self.cloud)
+             if self.labels is not None else {})
         set_("job_recovery", parse_job_recovery(self.job_recovery))
         if self.autostop is not None:
             from skyterra import autostop

@@ -138,6 +138,8 @@ class AWS(Cloud):
     node_resource = "aws_instance.node"
     provider_source = "hashicorp/aws"
     settings_class = AWSSettings
+    label_key = (r"(?!(?i:aws:))[\w .:/=+\-@]{1,128}",
+                 "1-128 letters, digits, spaces or _ . : / = + - @, not starting with 'aws:'")
     supports_autostop = True   # the head's watcher; instances shut down by themselves
     autostop_in_module = True  # instance_initiated_shutdown_behavior
 

@@ -133,6 +133,7 @@ class Azure(Cloud):
     default_ssh_user = "azureuser"
     provider_source = "hashicorp/azurerm"
     settings_class = AzureSettings
+    label_key = (r"[^<>%&\\?/]{1,512}", "at most 512 characters, none of < > % & \\ ? /")
     # First match wins. Quota errors arrive with Code="OperationNotAllowed", so quota
     # patterns come before the generic invalid ones.
     error_patterns = (

@@ -86,6 +86,10 @@ class Cloud:
     # itself provisions (or what skyterra already does on its own): accepted with a warning
     # saying why. Any other key of the section is refused (spec.config_warnings).
     task_config_ignored: ClassVar[dict[str, str]] = {}
+    # The label (tag) keys this cloud takes, as (regex for fullmatch, what to tell the
+    # user); None: the rule every cloud shares (resources.parse_labels), as for a task
+    # that names no cloud. The module's variable validation checks the same.
+    label_key: ClassVar[tuple[str, str] | None] = None
 
     def offers(self, resources: Resources, num_nodes: int) -> list[Candidate]:
         """Catalog rows that satisfy `resources`, cheapest first."""

@@ -233,3 +233,15 @@ def test_several_accelerators_in_one_string_get_the_list_spelling():
 def test_job_recovery_none_is_no_job_recovery(value):
     assert resources_from_config({"job_recovery": value}).job_recovery is None
     assert resources_from_config({"spot_recovery": value}).job_recovery is None
+
+
+def test_label_keys_follow_the_named_clouds_tag_rules():
+    tags = {"Owner": "alice", "team/project": "vision", "Cost Center": "x"}
+    assert resources_from_config({"cloud": "aws", "labels": tags}).labels == tags
+    azure_tags = {"Owner": "alice", "Cost Center": "x", "a:b": "c"}
+    assert resources_from_config({"cloud": "azure", "labels": azure_tags}).labels == azure_tags
+    for cloud, key in (("aws", "AWS:reserved"), ("azure", "a/b"), ("gcp", "Owner"),
+                       (None, "Owner")):
+        with pytest.raises(TaskError, match="label key") as info:
+            resources_from_config({"cloud": cloud, "labels": {key: "v"}})
+        assert info.value.field == f"resources.labels.{key}"
