@@ -29,6 +29,9 @@ MAX_NODES = 512
 MAX_YAML_BYTES = 1 << 20          # a task file is a page of text, not a data set
 MAX_YAML_NODES = 20_000           # guards against alias bombs ("billion laughs")
 _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # used with fullmatch (no '\n' at end)
+# SkyPilot's cluster key on the user's machine; a file_mounts source naming it means the
+# key every node of the cluster trusts (Task.mounts_cluster_key).
+CLUSTER_KEY_SOURCE = "~/.ssh/sky-key"
 _VAR_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 
 
@@ -344,6 +347,10 @@ class Task:
                 continue
             if not isinstance(local, str) or not local.strip():
                 raise TaskError(f"expected a local path, got {local!r}.", field=field)
+            if substitute_env(local, self.envs) == CLUSTER_KEY_SOURCE:
+                self.warnings.append(f"{field}: {CLUSTER_KEY_SOURCE} is SkyPilot's cluster key;"
+                                     " it receives this cluster's own SSH key, which every "
+                                     "node trusts.")
             mounts[remote] = local
         return mounts
 
@@ -452,15 +459,39 @@ class Task:
             return None
         return (self.base_dir / os.path.expanduser(substitute_env(self._workdir, self.envs)))
 
-    def resolved_file_mounts(self) -> dict[str, Path]:
-        return {substitute_env(remote, self.envs):
-                self.base_dir / os.path.expanduser(substitute_env(local, self.envs))
-                for remote, local in self.file_mounts.items()}
+    def resolved_file_mounts(self, cluster_key: Path | None = None) -> dict[str, Path]:
+        """remote path -> local path; SkyPilot's cluster key (`~/.ssh/sky-key`) is this
+        cluster's own key when `cluster_key` is given (see `mounts_cluster_key`)."""
+        mounts = {}
+        for remote, local in self.file_mounts.items():
+            local = substitute_env(local, self.envs)
+            mounts[substitute_env(remote, self.envs)] = (
+                cluster_key if cluster_key is not None and local == CLUSTER_KEY_SOURCE
+                else self.base_dir / os.path.expanduser(local))
+        return mounts
+
+    def mounts_cluster_key(self) -> list[str]:
+        """Remote paths that receive SkyPilot's cluster key, `~/.ssh/sky-key`.
+
+        On SkyPilot that file is the key every node of a cluster trusts; task files copy it
+        to `~/.ssh/id_rsa` so the nodes can SSH to each other (MPI, DeepSpeed's launcher).
+        skyterra's clusters have a key of their own with the same role, so that key is
+        what those paths receive, whatever ~/.ssh/sky-key holds on this machine."""
+        return [substitute_env(remote, self.envs) for remote, local in self.file_mounts.items()
+                if substitute_env(local, self.envs) == CLUSTER_KEY_SOURCE]
 
     def check_local_paths(self) -> None:
-        """Before any cluster is created: do the workdir and file_mounts exist?"""
+        """Before any cluster is created: do the workdir and file_mounts exist?
+
+        A path built from a required env (`KEY: null`) is not known until the value is
+        given at launch; the missing value is what a dry run reports then."""
         self.check_workdir()
-        for remote, local in self.resolved_file_mounts().items():
+        for remote, local in self.file_mounts.items():
+            if (substitute_env(local, self.envs) == CLUSTER_KEY_SOURCE
+                    or self._refers_to_required(local)):
+                continue
+            remote = substitute_env(remote, self.envs)
+            local = self.base_dir / os.path.expanduser(substitute_env(local, self.envs))
             if not local.exists():
                 raise TaskError(f"local path {local} does not exist.", source=self.source,
                                 field=f"file_mounts.{remote}")
@@ -474,6 +505,8 @@ class Task:
     def check_workdir(self) -> None:
         """A missing workdir usually means the task runs from the wrong folder: even a dry
         run refuses it."""
+        if self._workdir is not None and self._refers_to_required(self._workdir):
+            return
         workdir = self.workdir
         if workdir is not None and not workdir.is_dir():
             raise TaskError(f"workdir {workdir} is not a directory; fix the path (relative "
@@ -514,7 +547,7 @@ class Task:
                    workdir=config.get("workdir"), num_nodes=config.get("num_nodes"),
                    resources=resources, file_mounts=config.get("file_mounts"),
                    source=source, base_dir=base_dir)
-        task.warnings = warnings
+        task.warnings = [*warnings, *task.warnings]
         if env_overrides:
             task.update_envs(env_overrides)
         return task
