@@ -38,7 +38,7 @@ TASK_KEYS = USED_TASK_KEYS + tuple(IGNORED_TASK_KEYS) + tuple(REFUSED_TASK_KEYS)
 
 # The first document of a multi-document file: a pipeline (or job group) header.
 HEADER_KEYS = ("name", "execution", "primary_tasks", "termination_delay",
-               "inter_connection")
+               "inter_connection", "dependencies", "depends_on")
 
 # config: sections that only configure backends or services skyterra does not use.
 IGNORED_CONFIG_KEYS = {

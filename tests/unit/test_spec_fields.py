@@ -145,12 +145,26 @@ def test_a_multi_document_file_is_a_dag_and_task_from_yaml_says_so(tmp_path):
     ("", "empty"),
     ("name: p\nexecution: serial\n---\n", "no task after it"),
     ("name: p\nexecution: sideways\n---\nrun: x\n", "serial or parallel"),
-    ("name: p\nprimary_tasks: [a]\n---\nrun: x\n", "job group")])
+    ("name: p\nprimary_tasks: [a]\n---\nrun: x\n", "job group"),
+    ("name: p\ndependencies: [a]\n---\nname: a\nrun: x\n", "expected a mapping"),
+    ("name: p\ndependencies: {a: [c]}\n---\nname: a\nrun: x\n---\nname: b\nrun: y\n",
+     r"'a': \['c'\] names no task of this file \(tasks: a, b\)"),
+    ("name: p\ndepends_on: {a: b}\n---\nname: a\nrun: x\n---\nrun: y\n",
+     "every task needs a `name:`"),
+    ("name: p\nexecution: parallel\ndependencies: {a: b}\n---\nname: a\nrun: x\n---\n"
+     "name: b\nrun: y\n", "a job group .* runs all its tasks at once")])
 def test_bad_pipeline_headers(tmp_path, text, message):
     path = tmp_path / "p.yaml"
     path.write_text(text)
     with pytest.raises(TaskError, match=message):
         Dag.from_yaml(path)
+
+
+def test_header_dependencies_order_the_tasks_ties_in_file_order(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("name: p\ndepends_on:\n  c: [b]\n  b: a\n---\nname: c\nrun: c\n---\n"
+                    "name: d\nrun: d\n---\nname: b\nrun: b\n---\nname: a\nrun: a\n")
+    assert [t.name for t in Dag.from_yaml(path).tasks] == ["d", "a", "b", "c"]
 
 
 def test_tasks_with_equal_resources_share_a_cluster():
