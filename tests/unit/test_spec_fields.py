@@ -151,8 +151,8 @@ def test_a_multi_document_file_is_a_dag_and_task_from_yaml_says_so(tmp_path):
      r"'a': \['c'\] names no task of this file \(tasks: a, b\)"),
     ("name: p\ndepends_on: {a: b}\n---\nname: a\nrun: x\n---\nrun: y\n",
      "every task needs a `name:`"),
-    ("name: p\nexecution: parallel\ndependencies: {a: b}\n---\nname: a\nrun: x\n---\n"
-     "name: b\nrun: y\n", "a job group .* runs all its tasks at once")])
+    (("name: p\nexecution: parallel\ndependencies: {a: b}\n---\nname: a\nrun: x\n---\n"
+      "name: b\nrun: y\n"), "a job group .* runs all its tasks at once")])
 def test_bad_pipeline_headers(tmp_path, text, message):
     path = tmp_path / "p.yaml"
     path.write_text(text)
