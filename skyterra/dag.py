@@ -37,8 +37,10 @@ class Dag:
     group: jobgroup.GroupSpec | None = None   # execution: parallel (a job group)
 
     @classmethod
-    def from_yaml(cls, path: str | Path, env_overrides: dict[str, str] | None = None) -> Dag:
-        """Any task file: one document is a pipeline of one task."""
+    def from_yaml(cls, path: str | Path, env_overrides: dict[str, str] | None = None,
+                  cloud_override: str | None = None) -> Dag:
+        """Any task file: one document is a pipeline of one task. `cloud_override`: see
+        Task.from_yaml_config."""
         path = Path(path)
         source = str(path)
         documents = load_yaml_documents(read_task_text(path), source)
@@ -50,7 +52,8 @@ class Dag:
                 else source
             tasks.append(Task.from_yaml_config(document, source=where,
                                                base_dir=path.resolve().parent,
-                                               env_overrides=env_overrides))
+                                               env_overrides=env_overrides,
+                                               cloud_override=cloud_override))
         group = None
         if name is not None and header.get("execution") == "parallel":
             group = jobgroup.parse_header(header, [t.name for t in tasks], source)

@@ -231,6 +231,12 @@ def parse_job_recovery(value: Any, field: str = "resources.job_recovery"
         raise TaskError(f"expected a strategy ({' or '.join(RECOVERY_STRATEGIES)}) or a "
                         f"mapping of {', '.join(JOB_RECOVERY_KEYS)}; got {value!r}.",
                         field=field)
+    if str(value.get("strategy", "")).upper() == "DYNAMIC_NODE_SET":
+        raise NotSupportedError(
+            "strategy DYNAMIC_NODE_SET (an elastic node set that shrinks to min_nodes, "
+            "SkyPilot's Kubernetes feature) is not supported: skyterra recovers the whole "
+            f"cluster. Use {' or '.join(RECOVERY_STRATEGIES)} and drop min_nodes.",
+            field=f"{field}.strategy")
     for key in value:
         if key not in JOB_RECOVERY_KEYS:
             raise TaskError(f"unknown key '{key}'.{did_you_mean(str(key), JOB_RECOVERY_KEYS)}"

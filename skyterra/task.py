@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from skyterra import spec, storage
+from skyterra import clouds, spec, storage
 from skyterra.errors import MissingValueError, NotSupportedError, TaskError
 from skyterra.resources import Resources, ignored_resource_keys, resources_from_config
 
@@ -520,16 +520,20 @@ class Task:
 
     # --- YAML ----------------------------------------------------------------------
     @classmethod
-    def from_yaml(cls, path: str | Path, env_overrides: dict[str, str] | None = None) -> Task:
+    def from_yaml(cls, path: str | Path, env_overrides: dict[str, str] | None = None,
+                  cloud_override: str | None = None) -> Task:
         path = Path(path)
         config = load_yaml_text(read_task_text(path), str(path))
         return cls.from_yaml_config(config, source=str(path), base_dir=path.resolve().parent,
-                                    env_overrides=env_overrides)
+                                    env_overrides=env_overrides, cloud_override=cloud_override)
 
     @classmethod
     def from_yaml_config(cls, config: Any, *, source: str | None = None,
                          base_dir: str | Path | None = None,
-                         env_overrides: dict[str, str] | None = None) -> Task:
+                         env_overrides: dict[str, str] | None = None,
+                         cloud_override: str | None = None) -> Task:
+        """`cloud_override`: the cloud of `--cloud`, which replaces a cloud skyterra does
+        not reach (kubernetes, lambda…) before the resources are read."""
         if config is None:
             raise TaskError("the task is empty; it needs at least a `run:` command.",
                             source=source)
@@ -539,7 +543,9 @@ class Task:
         spec.check_task_keys(config, source)
         warnings = spec.ignored_task_keys(config) + spec.config_warnings(config, source)
         try:
-            resources = parse_resources_section(config.get("resources"), warnings)
+            resources = parse_resources_section(
+                _replace_unreached_cloud(config.get("resources"), cloud_override, warnings),
+                warnings)
         except TaskError as error:
             raise type(error)(str(error), source=source) from None
         task = cls(name=config.get("name"), setup=config.get("setup"), run=config.get("run"),
@@ -596,6 +602,32 @@ def _merge_choice(base: dict, item: dict) -> dict:
     if "instance_type" in item and "accelerators" not in item:
         base = {k: v for k, v in base.items() if k != "accelerators"}
     return {**base, **item}
+
+
+def _replace_unreached_cloud(config: Any, cloud: str | None, warnings: list[str]) -> Any:
+    """SkyPilot's `--cloud` override for a file written for a cloud skyterra does not reach:
+    that choice's cloud/infra and its region/zone (the other cloud's places, or a
+    Kubernetes context) give way to `cloud`. Choices on our clouds are left to the normal
+    override, which refuses a region of one cloud on another."""
+    if cloud is None or not isinstance(config, dict):
+        return config
+
+    def replaced(item: Any, field: str) -> Any:
+        if not isinstance(item, dict):
+            return item
+        named = item.get("cloud") or str(item.get("infra") or "").split("/", 1)[0]
+        if not clouds.is_unreached(named):
+            return item
+        dropped = [f"{k}: {item[k]}" for k in _LOCATION_KEYS if k in item]
+        warnings.append(f"{field}: --cloud {cloud} replaces {', '.join(dropped)}.")
+        return {**{k: v for k, v in item.items() if k not in _LOCATION_KEYS}, "cloud": cloud}
+
+    config = replaced(config, "resources")
+    for key in ("any_of", "ordered", *OLD_CHOICE_KEYS):
+        if isinstance(config.get(key), list):
+            config = {**config, key: [replaced(item, f"resources.{key}[{index}]")
+                                      for index, item in enumerate(config[key])]}
+    return config
 
 
 def parse_resources_section(config: Any, warnings: list[str] | None = None

@@ -173,3 +173,34 @@ def test_tasks_with_equal_resources_share_a_cluster():
     big = Task(run="c", num_nodes=2, resources=Resources(cloud="aws", accelerators="L4"))
     dag = Dag([one, two, big, one])
     assert dag.cluster_names("c") == ["c", "c", "c-2", "c-3"]
+
+
+def test_a_file_for_another_cloud_says_how_to_run_it_here():
+    with pytest.raises(NotSupportedError, match=r"'kubernetes' is not supported.*pass --cloud "
+                       "CLOUD: it replaces the file's cloud"):
+        Task.from_yaml_config({"resources": {"cloud": "kubernetes"}, "run": "x"})
+
+
+@pytest.mark.parametrize("resources, replaced", [
+    ({"cloud": "kubernetes", "cpus": 2}, "cloud: kubernetes"),
+    ({"infra": "k8s/my-context", "cpus": 2}, "infra: k8s/my-context"),
+    ({"cloud": "lambda", "region": "us-east-1", "cpus": 2}, "cloud: lambda, region: us-east-1")])
+def test_cloud_override_replaces_a_cloud_we_do_not_reach_and_its_places(resources, replaced):
+    task = Task.from_yaml_config({"resources": resources, "run": "x"}, cloud_override="gcp")
+    assert [(r.cloud, r.region, r.cpus) for r in task.resources] == [("gcp", None, "2")]
+    assert f"resources: --cloud gcp replaces {replaced}." in task.warnings
+
+
+def test_cloud_override_in_any_of_replaces_only_the_other_clouds_choices():
+    task = Task.from_yaml_config({"resources": {"any_of": [
+        {"infra": "k8s", "accelerators": "L4"}, {"cloud": "gcp", "region": "us-east4"}]},
+        "run": "x"}, cloud_override="gcp")
+    assert [(r.cloud, r.region) for r in task.resources] == [
+        ("gcp", None), ("gcp", "us-east4")]
+    assert task.warnings == ["resources.any_of[0]: --cloud gcp replaces infra: k8s."]
+
+
+def test_elastic_node_sets_are_refused_by_name():
+    with pytest.raises(NotSupportedError, match="DYNAMIC_NODE_SET .* is not supported"):
+        Task.from_yaml_config({"resources": {"job_recovery": {
+            "strategy": "dynamic_node_set", "min_nodes": 3}}, "run": "x"})
