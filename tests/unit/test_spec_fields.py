@@ -204,3 +204,15 @@ def test_elastic_node_sets_are_refused_by_name():
     with pytest.raises(NotSupportedError, match="DYNAMIC_NODE_SET .* is not supported"):
         Task.from_yaml_config({"resources": {"job_recovery": {
             "strategy": "dynamic_node_set", "min_nodes": 3}}, "run": "x"})
+
+
+@pytest.mark.parametrize("value, minutes", [("1w", 10080), ("2D", 2880), ("90", 90), (45, 45)])
+def test_autostop_durations_take_skypilots_units(value, minutes):
+    task = Task.from_yaml_config({"resources": {"autostop": value}, "run": "x"})
+    assert task.resources[0].autostop["idle_minutes"] == minutes
+
+
+@pytest.mark.parametrize("value", ["none", "NONE", {"strategy": "none"}])
+def test_job_recovery_none_means_not_set(value):
+    task = Task.from_yaml_config({"resources": {"job_recovery": value}, "run": "x"})
+    assert task.resources[0].job_recovery is None
