@@ -9,6 +9,7 @@ one-paragraph message. Nothing is dropped silently.
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 from skyterra import clouds
@@ -43,7 +44,7 @@ HEADER_KEYS = ("name", "execution", "primary_tasks", "termination_delay",
 # config: sections that only configure backends or services skyterra does not use.
 IGNORED_CONFIG_KEYS = {
     "kubernetes": "Kubernetes", "ssh": "SSH node pools", "slurm": "Slurm",
-    "docker": "docker containers", "jobs": "the managed-jobs controller",
+    "jobs": "the managed-jobs controller",
     "serve": "SkyServe", "api_server": "the API server", "oci": "OCI", "nebius": "Nebius",
     "lambda": "Lambda", "runpod": "RunPod", "vast": "Vast", "ibm": "IBM", "rbac": "the API "
     "server", "workspaces": "the API server", "admin_policy": "the API server",
@@ -104,9 +105,9 @@ def config_warnings(config: dict, source: str | None) -> list[str]:
             sections[f"{outer}.{key}" if outer == "config" else
                      f"experimental.config_overrides.{key}"] = (key, section)
     warnings = []
-    known = tuple(IGNORED_CONFIG_KEYS) + tuple(REFUSED_CONFIG_KEYS)
+    known = tuple(IGNORED_CONFIG_KEYS) + tuple(REFUSED_CONFIG_KEYS) + ("docker",)
     for field, (key, section) in sorted(sections.items()):
-        if section is None:
+        if section is None or key == "docker":   # docker: container_run_options
             continue
         if key in REFUSED_CONFIG_KEYS:
             raise NotSupportedError(REFUSED_CONFIG_KEYS[key], source=source, field=field)
@@ -116,3 +117,44 @@ def config_warnings(config: dict, source: str | None) -> list[str]:
         warnings.append(f"{field} is ignored: it only configures {IGNORED_CONFIG_KEYS[key]}, "
                         "which skyterra does not use.")
     return warnings
+
+
+# docker run options skyterra sets itself on the task's container (container.py): a
+# task's own would break how jobs reach it.
+_OWN_RUN_OPTIONS = ("--name", "--network", "--net", "--pid", "--entrypoint", "-d",
+                    "--detach", "--rm", "-i", "-t", "-it", "--interactive", "--tty")
+
+
+def container_run_options(config: dict, source: str | None) -> tuple[str, ...]:
+    """`config.docker.run_options` (a string or a list of them, as in SkyPilot) → the
+    words added to the task container's `docker/podman run` (container.py quotes each)."""
+    options: list[str] = []
+    for field, section in (("config.docker", (config.get("config") or {}).get("docker")),
+                           ("experimental.config_overrides.docker",
+                            ((config.get("experimental") or {}).get("config_overrides")
+                             or {}).get("docker"))):
+        if section is None:
+            continue
+        if not isinstance(section, dict) or set(section) - {"run_options"}:
+            raise TaskError("expected a mapping with run_options (a string or a list of "
+                            "docker run options).", source=source, field=field)
+        value = section.get("run_options") or []
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+            raise TaskError(f"expected a string or a list of strings, got {value!r}.",
+                            source=source, field=f"{field}.run_options")
+        for item in items:
+            try:
+                words = shlex.split(item)
+            except ValueError as error:
+                raise TaskError(f"cannot split {item!r} into words ({error}).", source=source,
+                                field=f"{field}.run_options") from None
+            own = [w.split("=", 1)[0] for w in words if w.split("=", 1)[0] in _OWN_RUN_OPTIONS]
+            if own:
+                raise NotSupportedError(f"{own[0]} is set by skyterra on the task's container "
+                                        "(jobs run in it with the host's network and "
+                                        "processes); remove it.", source=source,
+                                        field=f"{field}.run_options")
+            options.extend(words)
+    return tuple(options)
+

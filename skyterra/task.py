@@ -18,7 +18,12 @@ import yaml
 
 from skyterra import clouds, spec, storage
 from skyterra.errors import MissingValueError, NotSupportedError, TaskError
-from skyterra.resources import Resources, ignored_resource_keys, resources_from_config
+from skyterra.resources import (
+    Resources,
+    ignored_resource_keys,
+    is_container_image,
+    resources_from_config,
+)
 
 TASK_KEYS = spec.TASK_KEYS
 # SkyPilot has no cap of its own (cloud quotas decide). 512 keeps a typo (num_nodes: 5000)
@@ -267,6 +272,8 @@ class Task:
                  base_dir: str | Path | None = None):
         self.source = source
         self.base_dir = Path(base_dir) if base_dir else Path.cwd()
+        # config.docker.run_options: added to the task container's `run` (container.py).
+        self.container_run_options: tuple[str, ...] = ()
         # Fields accepted but not used (they only matter on other backends): told, not hidden.
         self.warnings: list[str] = []
         try:
@@ -554,6 +561,12 @@ class Task:
                    resources=resources, file_mounts=config.get("file_mounts"),
                    source=source, base_dir=base_dir)
         task.warnings = [*warnings, *task.warnings]
+        task.container_run_options = spec.container_run_options(config, source)
+        images = [i for r in task.resources for i in (
+            r.image_id.values() if isinstance(r.image_id, dict) else [r.image_id])]
+        if task.container_run_options and not any(map(is_container_image, images)):
+            task.warnings.append("config.docker.run_options is ignored: the task runs in no "
+                                 "container (that needs image_id: docker:<image>).")
         if env_overrides:
             task.update_envs(env_overrides)
         return task
@@ -584,6 +597,9 @@ class Task:
         for key in ("setup", "run"):
             if getattr(self, key):
                 out[key] = getattr(self, key)
+        if self.container_run_options:
+            out["config"] = {"docker": {"run_options": [
+                shlex.join(self.container_run_options)]}}
         return out
 
     def __repr__(self) -> str:

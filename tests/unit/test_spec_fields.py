@@ -216,3 +216,24 @@ def test_autostop_durations_take_skypilots_units(value, minutes):
 def test_job_recovery_none_means_not_set(value):
     task = Task.from_yaml_config({"resources": {"job_recovery": value}, "run": "x"})
     assert task.resources[0].job_recovery is None
+
+
+def test_docker_run_options_are_words_for_the_container_and_round_trip():
+    config = {"resources": {"image_id": "docker:ubuntu:22.04"}, "run": "x",
+              "config": {"docker": {"run_options": ["--shm-size=16g", "-e 'A=b c'"]}}}
+    task = Task.from_yaml_config(config)
+    assert task.container_run_options == ("--shm-size=16g", "-e", "A=b c")
+    assert task.warnings == []
+    again = Task.from_yaml_config(task.to_yaml_config())
+    assert again.container_run_options == task.container_run_options
+
+
+@pytest.mark.parametrize("run_options, message", [
+    ("--network bridge", "--network is set by skyterra"),
+    (["--name=x"], "--name is set by skyterra"),
+    ([3], "a string or a list of strings"),
+    ("-e 'unclosed", "cannot split")])
+def test_docker_run_options_that_would_break_the_container_are_refused(run_options, message):
+    with pytest.raises(TaskError, match=message):
+        Task.from_yaml_config({"resources": {"image_id": "docker:ubuntu"}, "run": "x",
+                               "config": {"docker": {"run_options": run_options}}})
