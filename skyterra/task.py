@@ -354,7 +354,7 @@ class Task:
                 continue
             if not isinstance(local, str) or not local.strip():
                 raise TaskError(f"expected a local path, got {local!r}.", field=field)
-            if substitute_env(local, self.envs) == CLUSTER_KEY_SOURCE:
+            if self._is_cluster_key(local):
                 self.warnings.append(f"{field}: {CLUSTER_KEY_SOURCE} is SkyPilot's cluster key;"
                                      " it receives this cluster's own SSH key, which every "
                                      "node trusts.")
@@ -464,18 +464,20 @@ class Task:
         """The local workdir, ${VAR} substituted, resolved against the YAML's folder."""
         if self._workdir is None:
             return None
-        return (self.base_dir / os.path.expanduser(substitute_env(self._workdir, self.envs)))
+        return self._local_path(self._workdir)
 
     def resolved_file_mounts(self, cluster_key: Path | None = None) -> dict[str, Path]:
         """remote path -> local path; SkyPilot's cluster key (`~/.ssh/sky-key`) is this
         cluster's own key when `cluster_key` is given (see `mounts_cluster_key`)."""
-        mounts = {}
-        for remote, local in self.file_mounts.items():
-            local = substitute_env(local, self.envs)
-            mounts[substitute_env(remote, self.envs)] = (
-                cluster_key if cluster_key is not None and local == CLUSTER_KEY_SOURCE
-                else self.base_dir / os.path.expanduser(local))
-        return mounts
+        return {substitute_env(remote, self.envs):
+                cluster_key if cluster_key is not None and self._is_cluster_key(local)
+                else self._local_path(local) for remote, local in self.file_mounts.items()}
+
+    def _local_path(self, local: str) -> Path:
+        return self.base_dir / os.path.expanduser(substitute_env(local, self.envs))
+
+    def _is_cluster_key(self, local: str) -> bool:
+        return substitute_env(local, self.envs) == CLUSTER_KEY_SOURCE
 
     def mounts_cluster_key(self) -> list[str]:
         """Remote paths that receive SkyPilot's cluster key, `~/.ssh/sky-key`.
@@ -485,7 +487,7 @@ class Task:
         skyterra's clusters have a key of their own with the same role, so that key is
         what those paths receive, whatever ~/.ssh/sky-key holds on this machine."""
         return [substitute_env(remote, self.envs) for remote, local in self.file_mounts.items()
-                if substitute_env(local, self.envs) == CLUSTER_KEY_SOURCE]
+                if self._is_cluster_key(local)]
 
     def check_local_paths(self) -> None:
         """Before any cluster is created: do the workdir and file_mounts exist?
@@ -494,14 +496,12 @@ class Task:
         given at launch; the missing value is what a dry run reports then."""
         self.check_workdir()
         for remote, local in self.file_mounts.items():
-            if (substitute_env(local, self.envs) == CLUSTER_KEY_SOURCE
-                    or self._refers_to_required(local)):
+            if self._is_cluster_key(local) or self._refers_to_required(local):
                 continue
-            remote = substitute_env(remote, self.envs)
-            local = self.base_dir / os.path.expanduser(substitute_env(local, self.envs))
-            if not local.exists():
-                raise TaskError(f"local path {local} does not exist.", source=self.source,
-                                field=f"file_mounts.{remote}")
+            if not self._local_path(local).exists():
+                raise TaskError(f"local path {self._local_path(local)} does not exist.",
+                                source=self.source,
+                                field=f"file_mounts.{substitute_env(remote, self.envs)}")
         for mount in self.storage_mounts:
             source = mount.local_source(self.base_dir)
             if source is not None and not source.is_dir():
