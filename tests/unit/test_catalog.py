@@ -123,14 +123,17 @@ def _by_region(cloud: str, family: str) -> dict[str, float]:
 
 
 @pytest.mark.parametrize("instance_type", ["m5.large", "c5.xlarge", "r5.large", "m6i.large",
-                                           "c6i.large", "g4dn.xlarge", "g5.xlarge"])
+                                           "c6i.large", "g4dn.xlarge"])
 def test_aws_families_are_in_the_commercial_regions_that_sell_them(instance_type):
     prices = _by_region("aws", instance_type)
     assert AWS_WIDE <= set(prices), sorted(AWS_WIDE - set(prices))
-    # derived prices: the region's m5.large ratio to us-east-1, never cheaper than us-east-1
+    # derived prices are never cheaper than us-east-1
     assert all(p >= prices["us-east-1"] for p in prices.values())
     ratio = prices["ap-northeast-1"] / prices["us-east-1"]
-    assert ratio == pytest.approx(0.124 / 0.096, rel=1e-3)
+    if instance_type.startswith("g4dn"):   # GPU family: its own observed ratio (0.71 / 0.526)
+        assert ratio == pytest.approx(0.71 / 0.526, rel=1e-3)
+    else:                                  # CPU family: m5.large's ratio
+        assert ratio == pytest.approx(0.124 / 0.096, rel=1e-3)
 
 
 def test_m5_c5_r5_are_in_every_region_of_the_catalog():
@@ -154,6 +157,106 @@ def test_azure_general_purpose_sizes_in_more_regions():
     prices = _by_region("azure", "Standard_D4s_v5")
     assert {"northeurope", "uksouth", "japaneast", "southeastasia", "australiaeast",
             "centralus", "swedencentral"} <= set(prices)
+
+
+# Where each family is sold, as listed (one row per zone offering it) in SkyPilot's public
+# catalog built from the clouds' APIs (skypilot-org/skypilot-catalog, catalogs/v7/aws/vms.csv
+# and catalogs/v7/gcp/vms.csv, read 2026-12-01). Our regions must include these; SkyPilot's
+# fetcher skips a few AWS regions (e.g. sa-east-1), so ours may list more.
+AWS_SOLD = {
+    "g4dn.xlarge": {"ap-northeast-1", "ap-northeast-2", "ap-northeast-3", "ap-south-1",
+                    "ap-southeast-1", "ap-southeast-2", "ca-central-1", "eu-central-1",
+                    "eu-north-1", "eu-south-1", "eu-west-1", "eu-west-2", "eu-west-3",
+                    "me-south-1", "us-east-1", "us-east-2", "us-west-1", "us-west-2"},
+    "g5.12xlarge": {"ap-northeast-1", "ap-northeast-2", "ap-south-1", "ap-southeast-2",
+                    "ap-southeast-3", "ca-central-1", "eu-central-1", "eu-north-1",
+                    "eu-west-1", "eu-west-2", "me-central-1", "us-east-1", "us-east-2"},
+    "g6.xlarge": {"ap-northeast-1", "ap-northeast-2", "ap-south-1", "ap-southeast-2",
+                  "ca-central-1", "eu-central-1", "eu-north-1", "eu-west-2", "eu-west-3",
+                  "us-east-1", "us-east-2", "us-west-2"},
+    "g6e.12xlarge": {"ap-northeast-1", "ap-northeast-2", "eu-central-1", "eu-north-1",
+                     "us-east-1", "us-east-2", "us-west-2"},
+    "inf1.xlarge": {"af-south-1", "ap-east-1", "ap-northeast-1", "ap-northeast-2", "ap-south-1",
+                    "ap-southeast-1", "ap-southeast-2", "ca-central-1", "eu-central-1",
+                    "eu-north-1", "eu-south-1", "eu-west-1", "eu-west-2", "eu-west-3",
+                    "me-south-1", "us-east-1", "us-east-2", "us-west-1", "us-west-2"},
+    "inf2.24xlarge": {"ap-northeast-1", "ap-south-1", "ap-southeast-1", "ap-southeast-2",
+                      "eu-central-1", "eu-north-1", "eu-west-1", "eu-west-2", "eu-west-3",
+                      "us-east-1", "us-east-2", "us-west-2"},
+    "p3.8xlarge": {"ap-northeast-1", "ap-northeast-2", "ap-southeast-1", "ap-southeast-2",
+                   "ca-central-1", "eu-central-1", "eu-west-1", "eu-west-2", "us-east-1",
+                   "us-east-2", "us-west-2"},
+    "p4d.24xlarge": {"ap-northeast-1", "ap-northeast-2", "ap-south-1", "ap-southeast-2",
+                     "eu-central-1", "eu-west-1", "us-east-1", "us-east-2", "us-west-2"},
+    "p5.48xlarge": {"ap-northeast-1", "ap-south-1", "ap-southeast-2", "ca-central-1",
+                    "eu-north-1", "eu-west-2", "us-east-1", "us-east-2", "us-west-1",
+                    "us-west-2"},
+    "p5en.48xlarge": {"ap-northeast-1", "ap-northeast-2", "ap-south-1", "ap-southeast-3",
+                      "us-east-1", "us-east-2", "us-west-1", "us-west-2"},
+}
+GCP_SOLD = {
+    "a3-highgpu-2g": {"asia-east1-c", "asia-northeast1-b", "asia-south1-c", "asia-southeast1-b",
+                      "asia-southeast1-c", "australia-southeast1-c", "europe-north1-c",
+                      "europe-west1-b", "europe-west1-c", "europe-west3-c", "europe-west4-b",
+                      "europe-west4-c", "europe-west8-c", "us-central1-a", "us-central1-b",
+                      "us-central1-c", "us-east4-a", "us-east4-b", "us-east4-c", "us-east5-a",
+                      "us-west1-a", "us-west1-b", "us-west4-a"},
+    "a3-ultragpu-8g": {"asia-south1-b", "asia-south2-c", "europe-west1-b", "europe-west4-a",
+                       "us-central1-b", "us-east4-b", "us-east5-a", "us-south1-b",
+                       "us-west1-c"},
+    "a2-highgpu-8g": {"asia-northeast1-a", "asia-northeast1-c", "asia-northeast3-a",
+                      "asia-northeast3-b", "asia-southeast1-b", "asia-southeast1-c",
+                      "europe-west4-a", "europe-west4-b", "me-west1-a", "me-west1-c",
+                      "us-central1-a", "us-central1-b", "us-central1-c", "us-central1-f",
+                      "us-east1-b", "us-west1-b", "us-west3-b", "us-west4-b"},
+    "a2-ultragpu-8g": {"asia-southeast1-c", "europe-west4-a", "us-central1-a", "us-central1-c",
+                       "us-east4-c", "us-east5-a", "us-east5-b"},
+    "c2-standard-16": {"asia-east1-a", "europe-west6-c", "me-central2-b",
+                       "southamerica-west1-a", "us-west2-c", "us-east5-a"},
+}
+
+
+@pytest.mark.parametrize("instance_type", sorted(AWS_SOLD))
+def test_aws_gpu_families_are_in_every_region_that_sells_them(instance_type):
+    regions = set(_by_region("aws", instance_type))
+    assert AWS_SOLD[instance_type] <= regions, sorted(AWS_SOLD[instance_type] - regions)
+
+
+@pytest.mark.parametrize("instance_type", sorted(GCP_SOLD))
+def test_gcp_families_are_in_every_zone_that_sells_them(instance_type):
+    rows = read_csv(catalog.SHIPPED_DIR / "gcp.csv")
+    zones = {r.zone for r in rows if r.instance_type == instance_type}
+    assert GCP_SOLD[instance_type] <= zones, sorted(GCP_SOLD[instance_type] - zones)
+    assert all(catalog.zone_in_region(r.zone, r.region) for r in rows if r.zone)
+
+
+def test_no_machine_is_listed_twice_at_one_place(shipped):
+    _, rows = shipped
+    twice = [key for key, n in Counter(r.key for r in rows).items() if n > 1]
+    assert not twice, twice[:5]
+
+
+def test_every_gcp_row_names_its_zone():
+    assert all(r.zone for r in read_csv(catalog.SHIPPED_DIR / "gcp.csv"))
+
+
+def test_derived_regional_prices_follow_the_observed_ratio():
+    # p4d.24xlarge in ap-northeast-1 is 44.92215 / 32.7726 times us-east-1 in SkyPilot's
+    # catalog; ours keeps that ratio on top of our (newer) us-east-1 list price.
+    prices = _by_region("aws", "p4d.24xlarge")
+    ratio = prices["ap-northeast-1"] / prices["us-east-1"]
+    assert ratio == pytest.approx(44.92215 / 32.7726, rel=1e-3)
+
+
+def test_h100_2_resolves_to_gcp_a3_highgpu_2g():
+    found = catalog.offers("gcp", Resources(accelerators="H100:2"))
+    assert found[0].instance_type == "a3-highgpu-2g" and found[0].region == "us-central1"
+    assert found[0].price == pytest.approx(88.2494 / 4, rel=1e-4)
+
+
+def test_h100_mega_is_gcp_a3_megagpu():
+    found = catalog.offers("gcp", Resources(accelerators="H100-MEGA:8"))
+    assert found and {c.instance_type for c in found} == {"a3-megagpu-8g"}
 
 
 def test_a_task_can_pin_an_added_region():
