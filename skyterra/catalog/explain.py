@@ -104,8 +104,24 @@ def _other_accelerator(cloud: str, rows: list[CatalogRow], name: str, count: int
             f"nearest {label} on {cloud}: {_listing(nearest, limit)}.")
 
 
+def _variant_hint(cloud: str, name: str, count: int, limit: int) -> str:
+    """' Did you mean Inferentia2:6 …?': a longer name (a later generation, like SkyPilot's
+    fuzzy candidates) with exactly the asked count. SkyPilot keeps Inferentia (inf1) and
+    Inferentia2 (inf2) apart, so we suggest rather than substitute."""
+    variants = [r for r in catalog.rows(cloud) if r.accelerator_count == count
+                and r.accelerator_name and r.accelerator_name != name
+                and r.accelerator_name.lower().startswith(name.lower())]
+    return f" Did you mean {_listing(variants, limit)}?" if variants else ""
+
+
 def _other_count(cloud: str, same_name: list[CatalogRow], name: str, count: int,
                  limit: int) -> str:
+    return _count_choices(cloud, same_name, name, count, limit) + \
+        _variant_hint(cloud, name, count, limit)
+
+
+def _count_choices(cloud: str, same_name: list[CatalogRow], name: str, count: int,
+                   limit: int) -> str:
     counts = sorted({r.accelerator_count for r in same_name})
     if count > counts[-1]:
         largest = [r for r in same_name if r.accelerator_count == counts[-1]]

@@ -259,6 +259,24 @@ def test_h100_mega_is_gcp_a3_megagpu():
     assert found and {c.instance_type for c in found} == {"a3-megagpu-8g"}
 
 
+# SkyPilot's own examples/aws-neuron/inferentia.yaml asks for Inferentia:6. SkyPilot's AWS
+# catalog (catalogs/v7/aws/vms.csv) names inf1 chips "Inferentia" (1, 4, 16 per machine) and
+# inf2 chips "Inferentia2" (inf2.24xlarge: 6) with no alias between them, so the request is
+# refused there too; we keep both names apart and point at the inf2 machine.
+def test_inferentia_and_inferentia2_stay_apart_as_in_skypilot():
+    assert catalog.offers("aws", Resources(accelerators="Inferentia2:6"))[0].instance_type \
+        == "inf2.24xlarge"
+    assert catalog.offers("aws", Resources(accelerators="Inferentia:4"))[0].instance_type \
+        == "inf1.6xlarge"
+    assert not catalog.offers("aws", Resources(accelerators="Inferentia:6"))
+
+
+def test_the_skypilot_inferentia_example_is_refused_with_the_inf2_machine_named():
+    message = catalog.explain("aws", Resources(accelerators="Inferentia:6"))
+    assert "Inferentia machines there have 1, 4 or 16 GPUs" in message
+    assert "Did you mean inf2.24xlarge Inferentia2:6" in message
+
+
 def test_a_task_can_pin_an_added_region():
     found = catalog.offers("aws", Resources(cloud="aws", region="ap-northeast-1",
                                             accelerators="A10G:1"))
