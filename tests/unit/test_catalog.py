@@ -90,13 +90,25 @@ def test_every_cloud_has_cpu_only_machines(shipped):
     assert any(r.accelerator_name is None and r.vcpus >= 4 for r in rows)
 
 
+# Azure's NC H100 v5 sizes carry the H100 NVL (94 GB), which SkyPilot's Azure catalog names
+# "H100" like the 80 GB SXM part; the only name allowed two memory sizes.
+SAME_NAME_TWO_MEMORIES = {"H100": {80.0, 94.0}}
+
+
 def test_gpu_memory_is_the_same_for_a_gpu_on_every_cloud():
     memory: dict[str, set] = {}
     for path in SHIPPED:
         for r in read_csv(path):
             if r.accelerator_name:
                 memory.setdefault(r.accelerator_name, set()).add(r.accelerator_memory_gib)
-    assert {k: v for k, v in memory.items() if len(v) > 1} == {}
+    assert {k: v for k, v in memory.items()
+            if len(v) > 1 and v != SAME_NAME_TWO_MEMORIES.get(k)} == {}
+
+
+def test_h100_2_resolves_on_azure_to_the_nc_h100_v5():
+    found = catalog.offers("azure", Resources(accelerators="H100:2"))
+    assert found[0].instance_type == "Standard_NC80adis_H100_v5"
+    assert not catalog.offers("azure", Resources(accelerators="H100:2", use_spot=True))
 
 
 def test_headline_gpus_are_offered_somewhere():
