@@ -225,6 +225,18 @@ GCP_SOLD = {
                        "us-east4-c", "us-east5-a", "us-east5-b"},
     "c2-standard-16": {"asia-east1-a", "europe-west6-c", "me-central2-b",
                        "southamerica-west1-a", "us-west2-c", "us-east5-a"},
+    "g2-standard-4": {"asia-east1-a", "asia-northeast3-b", "asia-south1-c", "europe-west2-a",
+                      "europe-west6-c", "me-central2-a", "northamerica-northeast1-b",
+                      "us-east4-c", "us-west4-a"},
+    "e2-standard-8": {"africa-south1-a", "europe-north2-b", "europe-west12-c",
+                      "northamerica-south1-a", "us-south1-c", "me-central1-b"},
+    "n1-standard-1": {"europe-central2-a", "me-west1-b", "southamerica-east1-c", "us-west3-a"},
+}
+# ... and where SkyPilot's catalog lists no such machine (no row may claim it is sold there)
+GCP_NOT_SOLD = {
+    "n1-standard-1": {"us-east5-a", "me-central2-a", "southamerica-west1-a", "me-west1-a"},
+    "g2-standard-4": {"us-east5-a", "us-east4-b", "europe-west1-d", "asia-northeast3-c"},
+    "a3-highgpu-2g": {"us-central1-f", "europe-west4-a"},
 }
 
 
@@ -239,6 +251,7 @@ def test_gcp_families_are_in_every_zone_that_sells_them(instance_type):
     rows = read_csv(catalog.SHIPPED_DIR / "gcp.csv")
     zones = {r.zone for r in rows if r.instance_type == instance_type}
     assert GCP_SOLD[instance_type] <= zones, sorted(GCP_SOLD[instance_type] - zones)
+    assert not zones & GCP_NOT_SOLD.get(instance_type, set())
     assert all(catalog.zone_in_region(r.zone, r.region) for r in rows if r.zone)
 
 
