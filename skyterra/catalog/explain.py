@@ -159,7 +159,8 @@ def _relaxed(cloud: str, resources: Resources, asked: str, limit: int) -> str | 
     for label, constrained, relaxed in steps:
         if not constrained:
             continue
-        found = [r for r in catalog.rows(cloud) if catalog.matches(r, relaxed)]
+        test = catalog.match_test(relaxed)
+        found = [r for r in catalog.rows(cloud) if test(r)]
         if not found:
             continue
         if label == "place":
@@ -192,7 +193,7 @@ def explain(cloud: str, resources: Resources, limit: int = 3) -> str:
         if not any(r.accelerator_count == count for r in same_name):
             return _other_count(cloud, same_name, name, count, limit)
     named = [r for r in rows if r.instance_type == resources.instance_type]
-    if resources.instance_type and not any(catalog.fits_shape(r, resources) for r in named):
+    if resources.instance_type and not any(map(catalog.shape_test(resources), named)):
         return _instance_type(cloud, rows, resources, asked)
     return _relaxed(cloud, resources, asked, limit) or (
         f"{asked}; nothing there comes close.")
