@@ -302,6 +302,13 @@ def test_the_skypilot_inferentia_example_is_refused_with_the_inf2_machine_named(
     assert "Did you mean inf2.24xlarge Inferentia2:6" in message
 
 
+def test_trainium_machines_include_trn1n_and_trn2():
+    assert {c.instance_type for c in catalog.offers("aws", Resources(accelerators="Trainium:16"))} \
+        == {"trn1.32xlarge", "trn1n.32xlarge"}
+    (trn2,) = catalog.offers("aws", Resources(accelerators="Trainium2:16"))
+    assert (trn2.instance_type, trn2.region) == ("trn2.48xlarge", "us-east-2")
+
+
 def test_a_task_can_pin_an_added_region():
     found = catalog.offers("aws", Resources(cloud="aws", region="ap-northeast-1",
                                             accelerators="A10G:1"))
