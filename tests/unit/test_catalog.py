@@ -240,6 +240,29 @@ GCP_NOT_SOLD = {
 }
 
 
+# GPUs attached to N1 machines, by the zones SkyPilot's GCP catalog lists for each GPU
+GCP_N1_GPU_ZONES = {
+    "T4": {"asia-east2-a", "asia-southeast2-b", "europe-central2-c", "me-west1-b",
+           "northamerica-northeast1-c", "southamerica-east1-a", "us-west3-b", "us-west4-b"},
+    "V100": {"asia-east1-c", "europe-west4-b", "us-central1-f", "us-east1-c", "us-west1-a"},
+    "P100": {"asia-east1-a", "australia-southeast1-b", "europe-west1-d", "us-east1-b"},
+    "P4": {"asia-southeast1-b", "northamerica-northeast1-a", "us-east4-b", "us-west2-c"},
+}
+
+
+@pytest.mark.parametrize("gpu", sorted(GCP_N1_GPU_ZONES))
+def test_gcp_n1_gpus_are_in_the_zones_that_sell_them(gpu):
+    rows = [r for r in read_csv(catalog.SHIPPED_DIR / "gcp.csv") if r.accelerator_name == gpu]
+    zones = {r.zone for r in rows}
+    assert GCP_N1_GPU_ZONES[gpu] <= zones, sorted(GCP_N1_GPU_ZONES[gpu] - zones)
+    assert all(r.instance_type.startswith("n1-") for r in rows)
+    # the machine is the N1 host plus the GPUs: never cheaper than the host alone
+    hosts = {(r.instance_type, r.zone): r.price for r in read_csv(catalog.SHIPPED_DIR / "gcp.csv")
+             if r.accelerator_name is None}
+    assert all(r.price > hosts[(r.instance_type, r.zone)] for r in rows
+               if (r.instance_type, r.zone) in hosts)
+
+
 @pytest.mark.parametrize("instance_type", sorted(AWS_SOLD))
 def test_aws_gpu_families_are_in_every_region_that_sells_them(instance_type):
     regions = set(_by_region("aws", instance_type))
