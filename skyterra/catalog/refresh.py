@@ -124,7 +124,8 @@ GCP_FAMILY_SKUS = {"n1": "N1 Predefined Instance", "n2": "N2 Instance", "e2": "E
                    "c2d": "C2D AMD Instance", "g2": "G2 Instance", "a2": "A2 Instance",
                    "a3": "A3 Instance", "a3-megagpu": "A3Plus Instance"}
 GCP_GPU_SKUS = {"T4": "Nvidia Tesla T4 GPU", "V100": "Nvidia Tesla V100 GPU",
-                "P100": "Nvidia Tesla P100 GPU", "L4": "Nvidia L4 GPU",
+                "P100": "Nvidia Tesla P100 GPU", "P4": "Nvidia Tesla P4 GPU",
+                "L4": "Nvidia L4 GPU",
                 "A100": "Nvidia Tesla A100 GPU", "A100-80GB": "Nvidia Tesla A100 80GB GPU",
                 "H100": "Nvidia H100 80GB GPU", "H100-MEGA": "Nvidia H100 80GB Mega GPU",
                 "H200": "Nvidia H200 141GB GPU"}
