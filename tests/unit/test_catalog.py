@@ -203,6 +203,10 @@ AWS_SOLD = {
     "p5.48xlarge": {"ap-northeast-1", "ap-south-1", "ap-southeast-2", "ca-central-1",
                     "eu-north-1", "eu-west-2", "us-east-1", "us-east-2", "us-west-1",
                     "us-west-2"},
+    "m7i.large": {"ap-northeast-1", "ap-northeast-2", "ap-south-1", "ap-southeast-1",
+                  "ap-southeast-2", "ap-southeast-3", "ca-central-1", "eu-central-1",
+                  "eu-north-1", "eu-west-1", "eu-west-2", "eu-west-3", "us-east-1", "us-east-2",
+                  "us-west-1", "us-west-2"},
     "p5en.48xlarge": {"ap-northeast-1", "ap-northeast-2", "ap-south-1", "ap-southeast-3",
                       "us-east-1", "us-east-2", "us-west-1", "us-west-2"},
 }
