@@ -38,7 +38,7 @@ EVENT_FILE = "autostop-fired.json"     # in the cluster dir, written by the watc
 # Key of a cluster's stored values (record.cloud_options): the setting its module was
 # last rendered for ({} once cancelled), for clouds whose module has a part for autostop.
 STORED_KEY = "autostop"
-_DURATION = re.compile(r"^\s*(\d+)\s*([mhd]?)\s*$")
+_DURATION = re.compile(r"^\s*(\d+)\s*([mhdw]?)\s*$", re.IGNORECASE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +103,9 @@ def for_launch(task_setting: dict[str, Any] | None, idle_minutes: int | None,
     return setting
 
 
+_UNIT_MINUTES = {"": 1, "m": 1, "h": 60, "d": 1440, "w": 10080}   # SkyPilot's units
+
+
 def _minutes(value: Any, field: str) -> int:
     if isinstance(value, bool):
         raise TaskError(f"expected minutes, got {value!r}.", field=field)
@@ -111,9 +114,9 @@ def _minutes(value: Any, field: str) -> int:
     else:
         match = _DURATION.match(str(value))
         if not match:
-            raise TaskError(f"expected minutes such as 10, \"10m\", \"2h\" or \"1d\"; got "
-                            f"{value!r}.", field=field)
-        minutes = int(match.group(1)) * {"": 1, "m": 1, "h": 60, "d": 1440}[match.group(2)]
+            raise TaskError(f"expected minutes such as 10, \"10m\", \"2h\", \"1d\" or \"1w\"; "
+                            f"got {value!r}.", field=field)
+        minutes = int(match.group(1)) * _UNIT_MINUTES[match.group(2).lower()]
     if minutes < 1:
         raise TaskError(f"idle minutes must be at least 1, got {value!r} (use `skyterra "
                         "autostop NAME --cancel` to turn autostop off).", field=field)

@@ -138,7 +138,8 @@ def _load_task(path: str, envs: tuple[str, ...], env_file: str | None,
     """YAML + overrides: --env beats --env-file beats the YAML."""
     from skyterra.task import Task
 
-    return _override(Task.from_yaml(path), envs, env_file, secrets, num_nodes, cloud, gpus)
+    return _override(Task.from_yaml(path, cloud_override=_cloud_name(cloud)), envs, env_file,
+                     secrets, num_nodes, cloud, gpus)
 
 
 def _load_dag(path: str, envs: tuple[str, ...], env_file: str | None,
@@ -147,10 +148,21 @@ def _load_dag(path: str, envs: tuple[str, ...], env_file: str | None,
     """A task file of one or more tasks (a pipeline), each with the command-line overrides."""
     from skyterra.dag import Dag
 
-    dag = Dag.from_yaml(path)
+    dag = Dag.from_yaml(path, cloud_override=_cloud_name(cloud))
     for task in dag.tasks:
         _override(task, envs, env_file, secrets, num_nodes, cloud, gpus)
     return dag
+
+
+def _cloud_name(cloud: str | None) -> str | None:
+    """The cloud part of --cloud/--infra (checked again, with the rest, by _override)."""
+    from skyterra.errors import SkyterraError
+    from skyterra.resources import parse_infra
+
+    try:
+        return parse_infra(cloud, "--cloud")[0] if cloud else None
+    except SkyterraError:
+        return None
 
 
 def _override(task, envs: tuple[str, ...], env_file: str | None, secrets: tuple[str, ...],

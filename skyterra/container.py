@@ -56,6 +56,8 @@ class ContainerSpec:
     # podman only: read-only image stores the nodes use without a pull (the local
     # cloud's tests build their image into one; no registry is reachable there).
     image_stores: tuple[str, ...] = ()
+    # the task's config.docker.run_options, one word each, after skyterra's own options
+    run_options: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.runtime not in RUNTIMES:
@@ -63,14 +65,15 @@ class ContainerSpec:
 
     def to_record(self) -> dict[str, Any]:
         return {"image": self.image, "runtime": self.runtime,
-                "image_stores": list(self.image_stores)}
+                "image_stores": list(self.image_stores), "run_options": list(self.run_options)}
 
     @classmethod
     def from_record(cls, data: dict[str, Any] | None) -> ContainerSpec | None:
         if not data:
             return None
         return cls(image=str(data["image"]), runtime=str(data.get("runtime") or "docker"),
-                   image_stores=tuple(str(s) for s in data.get("image_stores") or ()))
+                   image_stores=tuple(str(s) for s in data.get("image_stores") or ()),
+                   run_options=tuple(str(o) for o in data.get("run_options") or ()))
 
 
 def spec_for(deployment: Deployment) -> ContainerSpec | None:
@@ -81,7 +84,8 @@ def spec_for(deployment: Deployment) -> ContainerSpec | None:
     options = deployment.cloud.container_runtime(deployment)
     return ContainerSpec(image=parse_container_image(image_id),
                          runtime=options.get("runtime", "docker"),
-                         image_stores=tuple(options.get("image_stores") or ()))
+                         image_stores=tuple(options.get("image_stores") or ()),
+                         run_options=deployment.task.container_run_options)
 
 
 # --- node-side scripts --------------------------------------------------------------------
@@ -199,7 +203,7 @@ for m in __MOUNTS__; do
 done
 "$e" run -d --name __NAME__ --label "skyterra.config=$config" --network host --pid host \
   --shm-size __SHM__ --cap-add SYS_ADMIN --cap-add SYS_PTRACE \
-  "${gpus[@]}" "${mounts[@]}" --entrypoint /bin/sh "$image" \
+  "${gpus[@]}" "${mounts[@]}" __RUN_OPTIONS__ --entrypoint /bin/sh "$image" \
   -c 'trap "exit 0" TERM INT; while :; do sleep 3600 & wait $!; done' >/dev/null \
   || exit __NO_START__
 """
@@ -225,6 +229,7 @@ def start_command(spec: ContainerSpec, mounts: list[str], login: dict[str, str])
               "__GPUS__": ("--device nvidia.com/gpu=all" if spec.runtime == "podman"
                            else "--gpus all"),
               "__MOUNTS__": " ".join(shlex.quote(m) for m in sorted(mounts)) or "",
+              "__RUN_OPTIONS__": " ".join(map(shlex.quote, spec.run_options)),
               "__NO_RUNTIME__": str(NO_RUNTIME), "__NO_IMAGE__": str(NO_IMAGE),
               "__NO_LOGIN__": str(NO_LOGIN), "__NO_START__": str(NO_START)}
     body = _START

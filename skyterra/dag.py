@@ -2,7 +2,8 @@
 
 SkyPilot's multi-document task files: the documents are separated by `---`;
 the first may be a header with only `name:` (the pipeline's name) and the rest
-are tasks, run in order, each after the previous one succeeded. A header with
+are tasks, run in order, each after the previous one succeeded (or in the order a
+header's `dependencies:` gives, one at a time). A header with
 `execution: parallel` makes a SkyPilot job group: the tasks run at the same time,
 each on its own cluster (skyterra/jobgroup.py).
 
@@ -36,8 +37,10 @@ class Dag:
     group: jobgroup.GroupSpec | None = None   # execution: parallel (a job group)
 
     @classmethod
-    def from_yaml(cls, path: str | Path, env_overrides: dict[str, str] | None = None) -> Dag:
-        """Any task file: one document is a pipeline of one task."""
+    def from_yaml(cls, path: str | Path, env_overrides: dict[str, str] | None = None,
+                  cloud_override: str | None = None) -> Dag:
+        """Any task file: one document is a pipeline of one task. `cloud_override`: see
+        Task.from_yaml_config."""
         path = Path(path)
         source = str(path)
         documents = load_yaml_documents(read_task_text(path), source)
@@ -49,10 +52,13 @@ class Dag:
                 else source
             tasks.append(Task.from_yaml_config(document, source=where,
                                                base_dir=path.resolve().parent,
-                                               env_overrides=env_overrides))
+                                               env_overrides=env_overrides,
+                                               cloud_override=cloud_override))
         group = None
         if name is not None and header.get("execution") == "parallel":
             group = jobgroup.parse_header(header, [t.name for t in tasks], source)
+        elif name is not None or len(tasks) > 1:
+            tasks = _in_dependency_order(tasks, header, source)
         return cls(tasks, name, source, group)
 
     def __len__(self) -> int:
@@ -97,6 +103,11 @@ def _header(documents: list[Any], source: str) -> tuple[str | None, list[Any]]:
         if key in first and execution == "serial":
             raise TaskError(f"{key} belongs to a job group (execution: parallel); remove it.",
                             source=source, field=key)
+    for key in ("dependencies", "depends_on"):
+        if key in first and execution == "parallel":
+            raise TaskError(f"{key} orders the tasks of a pipeline, but a job group "
+                            "(execution: parallel) runs all its tasks at once; remove one "
+                            "of them.", source=source, field=key)
     name = first.get("name")
     if name is not None and not isinstance(name, str):
         raise TaskError(f"expected a string, got {name!r}.", source=source, field="name")
@@ -106,6 +117,47 @@ def _header(documents: list[Any], source: str) -> tuple[str | None, list[Any]]:
     if len(documents) == 1:
         raise TaskError("the file has a pipeline header but no task after it.", source=source)
     return name, documents[1:]
+
+
+def _in_dependency_order(tasks: list[Task], header: dict, source: str) -> list[Task]:
+    """A header's `dependencies: {task: [tasks it needs]}` (SkyPilot's DAG form; also
+    spelled `depends_on`) orders the tasks: each runs after everything it needs, one
+    at a time, ties in file order. Without it the file order is the chain."""
+    key = next((k for k in ("dependencies", "depends_on") if k in header), None)
+    if key is None:
+        return tasks
+    needs = _dependency_map(header[key], [t.name for t in tasks], source, key)
+    done: list[Task] = []
+    while len(done) < len(tasks):
+        ready = [t for t in tasks if t not in done and all(
+            n in [d.name for d in done] for n in needs.get(t.name, ()))]
+        if not ready:
+            stuck = sorted(t.name for t in tasks if t not in done)
+            raise TaskError(f"the dependencies form a cycle among {', '.join(stuck)}; "
+                            "a task cannot wait for itself.", source=source, field=key)
+        done.append(ready[0])
+    return done
+
+
+def _dependency_map(value: Any, names: list[str | None], source: str,
+                    key: str) -> dict[str, list[str]]:
+    if not isinstance(value, dict):
+        raise TaskError("expected a mapping of task name: [names of the tasks it needs].",
+                        source=source, field=key)
+    if None in names or len(set(names)) != len(names):
+        raise TaskError(f"with `{key}`, every task needs a `name:` of its own.",
+                        source=source, field=key)
+    needs = {}
+    for task, upstream in value.items():
+        upstream = [] if upstream is None else [upstream] if isinstance(upstream, str) \
+            else upstream
+        unknown = [n for n in [task, *upstream] if n not in names]
+        if not isinstance(upstream, list) or unknown:
+            raise TaskError(f"{task!r}: {upstream!r} names no task of this file (tasks: "
+                            f"{', '.join(map(str, names))}).", source=source,
+                            field=f"{key}.{task}")
+        needs[task] = upstream
+    return needs
 
 
 def _same_shape(a: Task, b: Task) -> bool:

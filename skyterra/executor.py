@@ -478,6 +478,14 @@ def _private_name(cluster: Cluster, node: Node) -> str:
     return ip if cluster.ssh_port == 22 else f"[{ip}]:{cluster.ssh_port}"
 
 
+def private_known_hosts(cluster: Cluster, nodes: list[Node]) -> str:
+    """known_hosts lines for `nodes` under the addresses the nodes reach each other on
+    (their private IPs), from the host keys pinned when the cluster came up."""
+    return relay.head_known_hosts(
+        connection.pinned_keys(cluster.known_hosts),
+        [(_known_host_name(cluster, n), _private_name(cluster, n)) for n in nodes])
+
+
 def _relay_version(cluster: Cluster) -> str:
     """Make sure the head has the agent, the relay key and the workers' host keys; the
     version (digest) names the agent's directory there. Once per set of nodes. (Workers
@@ -486,10 +494,7 @@ def _relay_version(cluster: Cluster) -> str:
     ssh_dir = connection.cluster_ssh_dir(cluster.known_hosts, cluster.ssh_key)
     with _install_locks.setdefault(str(ssh_dir), threading.Lock()):
         public, private = relay.ensure_key(ssh_dir, f"skyterra-relay-{cluster.name}")
-        workers = cluster.nodes[1:]
-        known = relay.head_known_hosts(
-            connection.pinned_keys(cluster.known_hosts),
-            [(_known_host_name(cluster, n), _private_name(cluster, n)) for n in workers])
+        known = private_known_hosts(cluster, cluster.nodes[1:])
         agent = relay.agent_source()
         version = relay.digest(agent, public, known)
         if relay.installed(ssh_dir, version):

@@ -230,18 +230,26 @@ def parse_job_recovery(value: Any, field: str = "resources.job_recovery"
         return None
     if isinstance(value, str):
         value = {"strategy": value}
+    if isinstance(value, dict) and str(value.get("strategy", "")).lower() == "none":
+        value = {k: v for k, v in value.items() if k != "strategy"}   # SkyPilot: not set
+        if not value:
+            return None
     if not isinstance(value, dict):
         raise TaskError(f"expected a strategy ({' or '.join(RECOVERY_STRATEGIES)}) or a "
                         f"mapping of {', '.join(JOB_RECOVERY_KEYS)}; got {value!r}.",
                         field=field)
+    if str(value.get("strategy", "")).upper() == "DYNAMIC_NODE_SET":
+        raise NotSupportedError(
+            "strategy DYNAMIC_NODE_SET (an elastic node set that shrinks to min_nodes, "
+            "SkyPilot's Kubernetes feature) is not supported: skyterra recovers the whole "
+            f"cluster. Use {' or '.join(RECOVERY_STRATEGIES)} and drop min_nodes.",
+            field=f"{field}.strategy")
     for key in value:
         if key not in JOB_RECOVERY_KEYS:
             raise TaskError(f"unknown key '{key}'.{did_you_mean(str(key), JOB_RECOVERY_KEYS)}"
                             f" Known keys: {', '.join(JOB_RECOVERY_KEYS)}.",
                             field=f"{field}.{key}")
     strategy = value.get("strategy")
-    if isinstance(strategy, str) and strategy.strip().lower() == "none":
-        return None  # SkyPilot's spelling of "no job_recovery" (its spec's own example)
     if strategy is not None:
         if not isinstance(strategy, str) or strategy.upper() not in RECOVERY_STRATEGIES:
             raise TaskError(f"unknown strategy {strategy!r}."

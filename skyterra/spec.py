@@ -9,6 +9,7 @@ one-paragraph message. Nothing is dropped silently.
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 from skyterra import clouds
@@ -38,7 +39,7 @@ TASK_KEYS = USED_TASK_KEYS + tuple(IGNORED_TASK_KEYS) + tuple(REFUSED_TASK_KEYS)
 
 # The first document of a multi-document file: a pipeline (or job group) header.
 HEADER_KEYS = ("name", "execution", "primary_tasks", "termination_delay",
-               "inter_connection")
+               "inter_connection", "dependencies", "depends_on")
 
 # config: sections that only configure backends or services skyterra does not use.
 IGNORED_CONFIG_KEYS = {
@@ -65,10 +66,6 @@ REFUSED_CONFIG_KEYS = {
              "down) is not supported by skyterra; put what must happen at the end of the "
              "job at the end of `run`, and keep checkpoints in a bucket mount.",
 }
-# config.docker: skyterra runs `image_id: docker:<image>` containers with its own options.
-DOCKER_CONFIG_WARNING = ("{field} is ignored: skyterra starts the task's container with its "
-                         "own options (host network, all GPUs, --shm-size 10.24g, SYS_ADMIN "
-                         "and SYS_PTRACE), not SkyPilot's docker run_options.")
 
 
 def ignored_task_keys(config: dict) -> list[str]:
@@ -113,10 +110,7 @@ def config_warnings(config: dict, source: str | None) -> list[str]:
     warnings = []
     known = tuple(IGNORED_CONFIG_KEYS) + tuple(REFUSED_CONFIG_KEYS) + ("docker",)
     for field, (key, section) in sorted(sections.items()):
-        if section is None:
-            continue
-        if key == "docker":
-            warnings.append(DOCKER_CONFIG_WARNING.format(field=field))
+        if section is None or key == "docker":   # docker: container_run_options
             continue
         if key in clouds.names() and isinstance(section, dict):
             warnings += _cloud_config_warnings(key, section, field, source)
@@ -142,3 +136,44 @@ def _cloud_config_warnings(cloud: str, section: dict, field: str,
                                     field=f"{field}.{key}")
     return [f"{field}.{key} is ignored: {ignored[key]}." for key in section
             if section[key] is not None]
+
+
+# docker run options skyterra sets itself on the task's container (container.py): a
+# task's own would break how jobs reach it.
+_OWN_RUN_OPTIONS = ("--name", "--network", "--net", "--pid", "--entrypoint", "-d",
+                    "--detach", "--rm", "-i", "-t", "-it", "--interactive", "--tty")
+
+
+def container_run_options(config: dict, source: str | None) -> tuple[str, ...]:
+    """`config.docker.run_options` (a string or a list of them, as in SkyPilot) → the
+    words added to the task container's `docker/podman run` (container.py quotes each)."""
+    options: list[str] = []
+    for field, section in (("config.docker", (config.get("config") or {}).get("docker")),
+                           ("experimental.config_overrides.docker",
+                            ((config.get("experimental") or {}).get("config_overrides")
+                             or {}).get("docker"))):
+        if section is None:
+            continue
+        if not isinstance(section, dict) or set(section) - {"run_options"}:
+            raise TaskError("expected a mapping with run_options (a string or a list of "
+                            "docker run options).", source=source, field=field)
+        value = section.get("run_options") or []
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+            raise TaskError(f"expected a string or a list of strings, got {value!r}.",
+                            source=source, field=f"{field}.run_options")
+        for item in items:
+            try:
+                words = shlex.split(item)
+            except ValueError as error:
+                raise TaskError(f"cannot split {item!r} into words ({error}).", source=source,
+                                field=f"{field}.run_options") from None
+            own = [w.split("=", 1)[0] for w in words if w.split("=", 1)[0] in _OWN_RUN_OPTIONS]
+            if own:
+                raise NotSupportedError(f"{own[0]} is set by skyterra on the task's container "
+                                        "(jobs run in it with the host's network and "
+                                        "processes); remove it.", source=source,
+                                        field=f"{field}.run_options")
+            options.extend(words)
+    return tuple(options)
+

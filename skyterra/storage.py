@@ -94,6 +94,11 @@ def parse(path: str, value: Any, deferred: bool = False) -> StorageMount:
     _check_mount_point(path, field)
     if isinstance(value, str):
         return StorageMount(path, _ref_from_url(value, field), COPY)
+    if str(value.get("store", "")).lower() == "volume":
+        raise NotSupportedError("volumes (store: volume: network disks or instance SSDs "
+                                "attached to the nodes) are not supported by skyterra; mount "
+                                "a bucket instead (store: s3, gcs or azure), or copy local "
+                                "data with a plain file_mounts path.", field=f"{field}.store")
     unknown = [k for k in value if k not in KEYS and k not in IGNORED_KEYS]
     if unknown:
         key = str(unknown[0])

@@ -23,7 +23,7 @@ def _sync(cluster: Cluster, task: Task, progress: Output) -> None:
     if task.workdir is None and task.workdir_git is not None:
         _clone(cluster, task)
     transfers = ([(task.workdir, executor.WORKDIR)] if task.workdir is not None else []) + [
-        (local, remote) for remote, local in task.resolved_file_mounts().items()]
+        (local, remote) for remote, local in task.resolved_file_mounts(cluster.ssh_key).items()]
     for local, remote in transfers:
         with reporting.phase(progress, f"syncing {local.name or local} to {remote}",
                              len(cluster.nodes)) as shown:
@@ -31,9 +31,35 @@ def _sync(cluster: Cluster, task: Task, progress: Output) -> None:
             executor.rsync_to_nodes(cluster, local, remote,
                                     on_done=lambda node, shown=shown: shown.done(node.name))
 
+    if task.mounts_cluster_key():
+        _trust_each_other(cluster)
     if task.storage_mounts:
         buckets.prepare(task, cluster.name, progress)
         buckets.attach(cluster, task, progress)
+
+# Appends each line of stdin to ~/.ssh/known_hosts unless it is there already.
+_ADD_KNOWN_HOSTS = ('mkdir -p ~/.ssh && chmod 700 ~/.ssh && f=~/.ssh/known_hosts && touch "$f" '
+                    '&& while IFS= read -r line; do grep -qxF -- "$line" "$f" '
+                    '|| printf "%s\\n" "$line" >> "$f"; done')
+
+
+def _trust_each_other(cluster: Cluster) -> None:
+    """A task that copies the cluster key to its nodes (SkyPilot's ~/.ssh/sky-key) SSHes
+    from node to node: every node learns the others' host keys, the ones pinned when the
+    cluster came up, so those connections are verified rather than asked about."""
+    known = executor.private_known_hosts(cluster, cluster.nodes)
+
+    def add(node: Node) -> None:
+        shell = executor.NodeShell(cluster, node)
+        try:
+            result = shell.run(_ADD_KNOWN_HOSTS, in_stream=known)
+        finally:
+            shell.close()
+        if result.exited != 0:
+            raise RuntimeError(f"could not add the cluster's host keys to ~/.ssh/known_hosts "
+                               f"({result.stderr.strip() or 'no output'})")
+    executor.for_each_node(cluster, add).raise_first("share the nodes' host keys")
+
 
 def _clone(cluster: Cluster, task: Task) -> None:
     """workdir as git {url, ref}: every node clones it into ~/sky_workdir (fresh each time,

@@ -16,9 +16,14 @@ from typing import Any
 
 import yaml
 
-from skyterra import spec, storage
+from skyterra import clouds, spec, storage
 from skyterra.errors import MissingValueError, NotSupportedError, TaskError
-from skyterra.resources import Resources, ignored_resource_keys, resources_from_config
+from skyterra.resources import (
+    Resources,
+    ignored_resource_keys,
+    is_container_image,
+    resources_from_config,
+)
 
 TASK_KEYS = spec.TASK_KEYS
 # SkyPilot has no cap of its own (cloud quotas decide). 512 keeps a typo (num_nodes: 5000)
@@ -29,6 +34,9 @@ MAX_NODES = 512
 MAX_YAML_BYTES = 1 << 20          # a task file is a page of text, not a data set
 MAX_YAML_NODES = 20_000           # guards against alias bombs ("billion laughs")
 _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # used with fullmatch (no '\n' at end)
+# SkyPilot's cluster key on the user's machine; a file_mounts source naming it means the
+# key every node of the cluster trusts (Task.mounts_cluster_key).
+CLUSTER_KEY_SOURCE = "~/.ssh/sky-key"
 _VAR_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 
 
@@ -264,6 +272,8 @@ class Task:
                  base_dir: str | Path | None = None):
         self.source = source
         self.base_dir = Path(base_dir) if base_dir else Path.cwd()
+        # config.docker.run_options: added to the task container's `run` (container.py).
+        self.container_run_options: tuple[str, ...] = ()
         # Fields accepted but not used (they only matter on other backends): told, not hidden.
         self.warnings: list[str] = []
         try:
@@ -346,6 +356,10 @@ class Task:
                 continue
             if not isinstance(local, str) or not local.strip():
                 raise TaskError(f"expected a local path, got {local!r}.", field=field)
+            if self._is_cluster_key(local):
+                self.warnings.append(f"{field}: {CLUSTER_KEY_SOURCE} is SkyPilot's cluster key;"
+                                     " it receives this cluster's own SSH key, which every "
+                                     "node trusts.")
             mounts[remote] = local
         return mounts
 
@@ -452,20 +466,44 @@ class Task:
         """The local workdir, ${VAR} substituted, resolved against the YAML's folder."""
         if self._workdir is None:
             return None
-        return (self.base_dir / os.path.expanduser(substitute_env(self._workdir, self.envs)))
+        return self._local_path(self._workdir)
 
-    def resolved_file_mounts(self) -> dict[str, Path]:
+    def resolved_file_mounts(self, cluster_key: Path | None = None) -> dict[str, Path]:
+        """remote path -> local path; SkyPilot's cluster key (`~/.ssh/sky-key`) is this
+        cluster's own key when `cluster_key` is given (see `mounts_cluster_key`)."""
         return {substitute_env(remote, self.envs):
-                self.base_dir / os.path.expanduser(substitute_env(local, self.envs))
-                for remote, local in self.file_mounts.items()}
+                cluster_key if cluster_key is not None and self._is_cluster_key(local)
+                else self._local_path(local) for remote, local in self.file_mounts.items()}
+
+    def _local_path(self, local: str) -> Path:
+        return self.base_dir / os.path.expanduser(substitute_env(local, self.envs))
+
+    def _is_cluster_key(self, local: str) -> bool:
+        return substitute_env(local, self.envs) == CLUSTER_KEY_SOURCE
+
+    def mounts_cluster_key(self) -> list[str]:
+        """Remote paths that receive SkyPilot's cluster key, `~/.ssh/sky-key`.
+
+        On SkyPilot that file is the key every node of a cluster trusts; task files copy it
+        to `~/.ssh/id_rsa` so the nodes can SSH to each other (MPI, DeepSpeed's launcher).
+        skyterra's clusters have a key of their own with the same role, so that key is
+        what those paths receive, whatever ~/.ssh/sky-key holds on this machine."""
+        return [substitute_env(remote, self.envs) for remote, local in self.file_mounts.items()
+                if self._is_cluster_key(local)]
 
     def check_local_paths(self) -> None:
-        """Before any cluster is created: do the workdir and file_mounts exist?"""
+        """Before any cluster is created: do the workdir and file_mounts exist?
+
+        A path built from a required env (`KEY: null`) is not known until the value is
+        given at launch; the missing value is what a dry run reports then."""
         self.check_workdir()
-        for remote, local in self.resolved_file_mounts().items():
-            if not local.exists():
-                raise TaskError(f"local path {local} does not exist.", source=self.source,
-                                field=f"file_mounts.{remote}")
+        for remote, local in self.file_mounts.items():
+            if self._is_cluster_key(local) or self._refers_to_required(local):
+                continue
+            if not self._local_path(local).exists():
+                raise TaskError(f"local path {self._local_path(local)} does not exist.",
+                                source=self.source,
+                                field=f"file_mounts.{substitute_env(remote, self.envs)}")
         for mount in self.storage_mounts:
             source = mount.local_source(self.base_dir)
             if source is not None and not source.is_dir():
@@ -476,6 +514,8 @@ class Task:
     def check_workdir(self) -> None:
         """A missing workdir usually means the task runs from the wrong folder: even a dry
         run refuses it."""
+        if self._workdir is not None and self._refers_to_required(self._workdir):
+            return
         workdir = self.workdir
         if workdir is not None and not workdir.is_dir():
             raise TaskError(f"workdir {workdir} is not a directory; fix the path (relative "
@@ -489,16 +529,20 @@ class Task:
 
     # --- YAML ----------------------------------------------------------------------
     @classmethod
-    def from_yaml(cls, path: str | Path, env_overrides: dict[str, str] | None = None) -> Task:
+    def from_yaml(cls, path: str | Path, env_overrides: dict[str, str] | None = None,
+                  cloud_override: str | None = None) -> Task:
         path = Path(path)
         config = load_yaml_text(read_task_text(path), str(path))
         return cls.from_yaml_config(config, source=str(path), base_dir=path.resolve().parent,
-                                    env_overrides=env_overrides)
+                                    env_overrides=env_overrides, cloud_override=cloud_override)
 
     @classmethod
     def from_yaml_config(cls, config: Any, *, source: str | None = None,
                          base_dir: str | Path | None = None,
-                         env_overrides: dict[str, str] | None = None) -> Task:
+                         env_overrides: dict[str, str] | None = None,
+                         cloud_override: str | None = None) -> Task:
+        """`cloud_override`: the cloud of `--cloud`, which replaces a cloud skyterra does
+        not reach (kubernetes, lambda…) before the resources are read."""
         if config is None:
             raise TaskError("the task is empty; it needs at least a `run:` command.",
                             source=source)
@@ -508,7 +552,9 @@ class Task:
         spec.check_task_keys(config, source)
         warnings = spec.ignored_task_keys(config) + spec.config_warnings(config, source)
         try:
-            resources = parse_resources_section(config.get("resources"), warnings)
+            resources = parse_resources_section(
+                _replace_unreached_cloud(config.get("resources"), cloud_override, warnings),
+                warnings)
         except TaskError as error:
             raise type(error)(str(error), source=source) from None
         task = cls(name=config.get("name"), setup=config.get("setup"), run=config.get("run"),
@@ -516,7 +562,13 @@ class Task:
                    workdir=config.get("workdir"), num_nodes=config.get("num_nodes"),
                    resources=resources, file_mounts=config.get("file_mounts"),
                    source=source, base_dir=base_dir)
-        task.warnings = warnings + task.warnings
+        task.warnings = [*warnings, *task.warnings]
+        task.container_run_options = spec.container_run_options(config, source)
+        images = [i for r in task.resources for i in (
+            r.image_id.values() if isinstance(r.image_id, dict) else [r.image_id])]
+        if task.container_run_options and not any(map(is_container_image, images)):
+            task.warnings.append("config.docker.run_options is ignored: the task runs in no "
+                                 "container (that needs image_id: docker:<image>).")
         if env_overrides:
             task.update_envs(env_overrides)
         return task
@@ -547,6 +599,9 @@ class Task:
         for key in ("setup", "run"):
             if getattr(self, key):
                 out[key] = getattr(self, key)
+        if self.container_run_options:
+            out["config"] = {"docker": {"run_options": [
+                shlex.join(self.container_run_options)]}}
         return out
 
     def __repr__(self) -> str:
@@ -565,6 +620,32 @@ def _merge_choice(base: dict, item: dict) -> dict:
     if "instance_type" in item and "accelerators" not in item:
         base = {k: v for k, v in base.items() if k != "accelerators"}
     return {**base, **item}
+
+
+def _replace_unreached_cloud(config: Any, cloud: str | None, warnings: list[str]) -> Any:
+    """SkyPilot's `--cloud` override for a file written for a cloud skyterra does not reach:
+    that choice's cloud/infra and its region/zone (the other cloud's places, or a
+    Kubernetes context) give way to `cloud`. Choices on our clouds are left to the normal
+    override, which refuses a region of one cloud on another."""
+    if cloud is None or not isinstance(config, dict):
+        return config
+
+    def replaced(item: Any, field: str) -> Any:
+        if not isinstance(item, dict):
+            return item
+        named = item.get("cloud") or str(item.get("infra") or "").split("/", 1)[0]
+        if not clouds.is_unreached(named):
+            return item
+        dropped = [f"{k}: {item[k]}" for k in _LOCATION_KEYS if k in item]
+        warnings.append(f"{field}: --cloud {cloud} replaces {', '.join(dropped)}.")
+        return {**{k: v for k, v in item.items() if k not in _LOCATION_KEYS}, "cloud": cloud}
+
+    config = replaced(config, "resources")
+    for key in ("any_of", "ordered", *OLD_CHOICE_KEYS):
+        if isinstance(config.get(key), list):
+            config = {**config, key: [replaced(item, f"resources.{key}[{index}]")
+                                      for index, item in enumerate(config[key])]}
+    return config
 
 
 def parse_resources_section(config: Any, warnings: list[str] | None = None

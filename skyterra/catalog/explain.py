@@ -104,8 +104,24 @@ def _other_accelerator(cloud: str, rows: list[CatalogRow], name: str, count: int
             f"nearest {label} on {cloud}: {_listing(nearest, limit)}.")
 
 
+def _variant_hint(cloud: str, name: str, count: int, limit: int) -> str:
+    """' Did you mean Inferentia2:6 …?': a longer name (a later generation, like SkyPilot's
+    fuzzy candidates) with exactly the asked count. SkyPilot keeps Inferentia (inf1) and
+    Inferentia2 (inf2) apart, so we suggest rather than substitute."""
+    variants = [r for r in catalog.rows(cloud) if r.accelerator_count == count
+                and r.accelerator_name and r.accelerator_name != name
+                and r.accelerator_name.lower().startswith(name.lower())]
+    return f" Did you mean {_listing(variants, limit)}?" if variants else ""
+
+
 def _other_count(cloud: str, same_name: list[CatalogRow], name: str, count: int,
                  limit: int) -> str:
+    return _count_choices(cloud, same_name, name, count, limit) + \
+        _variant_hint(cloud, name, count, limit)
+
+
+def _count_choices(cloud: str, same_name: list[CatalogRow], name: str, count: int,
+                   limit: int) -> str:
     counts = sorted({r.accelerator_count for r in same_name})
     if count > counts[-1]:
         largest = [r for r in same_name if r.accelerator_count == counts[-1]]
@@ -143,7 +159,8 @@ def _relaxed(cloud: str, resources: Resources, asked: str, limit: int) -> str | 
     for label, constrained, relaxed in steps:
         if not constrained:
             continue
-        found = [r for r in catalog.rows(cloud) if catalog.matches(r, relaxed)]
+        test = catalog.match_test(relaxed)
+        found = [r for r in catalog.rows(cloud) if test(r)]
         if not found:
             continue
         if label == "place":
@@ -176,7 +193,7 @@ def explain(cloud: str, resources: Resources, limit: int = 3) -> str:
         if not any(r.accelerator_count == count for r in same_name):
             return _other_count(cloud, same_name, name, count, limit)
     named = [r for r in rows if r.instance_type == resources.instance_type]
-    if resources.instance_type and not any(catalog.fits_shape(r, resources) for r in named):
+    if resources.instance_type and not any(map(catalog.shape_test(resources), named)):
         return _instance_type(cloud, rows, resources, asked)
     return _relaxed(cloud, resources, asked, limit) or (
         f"{asked}; nothing there comes close.")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from skyterra.catalog.candidate import Candidate
@@ -65,11 +66,19 @@ def source(cloud: str) -> str:
 
 
 # --- matching -------------------------------------------------------------------------
-def _fits(value: float, spec: str | None) -> bool:
+# A dry run over every cloud tests thousands of rows against one Resources, so the tests
+# are built once per Resources (its accelerator, cpus and memory bounds parsed once) and
+# then applied row by row.
+RowTest = Callable[[CatalogRow], bool]
+
+
+def _bound_test(spec: str | None, value: Callable[[CatalogRow], float]) -> RowTest | None:
     if spec is None:
-        return True
+        return None
     bound, at_least = cpus_memory_bounds(spec)
-    return value >= bound if at_least else abs(value - bound) < 1e-9
+    if at_least:
+        return lambda row: value(row) >= bound
+    return lambda row: abs(value(row) - bound) < 1e-9
 
 
 def zone_in_region(zone: str, region: str) -> bool:
@@ -84,34 +93,51 @@ def _effective_cpus(resources: Resources) -> str | None:
     return DEFAULT_CPUS
 
 
+def shape_test(resources: Resources) -> RowTest:
+    """fits_shape for many rows: the asked GPUs (exact count), cpus and memory."""
+    accelerator = resources.accelerator
+    any_gpu_ok = bool(resources.instance_type)
+    bounds = [t for t in (_bound_test(_effective_cpus(resources), lambda r: r.vcpus),
+                          _bound_test(resources.memory, lambda r: r.memory_gib)) if t]
+
+    def test(row: CatalogRow) -> bool:
+        if accelerator:
+            if (row.accelerator_name, row.accelerator_count) != accelerator:
+                return False
+        elif row.accelerator_name and not any_gpu_ok:
+            return False  # a CPU task does not land on a GPU machine by accident
+        return all(bound(row) for bound in bounds)
+    return test
+
+
 def fits_shape(row: CatalogRow, resources: Resources) -> bool:
     """Has the machine the asked GPUs (exact count), cpus and memory? Place, spot and
     instance type are not looked at."""
-    accelerator = resources.accelerator
-    if accelerator:
-        if (row.accelerator_name, row.accelerator_count) != accelerator:
+    return shape_test(resources)(row)
+
+
+def match_test(resources: Resources) -> RowTest:
+    """matches() for many rows, with the Resources parsed once."""
+    shape = shape_test(resources)
+    instance_type, use_spot = resources.instance_type, resources.use_spot
+    region, zone = resources.region, resources.zone
+
+    def test(row: CatalogRow) -> bool:
+        if instance_type and row.instance_type != instance_type:
             return False
-    elif row.accelerator_name and not resources.instance_type:
-        return False  # a CPU task does not land on a GPU machine by accident
-    return (_fits(row.vcpus, _effective_cpus(resources))
-            and _fits(row.memory_gib, resources.memory))
+        if not shape(row) or (use_spot and row.spot_price is None):
+            return False
+        if region and row.region != region:
+            return False
+        if zone:
+            return row.zone == zone if row.zone else zone_in_region(zone, row.region)
+        return True
+    return test
 
 
 def matches(row: CatalogRow, resources: Resources) -> bool:
     """Does this catalog row satisfy one Resources choice (ignoring its cloud)?"""
-    if resources.instance_type and row.instance_type != resources.instance_type:
-        return False
-    if not fits_shape(row, resources):
-        return False
-    if resources.use_spot and row.spot_price is None:
-        return False
-    if resources.region and row.region != resources.region:
-        return False
-    if resources.zone:
-        if row.zone:
-            return row.zone == resources.zone
-        return zone_in_region(resources.zone, row.region)
-    return True
+    return match_test(resources)(row)
 
 
 def _candidate(row: CatalogRow, resources: Resources, num_nodes: int) -> Candidate:
@@ -134,8 +160,8 @@ def offers(cloud: str, resources: Resources, num_nodes: int = 1) -> list[Candida
         return []
     found = []
     for choice in resources.choices()[0]:
-        found.extend(_candidate(row, choice, num_nodes)
-                     for row in rows(cloud) if matches(row, choice))
+        test = match_test(choice)
+        found.extend(_candidate(row, choice, num_nodes) for row in rows(cloud) if test(row))
     return sorted(found, key=lambda c: c.price)
 
 

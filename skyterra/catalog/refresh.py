@@ -117,16 +117,21 @@ def aws_prices(rows: list[CatalogRow]) -> Prices:
 
 # --- GCP ------------------------------------------------------------------------------
 GCP_COMPUTE_SERVICE = "services/6F81-5844-456A"
-# machine series → SKU description prefix of its cores and RAM
+# machine series (or "series-shape" where a shape is billed apart) → SKU description prefix
+# of its cores and RAM; the longest matching key wins (a3-megagpu before a3)
 GCP_FAMILY_SKUS = {"n1": "N1 Predefined Instance", "n2": "N2 Instance", "e2": "E2 Instance",
                    "c2": "Compute optimized", "c3": "C3 Instance", "n2d": "N2D AMD Instance",
                    "c2d": "C2D AMD Instance", "g2": "G2 Instance", "a2": "A2 Instance",
-                   "a3": "A3 Instance"}
+                   "a3": "A3 Instance", "a3-megagpu": "A3Plus Instance"}
 GCP_GPU_SKUS = {"T4": "Nvidia Tesla T4 GPU", "V100": "Nvidia Tesla V100 GPU",
-                "P100": "Nvidia Tesla P100 GPU", "L4": "Nvidia L4 GPU",
+                "P100": "Nvidia Tesla P100 GPU", "P4": "Nvidia Tesla P4 GPU",
+                "L4": "Nvidia L4 GPU",
                 "A100": "Nvidia Tesla A100 GPU", "A100-80GB": "Nvidia Tesla A100 80GB GPU",
-                "H100": "Nvidia H100 80GB GPU", "H200": "Nvidia H200 141GB GPU"}
+                "H100": "Nvidia H100 80GB GPU", "H100-MEGA": "Nvidia H100 80GB Mega GPU",
+                "H200": "Nvidia H200 141GB GPU"}
 _SPOT_PREFIX = "Spot Preemptible "
+# GPU spot SKUs are worded "Nvidia L4 GPU attached to Spot Preemptible VMs running in …"
+_SPOT_GPU = " attached to Spot Preemptible VMs"
 
 
 def _gcp_skus() -> Iterator[dict]:
@@ -161,8 +166,8 @@ def _gcp_rates(skus: Iterator[dict]) -> dict[tuple[str, str, bool], float]:
     rates: dict[tuple[str, str, bool], float] = {}
     for sku in skus:
         description = sku.get("description", "")
-        spot = description.startswith(_SPOT_PREFIX)
-        plain = description.removeprefix(_SPOT_PREFIX)
+        spot = description.startswith(_SPOT_PREFIX) or _SPOT_GPU in description
+        plain = description.removeprefix(_SPOT_PREFIX).replace(_SPOT_GPU, "")
         match = next((w for w in wanted if plain.startswith(w + " running in")), None)
         if match is None or "Commitment" in description:
             continue
@@ -171,8 +176,13 @@ def _gcp_rates(skus: Iterator[dict]) -> dict[tuple[str, str, bool], float]:
     return rates
 
 
+def _gcp_family_sku(instance_type: str) -> str | None:
+    parts = instance_type.split("-")
+    return GCP_FAMILY_SKUS.get("-".join(parts[:2])) or GCP_FAMILY_SKUS.get(parts[0])
+
+
 def _gcp_row_price(row: CatalogRow, rates: dict, spot: bool) -> float | None:
-    family = GCP_FAMILY_SKUS.get(row.instance_type.split("-")[0])
+    family = _gcp_family_sku(row.instance_type)
     parts = [(f"{family} Core", row.vcpus), (f"{family} Ram", row.memory_gib)] if family else []
     if row.accelerator_name:
         parts.append((GCP_GPU_SKUS.get(row.accelerator_name, "?"), row.accelerator_count))

@@ -30,7 +30,8 @@ _NOT_SUPPORTED = ("kubernetes", "k8s", "lambda", "runpod", "oci", "ibm", "ssh", 
                   "slurm", "seeweb", "shadeform", "primeintellect", "verda")
 _CLASSES: dict[str, type[Cloud]] = {}
 
-__all__ = ["MODULES", "all_clouds", "check_name", "get_cloud", "names", "register"]
+__all__ = ["MODULES", "all_clouds", "check_name", "get_cloud", "is_unreached", "names",
+           "register"]
 
 
 def register(cls: type[Cloud]) -> type[Cloud]:
@@ -52,10 +53,18 @@ def check_name(value: Any, field: str = "resources.cloud") -> str:
     if text in known:
         return text
     if text in _NOT_SUPPORTED:
+        hint = "" if field.startswith("--") else (
+            " To run this task on one of them, pass --cloud CLOUD: it replaces the file's "
+            "cloud (and that cloud's region or context), as in SkyPilot.")
         raise NotSupportedError(f"cloud '{value}' is not supported; skyterra supports "
-                                f"{', '.join(known)}.", field=field)
+                                f"{', '.join(known)}.{hint}", field=field)
     raise TaskError(f"unknown cloud {value!r}.{did_you_mean(str(value).lower(), known)} "
                     f"Choose one of {', '.join(known)}.", field=field)
+
+
+def is_unreached(value: Any) -> bool:
+    """A cloud SkyPilot knows and skyterra deliberately does not launch on."""
+    return isinstance(value, str) and value.strip().lower() in _NOT_SUPPORTED
 
 
 def get_cloud(name: str) -> Cloud:

@@ -40,6 +40,7 @@ ATTACHABLE_GPUS = {
     "T4": "nvidia-tesla-t4",
     "V100": "nvidia-tesla-v100",
     "P100": "nvidia-tesla-p100",
+    "P4": "nvidia-tesla-p4",
 }
 # Which machine series accept a COLLOCATED (compact) placement policy, and which
 # get GPUDirect NICs, is data: skyterra/catalog/fabrics/families.csv. A compact
@@ -214,7 +215,7 @@ class GCP(Cloud):
         if gpu_type is None or machine_series(candidate.instance_type) != "n1":
             raise TaskError(
                 f"{candidate.accelerator} GPUs cannot be attached to GCP machine type "
-                f"{candidate.instance_type}: only T4, V100 and P100 attach to N1 machine types; "
+                f"{candidate.instance_type}: only T4, V100, P100 and P4 attach to N1 machine types; "
                 "L4, A100, H100, H200 and B200 come built into G2, A2, A3 and A4 machine types.",
                 field="resources.accelerators")
         return gpu_type, candidate.accelerator_count

@@ -47,7 +47,7 @@ from skyterra.managed.store import (
 )
 from skyterra.resources import Resources
 from skyterra.submission import submit
-from skyterra.task import Task
+from skyterra.task import CLUSTER_KEY_SOURCE, Task
 
 Output = Callable[[str], None]
 PASSED_ENV = ("SKYTERRA_MANAGED_POLL", "SKYTERRA_MANAGED_SETTLE",
@@ -61,8 +61,10 @@ def _stage(task: Task, job: ManagedJob, secrets: dict[str, str], directory: Path
     if task.workdir is not None:
         shutil.copytree(task.workdir, directory / "workdir", symlinks=True)
         config["workdir"] = "workdir"
-    mounts = {}
-    for index, (remote, local) in enumerate(sorted(task.resolved_file_mounts().items())):
+    # SkyPilot's cluster key stays a reference: the job's cluster supplies its own key.
+    mounts = {remote: CLUSTER_KEY_SOURCE for remote in task.mounts_cluster_key()}
+    copied = {r: p for r, p in task.resolved_file_mounts().items() if r not in mounts}
+    for index, (remote, local) in enumerate(sorted(copied.items())):
         target = directory / "mounts" / str(index)
         target.parent.mkdir(parents=True, exist_ok=True)
         if local.is_dir():

@@ -33,11 +33,15 @@ resources:
   image_id: docker:{IMAGE}
 envs:
   GREETING: hello from the task
+config:
+  docker:
+    run_options: --env "FROM_RUN_OPTIONS=set by config.docker"
 setup: |
   cat {container_image.MARKER} > setup-saw
 run: |
   echo "rank=$SKYPILOT_NODE_RANK of $SKYPILOT_NUM_NODES: $(cat {container_image.MARKER}) $GREETING"
   test -f setup-saw && echo "setup ran in the image on rank $SKYPILOT_NODE_RANK"
+  echo "run options: $FROM_RUN_OPTIONS"
 """
 
 LONG = """
@@ -85,6 +89,7 @@ def test_two_ranks_run_setup_and_run_in_the_image_cancel_and_destroy_leave_nothi
         assert f"(worker1, rank=1) rank=1 of 2: {marker} hello from the task" in out
         assert "setup ran in the image on rank 0" in out
         assert "setup ran in the image on rank 1" in out
+        assert "(worker1, rank=1) run options: set by config.docker" in out
         record = json.loads((skyterra_home / "clusters" / "boxed" / "cluster.json").read_text())
         assert record["container"]["image"] == IMAGE
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -151,3 +152,34 @@ run: |
         assert "mounted: a b c" in out
     finally:
         skyterra("destroy", "sync", "-y")
+
+
+def test_sky_key_mount_lets_the_head_ssh_to_the_workers(skyterra_home, tmp_path):
+    """SkyPilot's DeepSpeed/MPI files copy `~/.ssh/sky-key` to ~/.ssh/id_rsa: the nodes get
+    the cluster's own key and each other's host keys, so the head reaches a worker with
+    plain `ssh` (host key checked, no prompt) although this machine has no sky-key."""
+    fake_home = tmp_path / "user"
+    fake_home.mkdir()
+    host_ssh_config = sorted(p.name for p in Path("/etc/ssh/ssh_config.d").glob("*"))
+    task = write_task(tmp_path, """
+name: sky-key
+num_nodes: 2
+file_mounts:
+  ~/.ssh/id_rsa: ~/.ssh/sky-key
+setup: echo "$SKYPILOT_NODE_RANK" > ~/rank
+run: |
+  if [ "$SKYPILOT_NODE_RANK" = 0 ]; then
+    worker=$(echo "$SKYPILOT_NODE_IPS" | sed -n 2p)
+    echo "from worker: rank $(ssh -o BatchMode=yes -o StrictHostKeyChecking=yes "$worker" cat rank)"
+  fi
+""")
+    out = skyterra("launch", str(task), "--cloud", "local", "-c", "skykey", "-y",
+                   env={"HOME": str(fake_home)})
+    try:
+        assert "~/.ssh/sky-key is SkyPilot's cluster key" in out.stderr
+        assert "(head, rank=0) from worker: rank 1" in out.stdout, out.stdout + out.stderr
+    finally:
+        skyterra("destroy", "skykey", "-y", env={"HOME": str(fake_home)})
+    assert not (fake_home / ".ssh" / "sky-key").exists()
+    # the nodes' ssh client settings live in their own layer of /etc, never the host's
+    assert sorted(p.name for p in Path("/etc/ssh/ssh_config.d").glob("*")) == host_ssh_config

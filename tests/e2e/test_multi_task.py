@@ -72,6 +72,34 @@ run: echo SHOULD-NOT-RUN
         skyterra("destroy", "chain", "-y", check=False)
 
 
+def test_header_dependencies_run_each_task_after_what_it_needs(skyterra_home, tmp_path):
+    """SkyPilot's DAG form: written eval-first, run prep -> train -> eval; each task sees
+    what the tasks it needs left on the shared cluster."""
+    task = write_task(tmp_path, """
+name: dag
+dependencies:
+  train: [prep]
+  eval: [train]
+---
+name: eval
+resources: {cloud: local}
+run: echo "eval after $(paste -sd" " ~/trail)"
+---
+name: train
+resources: {cloud: local}
+run: echo train >> ~/trail
+---
+name: prep
+resources: {cloud: local}
+run: echo prep > ~/trail
+""")
+    try:
+        out = skyterra("launch", str(task), "-c", "dag", "-y").stdout
+        assert "(head, rank=0) eval after prep train" in out, out
+    finally:
+        skyterra("destroy", "dag", "-y", check=False)
+
+
 def test_a_task_with_other_resources_gets_its_own_cluster(skyterra_home, tmp_path):
     task = write_task(tmp_path, """
 name: two-shapes

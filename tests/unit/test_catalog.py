@@ -90,13 +90,25 @@ def test_every_cloud_has_cpu_only_machines(shipped):
     assert any(r.accelerator_name is None and r.vcpus >= 4 for r in rows)
 
 
+# Azure's NC H100 v5 sizes carry the H100 NVL (94 GB), which SkyPilot's Azure catalog names
+# "H100" like the 80 GB SXM part; the only name allowed two memory sizes.
+SAME_NAME_TWO_MEMORIES = {"H100": {80.0, 94.0}}
+
+
 def test_gpu_memory_is_the_same_for_a_gpu_on_every_cloud():
     memory: dict[str, set] = {}
     for path in SHIPPED:
         for r in read_csv(path):
             if r.accelerator_name:
                 memory.setdefault(r.accelerator_name, set()).add(r.accelerator_memory_gib)
-    assert {k: v for k, v in memory.items() if len(v) > 1} == {}
+    assert {k: v for k, v in memory.items()
+            if len(v) > 1 and v != SAME_NAME_TWO_MEMORIES.get(k)} == {}
+
+
+def test_h100_2_resolves_on_azure_to_the_nc_h100_v5():
+    found = catalog.offers("azure", Resources(accelerators="H100:2"))
+    assert found[0].instance_type == "Standard_NC80adis_H100_v5"
+    assert not catalog.offers("azure", Resources(accelerators="H100:2", use_spot=True))
 
 
 def test_headline_gpus_are_offered_somewhere():
@@ -123,14 +135,17 @@ def _by_region(cloud: str, family: str) -> dict[str, float]:
 
 
 @pytest.mark.parametrize("instance_type", ["m5.large", "c5.xlarge", "r5.large", "m6i.large",
-                                           "c6i.large", "g4dn.xlarge", "g5.xlarge"])
+                                           "c6i.large", "g4dn.xlarge"])
 def test_aws_families_are_in_the_commercial_regions_that_sell_them(instance_type):
     prices = _by_region("aws", instance_type)
     assert AWS_WIDE <= set(prices), sorted(AWS_WIDE - set(prices))
-    # derived prices: the region's m5.large ratio to us-east-1, never cheaper than us-east-1
+    # derived prices are never cheaper than us-east-1
     assert all(p >= prices["us-east-1"] for p in prices.values())
     ratio = prices["ap-northeast-1"] / prices["us-east-1"]
-    assert ratio == pytest.approx(0.124 / 0.096, rel=1e-3)
+    if instance_type.startswith("g4dn"):   # GPU family: its own observed ratio (0.71 / 0.526)
+        assert ratio == pytest.approx(0.71 / 0.526, rel=1e-3)
+    else:                                  # CPU family: m5.large's ratio
+        assert ratio == pytest.approx(0.124 / 0.096, rel=1e-3)
 
 
 def test_m5_c5_r5_are_in_every_region_of_the_catalog():
@@ -154,6 +169,171 @@ def test_azure_general_purpose_sizes_in_more_regions():
     prices = _by_region("azure", "Standard_D4s_v5")
     assert {"northeurope", "uksouth", "japaneast", "southeastasia", "australiaeast",
             "centralus", "swedencentral"} <= set(prices)
+
+
+# Where each family is sold, as listed (one row per zone offering it) in SkyPilot's public
+# catalog built from the clouds' APIs (skypilot-org/skypilot-catalog, catalogs/v7/aws/vms.csv
+# and catalogs/v7/gcp/vms.csv, read 2026-12-01). Our regions must include these; SkyPilot's
+# fetcher skips a few AWS regions (e.g. sa-east-1), so ours may list more.
+AWS_SOLD = {
+    "g4dn.xlarge": {"ap-northeast-1", "ap-northeast-2", "ap-northeast-3", "ap-south-1",
+                    "ap-southeast-1", "ap-southeast-2", "ca-central-1", "eu-central-1",
+                    "eu-north-1", "eu-south-1", "eu-west-1", "eu-west-2", "eu-west-3",
+                    "me-south-1", "us-east-1", "us-east-2", "us-west-1", "us-west-2"},
+    "g5.12xlarge": {"ap-northeast-1", "ap-northeast-2", "ap-south-1", "ap-southeast-2",
+                    "ap-southeast-3", "ca-central-1", "eu-central-1", "eu-north-1",
+                    "eu-west-1", "eu-west-2", "me-central-1", "us-east-1", "us-east-2"},
+    "g6.xlarge": {"ap-northeast-1", "ap-northeast-2", "ap-south-1", "ap-southeast-2",
+                  "ca-central-1", "eu-central-1", "eu-north-1", "eu-west-2", "eu-west-3",
+                  "us-east-1", "us-east-2", "us-west-2"},
+    "g6e.12xlarge": {"ap-northeast-1", "ap-northeast-2", "eu-central-1", "eu-north-1",
+                     "us-east-1", "us-east-2", "us-west-2"},
+    "inf1.xlarge": {"af-south-1", "ap-east-1", "ap-northeast-1", "ap-northeast-2", "ap-south-1",
+                    "ap-southeast-1", "ap-southeast-2", "ca-central-1", "eu-central-1",
+                    "eu-north-1", "eu-south-1", "eu-west-1", "eu-west-2", "eu-west-3",
+                    "me-south-1", "us-east-1", "us-east-2", "us-west-1", "us-west-2"},
+    "inf2.24xlarge": {"ap-northeast-1", "ap-south-1", "ap-southeast-1", "ap-southeast-2",
+                      "eu-central-1", "eu-north-1", "eu-west-1", "eu-west-2", "eu-west-3",
+                      "us-east-1", "us-east-2", "us-west-2"},
+    "p3.8xlarge": {"ap-northeast-1", "ap-northeast-2", "ap-southeast-1", "ap-southeast-2",
+                   "ca-central-1", "eu-central-1", "eu-west-1", "eu-west-2", "us-east-1",
+                   "us-east-2", "us-west-2"},
+    "p4d.24xlarge": {"ap-northeast-1", "ap-northeast-2", "ap-south-1", "ap-southeast-2",
+                     "eu-central-1", "eu-west-1", "us-east-1", "us-east-2", "us-west-2"},
+    "p5.48xlarge": {"ap-northeast-1", "ap-south-1", "ap-southeast-2", "ca-central-1",
+                    "eu-north-1", "eu-west-2", "us-east-1", "us-east-2", "us-west-1",
+                    "us-west-2"},
+    "m7i.large": {"ap-northeast-1", "ap-northeast-2", "ap-south-1", "ap-southeast-1",
+                  "ap-southeast-2", "ap-southeast-3", "ca-central-1", "eu-central-1",
+                  "eu-north-1", "eu-west-1", "eu-west-2", "eu-west-3", "us-east-1", "us-east-2",
+                  "us-west-1", "us-west-2"},
+    "p5en.48xlarge": {"ap-northeast-1", "ap-northeast-2", "ap-south-1", "ap-southeast-3",
+                      "us-east-1", "us-east-2", "us-west-1", "us-west-2"},
+}
+GCP_SOLD = {
+    "a3-highgpu-2g": {"asia-east1-c", "asia-northeast1-b", "asia-south1-c", "asia-southeast1-b",
+                      "asia-southeast1-c", "australia-southeast1-c", "europe-north1-c",
+                      "europe-west1-b", "europe-west1-c", "europe-west3-c", "europe-west4-b",
+                      "europe-west4-c", "europe-west8-c", "us-central1-a", "us-central1-b",
+                      "us-central1-c", "us-east4-a", "us-east4-b", "us-east4-c", "us-east5-a",
+                      "us-west1-a", "us-west1-b", "us-west4-a"},
+    "a3-ultragpu-8g": {"asia-south1-b", "asia-south2-c", "europe-west1-b", "europe-west4-a",
+                       "us-central1-b", "us-east4-b", "us-east5-a", "us-south1-b",
+                       "us-west1-c"},
+    "a2-highgpu-8g": {"asia-northeast1-a", "asia-northeast1-c", "asia-northeast3-a",
+                      "asia-northeast3-b", "asia-southeast1-b", "asia-southeast1-c",
+                      "europe-west4-a", "europe-west4-b", "me-west1-a", "me-west1-c",
+                      "us-central1-a", "us-central1-b", "us-central1-c", "us-central1-f",
+                      "us-east1-b", "us-west1-b", "us-west3-b", "us-west4-b"},
+    "a2-ultragpu-8g": {"asia-southeast1-c", "europe-west4-a", "us-central1-a", "us-central1-c",
+                       "us-east4-c", "us-east5-a", "us-east5-b"},
+    "c2-standard-16": {"asia-east1-a", "europe-west6-c", "me-central2-b",
+                       "southamerica-west1-a", "us-west2-c", "us-east5-a"},
+    "g2-standard-4": {"asia-east1-a", "asia-northeast3-b", "asia-south1-c", "europe-west2-a",
+                      "europe-west6-c", "me-central2-a", "northamerica-northeast1-b",
+                      "us-east4-c", "us-west4-a"},
+    "e2-standard-8": {"africa-south1-a", "europe-north2-b", "europe-west12-c",
+                      "northamerica-south1-a", "us-south1-c", "me-central1-b"},
+    "n1-standard-1": {"europe-central2-a", "me-west1-b", "southamerica-east1-c", "us-west3-a"},
+}
+# ... and where SkyPilot's catalog lists no such machine (no row may claim it is sold there)
+GCP_NOT_SOLD = {
+    "n1-standard-1": {"us-east5-a", "me-central2-a", "southamerica-west1-a", "me-west1-a"},
+    "g2-standard-4": {"us-east5-a", "us-east4-b", "europe-west1-d", "asia-northeast3-c"},
+    "a3-highgpu-2g": {"us-central1-f", "europe-west4-a"},
+}
+
+
+# GPUs attached to N1 machines, by the zones SkyPilot's GCP catalog lists for each GPU
+GCP_N1_GPU_ZONES = {
+    "T4": {"asia-east2-a", "asia-southeast2-b", "europe-central2-c", "me-west1-b",
+           "northamerica-northeast1-c", "southamerica-east1-a", "us-west3-b", "us-west4-b"},
+    "V100": {"asia-east1-c", "europe-west4-b", "us-central1-f", "us-east1-c", "us-west1-a"},
+    "P100": {"asia-east1-a", "australia-southeast1-b", "europe-west1-d", "us-east1-b"},
+    "P4": {"asia-southeast1-b", "northamerica-northeast1-a", "us-east4-b", "us-west2-c"},
+}
+
+
+@pytest.mark.parametrize("gpu", sorted(GCP_N1_GPU_ZONES))
+def test_gcp_n1_gpus_are_in_the_zones_that_sell_them(gpu):
+    rows = [r for r in read_csv(catalog.SHIPPED_DIR / "gcp.csv") if r.accelerator_name == gpu]
+    zones = {r.zone for r in rows}
+    assert GCP_N1_GPU_ZONES[gpu] <= zones, sorted(GCP_N1_GPU_ZONES[gpu] - zones)
+    assert all(r.instance_type.startswith("n1-") for r in rows)
+    # the machine is the N1 host plus the GPUs: never cheaper than the host alone
+    hosts = {(r.instance_type, r.zone): r.price for r in read_csv(catalog.SHIPPED_DIR / "gcp.csv")
+             if r.accelerator_name is None}
+    assert all(r.price > hosts[(r.instance_type, r.zone)] for r in rows
+               if (r.instance_type, r.zone) in hosts)
+
+
+@pytest.mark.parametrize("instance_type", sorted(AWS_SOLD))
+def test_aws_gpu_families_are_in_every_region_that_sells_them(instance_type):
+    regions = set(_by_region("aws", instance_type))
+    assert AWS_SOLD[instance_type] <= regions, sorted(AWS_SOLD[instance_type] - regions)
+
+
+@pytest.mark.parametrize("instance_type", sorted(GCP_SOLD))
+def test_gcp_families_are_in_every_zone_that_sells_them(instance_type):
+    rows = read_csv(catalog.SHIPPED_DIR / "gcp.csv")
+    zones = {r.zone for r in rows if r.instance_type == instance_type}
+    assert GCP_SOLD[instance_type] <= zones, sorted(GCP_SOLD[instance_type] - zones)
+    assert not zones & GCP_NOT_SOLD.get(instance_type, set())
+    assert all(catalog.zone_in_region(r.zone, r.region) for r in rows if r.zone)
+
+
+def test_no_machine_is_listed_twice_at_one_place(shipped):
+    _, rows = shipped
+    twice = [key for key, n in Counter(r.key for r in rows).items() if n > 1]
+    assert not twice, twice[:5]
+
+
+def test_every_gcp_row_names_its_zone():
+    assert all(r.zone for r in read_csv(catalog.SHIPPED_DIR / "gcp.csv"))
+
+
+def test_derived_regional_prices_follow_the_observed_ratio():
+    # p4d.24xlarge in ap-northeast-1 is 44.92215 / 32.7726 times us-east-1 in SkyPilot's
+    # catalog; ours keeps that ratio on top of our (newer) us-east-1 list price.
+    prices = _by_region("aws", "p4d.24xlarge")
+    ratio = prices["ap-northeast-1"] / prices["us-east-1"]
+    assert ratio == pytest.approx(44.92215 / 32.7726, rel=1e-3)
+
+
+def test_h100_2_resolves_to_gcp_a3_highgpu_2g():
+    found = catalog.offers("gcp", Resources(accelerators="H100:2"))
+    assert found[0].instance_type == "a3-highgpu-2g" and found[0].region == "us-central1"
+    assert found[0].price == pytest.approx(88.2494 / 4, rel=1e-4)
+
+
+def test_h100_mega_is_gcp_a3_megagpu():
+    found = catalog.offers("gcp", Resources(accelerators="H100-MEGA:8"))
+    assert found and {c.instance_type for c in found} == {"a3-megagpu-8g"}
+
+
+# SkyPilot's own examples/aws-neuron/inferentia.yaml asks for Inferentia:6. SkyPilot's AWS
+# catalog (catalogs/v7/aws/vms.csv) names inf1 chips "Inferentia" (1, 4, 16 per machine) and
+# inf2 chips "Inferentia2" (inf2.24xlarge: 6) with no alias between them, so the request is
+# refused there too; we keep both names apart and point at the inf2 machine.
+def test_inferentia_and_inferentia2_stay_apart_as_in_skypilot():
+    assert catalog.offers("aws", Resources(accelerators="Inferentia2:6"))[0].instance_type \
+        == "inf2.24xlarge"
+    assert catalog.offers("aws", Resources(accelerators="Inferentia:4"))[0].instance_type \
+        == "inf1.6xlarge"
+    assert not catalog.offers("aws", Resources(accelerators="Inferentia:6"))
+
+
+def test_the_skypilot_inferentia_example_is_refused_with_the_inf2_machine_named():
+    message = catalog.explain("aws", Resources(accelerators="Inferentia:6"))
+    assert "Inferentia machines there have 1, 4 or 16 GPUs" in message
+    assert "Did you mean inf2.24xlarge Inferentia2:6" in message
+
+
+def test_trainium_machines_include_trn1n_and_trn2():
+    assert {c.instance_type for c in catalog.offers("aws", Resources(accelerators="Trainium:16"))} \
+        == {"trn1.32xlarge", "trn1n.32xlarge"}
+    (trn2,) = catalog.offers("aws", Resources(accelerators="Trainium2:16"))
+    assert (trn2.instance_type, trn2.region) == ("trn2.48xlarge", "us-east-2")
 
 
 def test_a_task_can_pin_an_added_region():

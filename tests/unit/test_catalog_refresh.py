@@ -86,3 +86,33 @@ def test_azure_prices_esv5_from_retail_prices(monkeypatch):
     updated, missing = refresh.apply_prices(rows, refresh.azure_prices(rows))
     assert missing == [] and (updated[0].price, updated[0].spot_price) == (0.504, 0.0992)
     assert "armSkuName+eq+%27Standard_E8s_v5%27" in answers[0]
+
+
+def _sku(description: str, dollars: float, region: str = "us-central1") -> dict:
+    """One Cloud Billing Catalog SKU in the documented shape (unitPrice as units + nanos)."""
+    units, nanos = int(dollars), round((dollars - int(dollars)) * 1e9)
+    return {"description": description, "serviceRegions": [region],
+            "pricingInfo": [{"pricingExpression": {"tieredRates": [
+                {"unitPrice": {"units": str(units), "nanos": nanos}}]}}]}
+
+
+def test_gcp_prices_a3_mega_from_its_own_skus(monkeypatch):
+    # A3 Mega is billed as "A3Plus" cores/RAM plus "H100 80GB Mega" GPUs; GPU spot SKUs say
+    # "attached to Spot Preemptible VMs" instead of starting with "Spot Preemptible".
+    skus = [_sku("A3Plus Instance Core running in Americas", 0.03),
+            _sku("A3Plus Instance Ram running in Americas", 0.004),
+            _sku("Spot Preemptible A3Plus Instance Core running in Americas", 0.01),
+            _sku("Spot Preemptible A3Plus Instance Ram running in Americas", 0.001),
+            _sku("Nvidia H100 80GB Mega GPU running in Americas", 11.0),
+            _sku("Nvidia H100 80GB Mega GPU attached to Spot Preemptible VMs running in "
+                 "Americas", 2.5),
+            _sku("Nvidia H100 80GB GPU running in Americas", 10.0)]
+    monkeypatch.setattr(refresh, "_gcp_skus", lambda: iter(skus))
+    rows = _rows("gcp", "a3-megagpu-8g", "us-central1")
+    prices = refresh.gcp_prices(rows)
+    on_demand, spot = prices[refresh.price_key(rows[0])]
+    assert on_demand == pytest.approx(208 * 0.03 + 1872 * 0.004 + 8 * 11.0)
+    assert spot == pytest.approx(208 * 0.01 + 1872 * 0.001 + 8 * 2.5)
+    # the a3-highgpu shapes still use the A3 core SKUs (absent here: price not found)
+    high = _rows("gcp", "a3-highgpu-2g", "us-central1")
+    assert refresh.gcp_prices(high)[refresh.price_key(high[0])] == (None, None)

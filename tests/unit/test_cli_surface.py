@@ -68,6 +68,25 @@ def test_dryrun_json_picks_the_cheapest_l4x4_per_cloud(tmp_path, monkeypatch):
     assert not (tmp_path / "clusters").exists() or not any((tmp_path / "clusters").iterdir())
 
 
+def test_cloud_flag_runs_a_kubernetes_file_on_a_cloud_we_reach(tmp_path, monkeypatch):
+    """SkyPilot's override: `--cloud aws` replaces the file's `infra: k8s/CONTEXT`."""
+    from click.testing import CliRunner
+
+    from skyterra.cli import main
+
+    monkeypatch.setenv("SKYTERRA_HOME", str(tmp_path))
+    task = tmp_path / "k8s.yaml"
+    task.write_text("resources:\n  infra: k8s/my-context\n  accelerators: L4:1\nrun: nvidia-smi\n")
+    refused = CliRunner().invoke(main, ["launch", str(task), "--dryrun"])
+    assert refused.exit_code != 0 and "pass --cloud CLOUD" in refused.output
+    result = CliRunner().invoke(main, ["launch", str(task), "--cloud", "aws", "--dryrun",
+                                       "--json", "-c", "k8s-on-aws"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["candidates"][0]["instance_type"] == "g6.xlarge"
+    assert "resources: --cloud aws replaces infra: k8s/my-context." in data["notes"]
+
+
 # What a dry run or a render has no use for: talking to nodes, jobs, running Terraform.
 NOT_FOR_RENDERING = ("fabric", "paramiko", "python_terraform", "skyterra.executor",
                      "skyterra.jobs", "skyterra.submission", "skyterra.terraform",

@@ -391,3 +391,10 @@ def test_azure_subscription_from_options_beats_the_environment(monkeypatch):
     values = _tfvars(task, candidate, azure_subscription_id=chosen)
     assert values["subscription_id"] == chosen
     assert (values["location"], values["zone"]) == ("westus3", "1")
+
+
+def test_gcp_p4_attaches_to_n1_as_its_accelerator_type(monkeypatch):
+    # GCP's P4 is an N1-attached GPU like T4 (SkyPilot's GCP catalog lists it in 16 zones)
+    _clear_env(monkeypatch, gcp_mod._PROJECT_ENV)
+    values = _tfvars(_task(accelerators="P4:2"), _gcp("n1-standard-16", "P4", 2))
+    assert (values["gpu_type"], values["gpu_count"]) == ("nvidia-tesla-p4", 2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -219,3 +220,20 @@ def test_jobs_queue_is_empty_and_logs_explain_without_jobs(monkeypatch, tmp_path
         assert "skyterra jobs launch" in str(error)
     else:
         raise AssertionError("no error without jobs")
+
+
+def test_a_controller_node_gets_copies_of_local_mounts_but_the_sky_key_reference(tmp_path):
+    """On a controller node the job's cluster is launched from there, so SkyPilot's
+    `~/.ssh/sky-key` stays a reference (that cluster's own key), never a copied file."""
+    from skyterra.managed.remote import _stage
+    from skyterra.task import Task
+
+    (tmp_path / "tokens.txt").write_text("t\n")
+    task = Task(run="true", base_dir=tmp_path, file_mounts={
+        "~/.ssh/id_rsa": "~/.ssh/sky-key", "/remote/tokens.txt": "./tokens.txt"})
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    _stage(task, ManagedJob(job_id=3, task=task.to_yaml_config()), {}, staging)
+    staged = json.loads((staging / "job.json").read_text())["task"]["file_mounts"]
+    assert staged == {"~/.ssh/id_rsa": "~/.ssh/sky-key", "/remote/tokens.txt": "mounts/0"}
+    assert (staging / "mounts" / "0").read_text() == "t\n"

@@ -145,12 +145,26 @@ def test_a_multi_document_file_is_a_dag_and_task_from_yaml_says_so(tmp_path):
     ("", "empty"),
     ("name: p\nexecution: serial\n---\n", "no task after it"),
     ("name: p\nexecution: sideways\n---\nrun: x\n", "serial or parallel"),
-    ("name: p\nprimary_tasks: [a]\n---\nrun: x\n", "job group")])
+    ("name: p\nprimary_tasks: [a]\n---\nrun: x\n", "job group"),
+    ("name: p\ndependencies: [a]\n---\nname: a\nrun: x\n", "expected a mapping"),
+    ("name: p\ndependencies: {a: [c]}\n---\nname: a\nrun: x\n---\nname: b\nrun: y\n",
+     r"'a': \['c'\] names no task of this file \(tasks: a, b\)"),
+    ("name: p\ndepends_on: {a: b}\n---\nname: a\nrun: x\n---\nrun: y\n",
+     "every task needs a `name:`"),
+    (("name: p\nexecution: parallel\ndependencies: {a: b}\n---\nname: a\nrun: x\n---\n"
+      "name: b\nrun: y\n"), "a job group .* runs all its tasks at once")])
 def test_bad_pipeline_headers(tmp_path, text, message):
     path = tmp_path / "p.yaml"
     path.write_text(text)
     with pytest.raises(TaskError, match=message):
         Dag.from_yaml(path)
+
+
+def test_header_dependencies_order_the_tasks_ties_in_file_order(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("name: p\ndepends_on:\n  c: [b]\n  b: a\n---\nname: c\nrun: c\n---\n"
+                    "name: d\nrun: d\n---\nname: b\nrun: b\n---\nname: a\nrun: a\n")
+    assert [t.name for t in Dag.from_yaml(path).tasks] == ["d", "a", "b", "c"]
 
 
 def test_tasks_with_equal_resources_share_a_cluster():
@@ -159,6 +173,70 @@ def test_tasks_with_equal_resources_share_a_cluster():
     big = Task(run="c", num_nodes=2, resources=Resources(cloud="aws", accelerators="L4"))
     dag = Dag([one, two, big, one])
     assert dag.cluster_names("c") == ["c", "c", "c-2", "c-3"]
+
+
+def test_a_file_for_another_cloud_says_how_to_run_it_here():
+    with pytest.raises(NotSupportedError, match=r"'kubernetes' is not supported.*pass --cloud "
+                       "CLOUD: it replaces the file's cloud"):
+        Task.from_yaml_config({"resources": {"cloud": "kubernetes"}, "run": "x"})
+
+
+@pytest.mark.parametrize("resources, replaced", [
+    ({"cloud": "kubernetes", "cpus": 2}, "cloud: kubernetes"),
+    ({"infra": "k8s/my-context", "cpus": 2}, "infra: k8s/my-context"),
+    ({"cloud": "lambda", "region": "us-east-1", "cpus": 2}, "cloud: lambda, region: us-east-1")])
+def test_cloud_override_replaces_a_cloud_we_do_not_reach_and_its_places(resources, replaced):
+    task = Task.from_yaml_config({"resources": resources, "run": "x"}, cloud_override="gcp")
+    assert [(r.cloud, r.region, r.cpus) for r in task.resources] == [("gcp", None, "2")]
+    assert f"resources: --cloud gcp replaces {replaced}." in task.warnings
+
+
+def test_cloud_override_in_any_of_replaces_only_the_other_clouds_choices():
+    task = Task.from_yaml_config({"resources": {"any_of": [
+        {"infra": "k8s", "accelerators": "L4"}, {"cloud": "gcp", "region": "us-east4"}]},
+        "run": "x"}, cloud_override="gcp")
+    assert [(r.cloud, r.region) for r in task.resources] == [
+        ("gcp", None), ("gcp", "us-east4")]
+    assert task.warnings == ["resources.any_of[0]: --cloud gcp replaces infra: k8s."]
+
+
+def test_elastic_node_sets_are_refused_by_name():
+    with pytest.raises(NotSupportedError, match="DYNAMIC_NODE_SET .* is not supported"):
+        Task.from_yaml_config({"resources": {"job_recovery": {
+            "strategy": "dynamic_node_set", "min_nodes": 3}}, "run": "x"})
+
+
+@pytest.mark.parametrize("value, minutes", [("1w", 10080), ("2D", 2880), ("90", 90), (45, 45)])
+def test_autostop_durations_take_skypilots_units(value, minutes):
+    task = Task.from_yaml_config({"resources": {"autostop": value}, "run": "x"})
+    assert task.resources[0].autostop["idle_minutes"] == minutes
+
+
+@pytest.mark.parametrize("value", ["none", "NONE", {"strategy": "none"}])
+def test_job_recovery_none_means_not_set(value):
+    task = Task.from_yaml_config({"resources": {"job_recovery": value}, "run": "x"})
+    assert task.resources[0].job_recovery is None
+
+
+def test_docker_run_options_are_words_for_the_container_and_round_trip():
+    config = {"resources": {"image_id": "docker:ubuntu:22.04"}, "run": "x",
+              "config": {"docker": {"run_options": ["--shm-size=16g", "-e 'A=b c'"]}}}
+    task = Task.from_yaml_config(config)
+    assert task.container_run_options == ("--shm-size=16g", "-e", "A=b c")
+    assert task.warnings == []
+    again = Task.from_yaml_config(task.to_yaml_config())
+    assert again.container_run_options == task.container_run_options
+
+
+@pytest.mark.parametrize("run_options, message", [
+    ("--network bridge", "--network is set by skyterra"),
+    (["--name=x"], "--name is set by skyterra"),
+    ([3], "a string or a list of strings"),
+    ("-e 'unclosed", "cannot split")])
+def test_docker_run_options_that_would_break_the_container_are_refused(run_options, message):
+    with pytest.raises(TaskError, match=message):
+        Task.from_yaml_config({"resources": {"image_id": "docker:ubuntu"}, "run": "x",
+                               "config": {"docker": {"run_options": run_options}}})
 
 
 # --- forms found in the second public sample (bench/RESULTS.md, sample2) ---------------
@@ -226,13 +304,6 @@ def test_several_accelerators_in_one_string_get_the_list_spelling():
     with pytest.raises(TaskError, match=r"names several accelerators.*\[A100:1, H100:1\]"):
         resources_from_config({"accelerators": "A100:1 A100-80GB:1 H100:1"})
     assert resources_from_config({"accelerators": "A100-80GB:8"}).accelerator == ("A100-80GB", 8)
-
-
-@pytest.mark.parametrize("value", ["none", "None", {"strategy": "none"},
-                                   {"strategy": "NONE", "max_restarts_on_errors": 2}])
-def test_job_recovery_none_is_no_job_recovery(value):
-    assert resources_from_config({"job_recovery": value}).job_recovery is None
-    assert resources_from_config({"spot_recovery": value}).job_recovery is None
 
 
 def test_label_keys_follow_the_named_clouds_tag_rules():

@@ -281,7 +281,10 @@ BAD = {
     "storage-file-mount": (_y(top="file_mounts:\n  /data:\n    source: gs://b\n"), [],
                            ["file_mounts./data.source", "not a valid GCS bucket name"]),
     "cloud-awz": (_y("  cloud: awz\n"), [], ["resources.cloud", "Did you mean 'aws'"]),
-    "cloud-kubernetes": (_y("  cloud: kubernetes\n"), [], ["resources.cloud", "not supported"]),
+    # (`cloud: kubernetes` in the file is refused without --cloud: the corpus's
+    # kubernetes-refused.yaml; any --cloud replaces it, SkyPilot's override)
+    "cloud-flag-kubernetes": (_y("  cloud: kubernetes\n"), ["--cloud", "kubernetes"],
+                              ["--cloud", "'kubernetes' is not supported"]),
     "infra-empty-region": (_y("  infra: aws//x\n"), [],
                            ["resources.infra", "cloud[/region[/zone]]"]),
     "any-of-bad-item": (_y("  any_of:\n    - cloud: aws\n    - clod: gcp\n"), [],
@@ -323,7 +326,7 @@ BAD = {
 LAUNCH_CASES = {"required-env", "required-secret"}
 # Errors about a flag name the flag, not the file (the file is fine).
 FLAG_CASES = {"env-flag-unset-var", "env-flag-bad-key", "num-nodes-flag-0", "gpus-flag-bad",
-              "cloud-flag-bad"}
+              "cloud-flag-bad", "cloud-flag-kubernetes"}
 
 
 def _run_case(case: str, root: Path) -> tuple[Path, Path, subprocess.CompletedProcess]:

@@ -81,6 +81,19 @@ mount -t proc -o nosuid,nodev,noexec proc "$root/proc"
 mkdir -p -- "$root$dir"
 mount --bind -- "$dir" "$root$dir"
 
+# The node's home is $HOME (the node dir's home/), not the host account's home
+# directory that OpenSSH's client would otherwise read: keys and known hosts a
+# task puts in ~/.ssh (SkyPilot's sky-key as ~/.ssh/id_rsa, for node-to-node
+# SSH) are found there, as on a VM. Only this node's layer of /etc changes.
+mkdir -p -- "$root/etc/ssh/ssh_config.d"
+cat >"$root/etc/ssh/ssh_config.d/00-skyterra-node-home.conf" <<'CONF'
+Host *
+  IdentityFile ${HOME}/.ssh/id_rsa
+  IdentityFile ${HOME}/.ssh/id_ecdsa
+  IdentityFile ${HOME}/.ssh/id_ed25519
+  UserKnownHostsFile ${HOME}/.ssh/known_hosts
+CONF
+
 # pivot_root, not just chroot: a chroot is not the root of the mount namespace, and
 # tools that enter a namespace later (`runc exec`, i.e. podman exec of a task
 # container) would land in the namespace's real root, the host's /. After the
