@@ -113,6 +113,8 @@ def parse(path: str, value: Any, deferred: bool = False) -> StorageMount:
         raise TaskError(f"expected true or false, got {persistent!r}.",
                         field=f"{field}.persistent")
     source, name = value.get("source"), value.get("name")
+    if isinstance(name, str) and not name.strip():
+        name = None  # `name: ""` (or an env left "") is the placeholder `name:` is: noted
     for key, item in (("source", source), ("name", name)):
         if item is not None and (not isinstance(item, str) or not item.strip()):
             raise TaskError(f"expected a non-empty string, got {item!r}.", field=f"{field}.{key}")

@@ -316,3 +316,11 @@ def test_label_keys_follow_the_named_clouds_tag_rules():
         with pytest.raises(TaskError, match="label key") as info:
             resources_from_config({"cloud": cloud, "labels": {key: "v"}})
         assert info.value.field == f"resources.labels.{key}"
+
+
+def test_a_bucket_name_left_empty_string_is_the_placeholder_a_launch_refuses():
+    task = Task.from_yaml_config({"run": "x", "envs": {"B": ""}, "file_mounts": {
+        "/out": {"name": "${B}", "mode": "MOUNT"}, "/o2": {"name": "  "}}})
+    assert [m.field for m in task.incomplete] == ["file_mounts./out", "file_mounts./o2"]
+    task.update_envs({"B": "lab-ckpts"})
+    assert [m.ref.bucket for m in task.storage_mounts] == ["lab-ckpts"]
