@@ -103,6 +103,8 @@ def parse(path: str, value: Any, deferred: bool = False) -> StorageMount:
     if unknown:
         key = str(unknown[0])
         raise TaskError(f"unknown key '{key}'.{did_you_mean(key, KEYS)}", field=f"{field}.{key}")
+    if isinstance(value.get("source"), list) and len(value["source"]) == 1:
+        value = {**value, "source": value["source"][0]}   # SkyPilot's ['./data'] = './data'
     if isinstance(value.get("source"), list):
         raise NotSupportedError("a list of local folders as one bucket's source is not "
                                 "supported by skyterra; give one folder per bucket mount "

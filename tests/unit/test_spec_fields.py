@@ -324,3 +324,12 @@ def test_a_bucket_name_left_empty_string_is_the_placeholder_a_launch_refuses():
     assert [m.field for m in task.incomplete] == ["file_mounts./out", "file_mounts./o2"]
     task.update_envs({"B": "lab-ckpts"})
     assert [m.ref.bucket for m in task.storage_mounts] == ["lab-ckpts"]
+
+
+def test_a_one_item_source_list_is_that_source():
+    task = Task.from_yaml_config({"run": "x", "file_mounts": {
+        "/d": {"name": "lab-bkt", "source": ["./data"], "store": "s3"}}})
+    assert task.storage_mounts[0].source == "./data"
+    with pytest.raises(NotSupportedError, match="list of local folders"):
+        Task.from_yaml_config({"run": "x", "file_mounts": {
+            "/d": {"name": "lab-bkt", "source": ["./a", "./b"]}}})
