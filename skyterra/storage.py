@@ -39,7 +39,7 @@ IGNORED_KEYS = {
     "_bucket_sub_path": "SkyPilot's internal bookkeeping",
 }
 # SkyPilot stores skyterra does not reach (yet): named so the error is precise.
-OTHER_STORES = ("r2", "ibm", "oci", "nebius", "cos", "vastdata")
+OTHER_STORES = ("r2", "ibm", "oci", "nebius", "cos", "vastdata", "hf", "coreweave")
 
 
 @dataclasses.dataclass(frozen=True)
