@@ -186,8 +186,9 @@ AWS_SOLD = {
     "g6.xlarge": {"ap-northeast-1", "ap-northeast-2", "ap-south-1", "ap-southeast-2",
                   "ca-central-1", "eu-central-1", "eu-north-1", "eu-west-2", "eu-west-3",
                   "us-east-1", "us-east-2", "us-west-2"},
-    "g6e.12xlarge": {"ap-northeast-1", "ap-northeast-2", "eu-central-1", "eu-north-1",
-                     "us-east-1", "us-east-2", "us-west-2"},
+    "g6e.12xlarge": {"ap-northeast-1", "ap-northeast-2", "ap-northeast-3", "ap-south-1",
+                     "eu-central-1", "eu-north-1", "me-central-1", "us-east-1", "us-east-2",
+                     "us-west-2"},
     "inf1.xlarge": {"af-south-1", "ap-east-1", "ap-northeast-1", "ap-northeast-2", "ap-south-1",
                     "ap-southeast-1", "ap-southeast-2", "ca-central-1", "eu-central-1",
                     "eu-north-1", "eu-south-1", "eu-west-1", "eu-west-2", "eu-west-3",
@@ -336,6 +337,7 @@ def test_aws_gpu_rows_from_the_price_list_carry_its_listed_prices():
     assert _by_region("aws", "p4de.24xlarge")["ap-southeast-1"] == pytest.approx(32.93646)
     assert _by_region("aws", "p5.48xlarge")["ap-northeast-1"] == pytest.approx(68.80)
     assert _by_region("aws", "p5en.48xlarge")["eu-north-1"] == pytest.approx(67.72672)
+    assert _by_region("aws", "g6e.48xlarge")["ap-northeast-3"] == pytest.approx(43.69912)
 
 
 def test_h200_8_on_aws_is_p5en_because_p5e_has_no_on_demand_price():
