@@ -185,7 +185,7 @@ AWS_SOLD = {
                     "eu-west-1", "eu-west-2", "me-central-1", "us-east-1", "us-east-2"},
     "g6.xlarge": {"ap-northeast-1", "ap-northeast-2", "ap-south-1", "ap-southeast-2",
                   "ca-central-1", "eu-central-1", "eu-north-1", "eu-west-2", "eu-west-3",
-                  "us-east-1", "us-east-2", "us-west-2"},
+                  "me-central-1", "sa-east-1", "us-east-1", "us-east-2", "us-west-2"},
     "g6e.12xlarge": {"ap-northeast-1", "ap-northeast-2", "ap-northeast-3", "ap-south-1",
                      "eu-central-1", "eu-north-1", "me-central-1", "us-east-1", "us-east-2",
                      "us-west-2"},
