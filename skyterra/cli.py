@@ -21,7 +21,8 @@ import click
 from skyterra.clouds import names as _cloud_names
 
 _DEBUG = False
-_CLOUD_HELP = f"cloud[/region[/zone]]: {', '.join(_cloud_names())}."
+_CLOUD_HELP = (f"cloud[/region[/zone]]: {', '.join(_cloud_names())}. Replaces the task's "
+               "cloud (also one skyterra does not reach, e.g. kubernetes).")
 
 
 def _console():

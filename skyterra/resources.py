@@ -25,13 +25,14 @@ ACCELERATORS = (
     # Sold by clouds skyterra does not reach (RunPod, Lambda, Kubernetes nodes): known so
     # that a task asking for one gets "no cloud offers …", and a set drops them.
     "A40", "RTX4090", "RTX3090", "RTX3080", "RTX2060", "RTXA6000", "RTXA5000", "RTXA4000",
-    "RTX6000-Ada", "MI300", "MI250X",
+    "RTX6000-Ada", "MI300", "MI250X", "A6000", "RTX6000", "A5000", "A4500", "A4000",
+    "RTXA4500", "RTX3070", "RTX4000-Ada", "RTX5090",
 )
 _CANONICAL = {name.lower(): name for name in ACCELERATORS}
 # Other spellings seen in task files → the canonical name.
 _CANONICAL.update({"a100-40gb": "A100", "h100-80gb": "H100", "a100-80g": "A100-80GB",
                    "inferentia1": "Inferentia", "trainium1": "Trainium",
-                   "v100-16gb": "V100", "h200-141gb": "H200"})
+                   "v100-16gb": "V100", "h200-141gb": "H200", "h100-sxm": "H100"})
 _TPU = re.compile(r"^tpu-", re.IGNORECASE)
 
 RESOURCE_KEYS = (

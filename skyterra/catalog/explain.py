@@ -89,17 +89,23 @@ def _shape_distance(resources: Resources) -> Callable[[CatalogRow], float]:
     return distance
 
 
+# AWS's own ML chips: never "the nearest GPU" to a GPU asked for (nor the other way round).
+_ML_CHIPS = frozenset({"Inferentia", "Inferentia2", "Trainium", "Trainium2"})
+
+
 def _other_accelerator(cloud: str, rows: list[CatalogRow], name: str, count: int,
                        limit: int) -> str:
     elsewhere = [c for c in catalog.available_clouds() if c != cloud and any(
         r.accelerator_name == name for r in catalog.rows(c))]
     where = f" ({name} is offered on {', '.join(elsewhere)})" if elsewhere else ""
-    gpu_rows = [r for r in rows if r.accelerator_name]
+    gpu_rows = [r for r in rows if r.accelerator_name
+                and (r.accelerator_name in _ML_CHIPS) == (name in _ML_CHIPS)]
     same_count = [r for r in gpu_rows if r.accelerator_count == count]
     nearest = same_count or gpu_rows
-    label = f"machines with {count} GPUs" if same_count else "GPU machines"
+    kind = "Inferentia/Trainium machines" if name in _ML_CHIPS else "GPU machines"
+    label = f"machines with {count} GPUs" if same_count else kind
     if not nearest:
-        return f"{name}:{count} is not offered on {cloud}{where}; {cloud} has no GPU machines."
+        return f"{name}:{count} is not offered on {cloud}{where}; {cloud} has no {kind}."
     return (f"{name}:{count} is not offered on {cloud}: it has no {name} machines{where}; "
             f"nearest {label} on {cloud}: {_listing(nearest, limit)}.")
 

@@ -76,6 +76,8 @@ VARIANTS = (
             num_nodes=2, resources={"accelerators": "A100:8", "use_spot": True}),
     Variant("gcp-a3-ultra-h200x8", gcp("a3-ultragpu-8g", "H200", 8),
             resources={"accelerators": "H200:8"}),
+    Variant("gcp-a4-b200x8", gcp("a4-highgpu-8g", "B200", 8),
+            resources={"accelerators": "B200:8"}),
     Variant("gcp-n1-t4x4-spot-ports-labels", gcp("n1-standard-16", "T4", 4, use_spot=True),
             resources={"accelerators": "T4:4", "use_spot": True, "ports": [8080, "9000-9010"],
                        "labels": {"team": "ml", "project": "mingpt"}, "disk_size": 512,
@@ -377,7 +379,8 @@ def test_variable_validations_reject_bad_values(variant_id, overrides, message, 
 def test_gcp_fixed_gpu_machine_types_get_no_guest_accelerator(rendered):
     for variant_id, machine in [("gcp-g2-l4x4", "g2-standard-48"),
                                 ("gcp-a2-a100x8-spot-2nodes", "a2-highgpu-8g"),
-                                ("gcp-a3-ultra-h200x8", "a3-ultragpu-8g")]:
+                                ("gcp-a3-ultra-h200x8", "a3-ultragpu-8g"),
+                                ("gcp-a4-b200x8", "a4-highgpu-8g")]:
         mod = rendered(variant_id)
         node = mod.resource("google_compute_instance", "node")
         assert "guest_accelerator" not in node, variant_id
@@ -494,6 +497,7 @@ def test_gcp_image_disk_and_network(rendered):
     assert custom["image"] == "projects/my-proj/global/images/my-image"
     assert custom["disk_size_gb"] == 512
     assert rendered("gcp-a3-ultra-h200x8").tfvars["disk_type"] == "hyperdisk-balanced"
+    assert rendered("gcp-a4-b200x8").tfvars["disk_type"] == "hyperdisk-balanced"
     assert rendered("gcp-cpu-only").tfvars["image"].startswith("projects/ubuntu-os-cloud/")
     own = rendered("gcp-own-subnet")
     assert (own.tfvars["network"], own.tfvars["subnetwork"]) == ("ml-vpc",

@@ -185,9 +185,10 @@ AWS_SOLD = {
                     "eu-west-1", "eu-west-2", "me-central-1", "us-east-1", "us-east-2"},
     "g6.xlarge": {"ap-northeast-1", "ap-northeast-2", "ap-south-1", "ap-southeast-2",
                   "ca-central-1", "eu-central-1", "eu-north-1", "eu-west-2", "eu-west-3",
-                  "us-east-1", "us-east-2", "us-west-2"},
-    "g6e.12xlarge": {"ap-northeast-1", "ap-northeast-2", "eu-central-1", "eu-north-1",
-                     "us-east-1", "us-east-2", "us-west-2"},
+                  "me-central-1", "sa-east-1", "us-east-1", "us-east-2", "us-west-2"},
+    "g6e.12xlarge": {"ap-northeast-1", "ap-northeast-2", "ap-northeast-3", "ap-south-1",
+                     "eu-central-1", "eu-north-1", "me-central-1", "us-east-1", "us-east-2",
+                     "us-west-2"},
     "inf1.xlarge": {"af-south-1", "ap-east-1", "ap-northeast-1", "ap-northeast-2", "ap-south-1",
                     "ap-southeast-1", "ap-southeast-2", "ca-central-1", "eu-central-1",
                     "eu-north-1", "eu-south-1", "eu-west-1", "eu-west-2", "eu-west-3",
@@ -198,17 +199,26 @@ AWS_SOLD = {
     "p3.8xlarge": {"ap-northeast-1", "ap-northeast-2", "ap-southeast-1", "ap-southeast-2",
                    "ca-central-1", "eu-central-1", "eu-west-1", "eu-west-2", "us-east-1",
                    "us-east-2", "us-west-2"},
-    "p4d.24xlarge": {"ap-northeast-1", "ap-northeast-2", "ap-south-1", "ap-southeast-2",
-                     "eu-central-1", "eu-west-1", "us-east-1", "us-east-2", "us-west-2"},
-    "p5.48xlarge": {"ap-northeast-1", "ap-south-1", "ap-southeast-2", "ca-central-1",
-                    "eu-north-1", "eu-west-2", "us-east-1", "us-east-2", "us-west-1",
-                    "us-west-2"},
+    "p4d.24xlarge": {"ap-northeast-1", "ap-northeast-2", "ap-south-1", "ap-southeast-1",
+                     "ap-southeast-2", "ca-central-1", "eu-central-1", "eu-north-1", "eu-west-1",
+                     "eu-west-2", "sa-east-1", "us-east-1", "us-east-2", "us-west-2"},
+    "p5.48xlarge": {"ap-northeast-1", "ap-northeast-2", "ap-south-1", "ap-southeast-2",
+                    "ap-southeast-3", "ca-central-1", "eu-north-1", "eu-west-2", "sa-east-1",
+                    "us-east-1", "us-east-2", "us-west-1", "us-west-2"},
+    # instances.vantage.sh's price list (tsaol/aws-gpu data/p5_family_all.js, p4de_instances.js,
+    # p6-b200_instances.js): every commercial region that lists an on-demand price
+    "p5.4xlarge": {"ap-northeast-1", "ap-south-1", "ap-southeast-2", "ap-southeast-3",
+                   "eu-west-2", "sa-east-1", "us-east-1", "us-east-2", "us-west-2"},
+    "p4de.24xlarge": {"ap-northeast-1", "ap-southeast-1", "eu-central-1", "us-east-1",
+                      "us-west-2"},
+    "p6-b200.48xlarge": {"ap-south-1", "us-east-1", "us-east-2", "us-west-2"},
     "m7i.large": {"ap-northeast-1", "ap-northeast-2", "ap-south-1", "ap-southeast-1",
                   "ap-southeast-2", "ap-southeast-3", "ca-central-1", "eu-central-1",
                   "eu-north-1", "eu-west-1", "eu-west-2", "eu-west-3", "us-east-1", "us-east-2",
                   "us-west-1", "us-west-2"},
     "p5en.48xlarge": {"ap-northeast-1", "ap-northeast-2", "ap-south-1", "ap-southeast-3",
-                      "us-east-1", "us-east-2", "us-west-1", "us-west-2"},
+                      "eu-north-1", "me-central-1", "us-east-1", "us-east-2", "us-west-1",
+                      "us-west-2"},
 }
 GCP_SOLD = {
     "a3-highgpu-2g": {"asia-east1-c", "asia-northeast1-b", "asia-south1-c", "asia-southeast1-b",
@@ -225,6 +235,8 @@ GCP_SOLD = {
                       "europe-west4-a", "europe-west4-b", "me-west1-a", "me-west1-c",
                       "us-central1-a", "us-central1-b", "us-central1-c", "us-central1-f",
                       "us-east1-b", "us-west1-b", "us-west3-b", "us-west4-b"},
+    # SkyPilot's catalogs/v9/gcp/vms.csv, the zones it prices at the on-demand $90.216
+    "a4-highgpu-8g": {"europe-west4-b", "us-central1-b", "us-east1-b", "us-south1-b"},
     "a2-ultragpu-8g": {"asia-southeast1-c", "europe-west4-a", "us-central1-a", "us-central1-c",
                        "us-east4-c", "us-east5-a", "us-east5-b"},
     "c2-standard-16": {"asia-east1-a", "europe-west6-c", "me-central2-b",
@@ -310,6 +322,34 @@ def test_h100_mega_is_gcp_a3_megagpu():
     found = catalog.offers("gcp", Resources(accelerators="H100-MEGA:8"))
     assert found and {c.instance_type for c in found} == {"a3-megagpu-8g"}
 
+
+
+def test_b200_8_on_gcp_is_a4_highgpu_in_a_zone_the_source_prices():
+    found = catalog.offers("gcp", Resources(accelerators="B200:8"))
+    assert found and {c.instance_type for c in found} == {"a4-highgpu-8g"}
+    assert {c.zone for c in found} <= GCP_SOLD["a4-highgpu-8g"]
+    assert found[0].price == pytest.approx(90.216)
+
+
+def test_aws_gpu_rows_from_the_price_list_carry_its_listed_prices():
+    # on-demand prices as instances.vantage.sh lists them, not derived by a ratio
+    assert _by_region("aws", "p6-b200.48xlarge")["ap-south-1"] == pytest.approx(160.64525)
+    assert _by_region("aws", "p5.4xlarge")["sa-east-1"] == pytest.approx(11.5584)
+    assert _by_region("aws", "p4de.24xlarge")["ap-southeast-1"] == pytest.approx(32.93646)
+    assert _by_region("aws", "p5.48xlarge")["ap-northeast-1"] == pytest.approx(68.80)
+    assert _by_region("aws", "p5en.48xlarge")["eu-north-1"] == pytest.approx(67.72672)
+    assert _by_region("aws", "g6e.48xlarge")["ap-northeast-3"] == pytest.approx(43.69912)
+
+
+def test_h200_8_on_aws_is_p5en_because_p5e_has_no_on_demand_price():
+    # p5e.48xlarge is sold through EC2 Capacity Blocks only: no on-demand row may claim it
+    found = catalog.offers("aws", Resources(accelerators="H200:8"))
+    assert found and {c.instance_type for c in found} == {"p5en.48xlarge"}
+    assert "p5e.48xlarge" not in _by_region_types("aws")
+
+
+def _by_region_types(cloud: str) -> set[str]:
+    return {r.instance_type for r in read_csv(catalog.SHIPPED_DIR / f"{cloud}.csv")}
 
 # SkyPilot's own examples/aws-neuron/inferentia.yaml asks for Inferentia:6. SkyPilot's AWS
 # catalog (catalogs/v7/aws/vms.csv) names inf1 chips "Inferentia" (1, 4, 16 per machine) and

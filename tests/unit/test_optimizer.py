@@ -385,3 +385,15 @@ class TestShippedCatalogPicks:
         row = next(r for r in catalog.rows("aws") if (r.instance_type, r.region) ==
                    (spot.instance_type, spot.region))
         assert spot.price == row.spot_price
+
+
+@pytest.mark.usefixtures("shipped_catalog")
+def test_a_gpu_no_cloud_of_ours_sells_is_offered_gpus_not_aws_ml_chips():
+    """A6000 (Lambda, RunPod) is a known name: no cloud of ours sells it, and the nearest
+    offers are GPUs (inf1/trn1 have the same count but are not GPUs)."""
+    with pytest.raises(TaskError) as error:
+        optimize(task({"accelerators": "A6000:1"}), ["aws"])
+    message = str(error.value)
+    assert "A6000:1 is not offered on aws: it has no A6000 machines; nearest machines with " \
+           "1 GPUs on aws: g4dn.xlarge T4:1" in message
+    assert "Inferentia" not in message and "Trainium" not in message
