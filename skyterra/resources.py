@@ -232,9 +232,7 @@ def parse_job_recovery(value: Any, field: str = "resources.job_recovery"
     if isinstance(value, str):
         value = {"strategy": value}
     if isinstance(value, dict) and str(value.get("strategy", "")).lower() == "none":
-        value = {k: v for k, v in value.items() if k != "strategy"}   # SkyPilot: not set
-        if not value:
-            return None
+        return None   # SkyPilot drops the whole setting (restart limits included)
     if not isinstance(value, dict):
         raise TaskError(f"expected a strategy ({' or '.join(RECOVERY_STRATEGIES)}) or a "
                         f"mapping of {', '.join(JOB_RECOVERY_KEYS)}; got {value!r}.",

@@ -212,7 +212,7 @@ def test_autostop_durations_take_skypilots_units(value, minutes):
     assert task.resources[0].autostop["idle_minutes"] == minutes
 
 
-@pytest.mark.parametrize("value", ["none", "NONE", {"strategy": "none"}])
+@pytest.mark.parametrize("value", ["none", "NONE", {"strategy": "none", "max_restarts_on_errors": 3}])
 def test_job_recovery_none_means_not_set(value):
     task = Task.from_yaml_config({"resources": {"job_recovery": value}, "run": "x"})
     assert task.resources[0].job_recovery is None
