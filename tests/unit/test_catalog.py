@@ -7,7 +7,6 @@ fails here rather than in a user's dryrun.
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter
 from pathlib import Path
 
@@ -422,10 +421,9 @@ def test_refresh_azure_item_parsing():
 
 
 def test_refresh_gcp_price_is_cores_plus_ram_plus_gpus():
-    row = dataclasses.replace(read_csv(catalog.SHIPPED_DIR / "gcp.csv")[0],
-                              instance_type="g2-standard-48", accelerator_name="L4",
-                              accelerator_count=4, vcpus=48, memory_gib=192,
-                              region="us-central1")
+    row = read_csv(catalog.SHIPPED_DIR / "gcp.csv")[0]._replace(
+        instance_type="g2-standard-48", accelerator_name="L4", accelerator_count=4, vcpus=48,
+        memory_gib=192, region="us-central1")
     rates = {("G2 Instance Core", "us-central1", False): 0.02,
              ("G2 Instance Ram", "us-central1", False): 0.002,
              ("Nvidia L4 GPU", "us-central1", False): 0.5}
