@@ -19,6 +19,12 @@ SHIPPED_DIR = Path(__file__).resolve().parent
 # A task that names no accelerator, instance type or cpus gets a machine with at
 # least this many vCPUs (SkyPilot's habit: a 2-vCPU box is rarely what anyone wants).
 DEFAULT_CPUS = "4+"
+# A CPU-only task that names no memory gets at least this many GiB per vCPU where a cloud
+# has such a machine, as SkyPilot does (its catalogs' _DEFAULT_MEMORY_CPU_RATIO, "4x"): a
+# plain `cpus: 8` lands on a general-purpose machine, not on a 1-GiB-per-vCPU high-CPU one
+# that happens to be cheaper. A cloud with no such machine (`cpus: 1` on GCP: n1-standard-1
+# has 3.75 GiB) offers the ones without the default.
+DEFAULT_MEMORY_PER_CPU = 4.0
 _cache: dict[Path, list[CatalogRow]] = {}
 
 
@@ -93,12 +99,24 @@ def _effective_cpus(resources: Resources) -> str | None:
     return DEFAULT_CPUS
 
 
-def shape_test(resources: Resources) -> RowTest:
-    """fits_shape for many rows: the asked GPUs (exact count), cpus and memory."""
+def _default_memory(resources: Resources) -> bool:
+    """Does DEFAULT_MEMORY_PER_CPU apply (a CPU-only task naming no memory)?"""
+    return not (resources.memory or resources.accelerators or resources.instance_type)
+
+
+def _memory_test(resources: Resources, default_memory: bool) -> RowTest | None:
+    if default_memory and _default_memory(resources):
+        return lambda row: row.memory_gib >= DEFAULT_MEMORY_PER_CPU * row.vcpus - 1e-9
+    return _bound_test(resources.memory, lambda r: r.memory_gib)
+
+
+def shape_test(resources: Resources, default_memory: bool = False) -> RowTest:
+    """fits_shape for many rows: the asked GPUs (exact count), cpus and memory
+    (default_memory: and SkyPilot's default memory per vCPU when none is asked)."""
     accelerator = resources.accelerator
     any_gpu_ok = bool(resources.instance_type)
     bounds = [t for t in (_bound_test(_effective_cpus(resources), lambda r: r.vcpus),
-                          _bound_test(resources.memory, lambda r: r.memory_gib)) if t]
+                          _memory_test(resources, default_memory)) if t]
 
     def test(row: CatalogRow) -> bool:
         if accelerator:
@@ -116,9 +134,9 @@ def fits_shape(row: CatalogRow, resources: Resources) -> bool:
     return shape_test(resources)(row)
 
 
-def match_test(resources: Resources) -> RowTest:
+def match_test(resources: Resources, default_memory: bool = False) -> RowTest:
     """matches() for many rows, with the Resources parsed once."""
-    shape = shape_test(resources)
+    shape = shape_test(resources, default_memory)
     instance_type, use_spot = resources.instance_type, resources.use_spot
     region, zone = resources.region, resources.zone
 
@@ -160,8 +178,12 @@ def offers(cloud: str, resources: Resources, num_nodes: int = 1) -> list[Candida
         return []
     found = []
     for choice in resources.choices()[0]:
-        test = match_test(choice)
-        found.extend(_candidate(row, choice, num_nodes) for row in rows(cloud) if test(row))
+        test = match_test(choice, default_memory=True)
+        matched = [row for row in rows(cloud) if test(row)]
+        if not matched and _default_memory(choice):
+            test = match_test(choice)
+            matched = [row for row in rows(cloud) if test(row)]
+        found.extend(_candidate(row, choice, num_nodes) for row in matched)
     return sorted(found, key=lambda c: c.price)
 
 

@@ -30,7 +30,6 @@ Sources:
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime
 import json
 import sys
@@ -75,7 +74,7 @@ def apply_prices(rows: list[CatalogRow], prices: Prices
             updated.append(row)
             continue
         spot = spot if spot and spot <= price else None
-        updated.append(dataclasses.replace(row, price=price, spot_price=spot))
+        updated.append(row._replace(price=price, spot_price=spot))
     return updated, missing
 
 

@@ -7,7 +7,7 @@ fails here rather than in a user's dryrun.
 
 from __future__ import annotations
 
-import dataclasses
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -382,6 +382,131 @@ def test_a_task_can_pin_an_added_region():
     assert found and {c.region for c in found} == {"ap-northeast-1"}
 
 
+# --- CPU size ladders (issue 18) ----------------------------------------------------------
+# The sizes of each CPU family and each size's vCPUs / GiB, as the clouds publish them and
+# SkyPilot's catalogs list them (skypilot-org/skypilot-catalog catalogs/v7/aws/vms.csv,
+# catalogs/v7/gcp/vms.csv, catalogs/v6/azure/vms.csv; read 2026-12-01). Every size of a
+# family we carry must be there, with these shapes, and nothing else under the family name.
+AWS_SIZES = {"large": 2, "xlarge": 4, "2xlarge": 8, "4xlarge": 16, "8xlarge": 32,
+             "9xlarge": 36, "12xlarge": 48, "16xlarge": 64, "18xlarge": 72, "24xlarge": 96,
+             "32xlarge": 128, "48xlarge": 192}
+_GEN5 = ("large", "xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge",
+         "24xlarge")
+_AWS_LADDERS = {  # family: (sizes, GiB per vCPU)
+    "m5": (_GEN5, 4), "r5": (_GEN5, 8),
+    "c5": (("large", "xlarge", "2xlarge", "4xlarge", "9xlarge", "12xlarge", "18xlarge",
+            "24xlarge"), 2),
+    "m6i": ((*_GEN5, "32xlarge"), 4), "c6i": ((*_GEN5, "32xlarge"), 2),
+    "r6i": ((*_GEN5, "32xlarge"), 8),
+    "m7i": ((*_GEN5, "48xlarge"), 4), "c7i": ((*_GEN5, "48xlarge"), 2),
+    "r7i": ((*_GEN5, "48xlarge"), 8),
+    "m6a": ((*_GEN5, "32xlarge", "48xlarge"), 4), "c6a": ((*_GEN5, "32xlarge", "48xlarge"), 2),
+    "r6a": ((*_GEN5, "32xlarge", "48xlarge"), 8),
+    "m6in": ((*_GEN5, "32xlarge"), 4), "m6idn": ((*_GEN5, "32xlarge"), 4),
+}
+_N2 = (2, 4, 8, 16, 32, 48, 64, 80, 96, 128)
+_GCP_LADDERS = {  # family: (vCPU counts, GiB per vCPU)
+    "n1-standard": ((1, 2, 4, 8, 16, 32, 64, 96), 3.75),
+    "n2-standard": (_N2, 4), "n2-highmem": (_N2, 8), "n2-highcpu": (_N2[:-1], 1),
+    "c2-standard": ((4, 8, 16, 30, 60), 4), "c3-standard": ((4, 8, 22, 44, 88, 176), 4),
+    "e2-standard": ((2, 4, 8, 16, 32), 4), "e2-highmem": ((2, 4, 8, 16), 8),
+    "e2-highcpu": ((2, 4, 8, 16, 32), 1),
+}
+LADDERS: dict[tuple[str, str], dict[str, tuple[float, float]]] = {
+    **{("aws", f"{family}."): {f"{family}.{s}": (AWS_SIZES[s], AWS_SIZES[s] * gib)
+                               for s in sizes}
+       for family, (sizes, gib) in _AWS_LADDERS.items()},
+    **{("gcp", f"{family}-"): {f"{family}-{k}": (k, k * gib) for k in ks}
+       for family, (ks, gib) in _GCP_LADDERS.items()},
+    ("azure", "Dsv5"): {f"Standard_D{k}s_v5": (k, 4 * k)
+                        for k in (2, 4, 8, 16, 32, 48, 64, 96)},
+    # E96s_v5 has 672 GiB, not 768
+    ("azure", "Esv5"): {f"Standard_E{k}s_v5": (k, 8 * k if k < 96 else 672)
+                        for k in (2, 4, 8, 16, 20, 32, 48, 64, 96)},
+    # F72s_v2 has 144 GiB
+    ("azure", "Fsv2"): {f"Standard_F{k}s_v2": (k, 2 * k) for k in (2, 4, 8, 16, 32, 48, 64, 72)},
+}
+_AZURE_FAMILY = {"Dsv5": re.compile(r"Standard_D\d+s_v5"), "Esv5": re.compile(r"Standard_E\d+s_v5"),
+                 "Fsv2": re.compile(r"Standard_F\d+s_v2")}
+
+
+def _cpu_rows(cloud: str, family: str) -> list[CatalogRow]:
+    rows = [r for r in catalog.rows(cloud) if not r.accelerator_name]
+    if cloud == "azure":
+        return [r for r in rows if _AZURE_FAMILY[family].fullmatch(r.instance_type)]
+    return [r for r in rows if r.instance_type.startswith(family)]
+
+
+@pytest.mark.parametrize("cloud,family", sorted(LADDERS))
+def test_each_cpu_family_has_its_whole_ladder_with_the_published_shapes(cloud, family):
+    ladder = LADDERS[(cloud, family)]
+    rows = _cpu_rows(cloud, family)
+    assert {r.instance_type for r in rows} == set(ladder)
+    assert {r.instance_type: (r.vcpus, r.memory_gib) for r in rows} == ladder
+    # every size is sold wherever the family is (the ladders were completed per place)
+    places: dict[str, set] = {}
+    for r in rows:
+        places.setdefault(r.instance_type, set()).add((r.region, r.zone))
+    assert len({frozenset(p) for p in places.values()}) == 1, family
+
+
+@pytest.mark.parametrize("cloud,family", sorted(LADDERS))
+def test_price_per_vcpu_is_the_same_for_every_size_of_a_family_at_a_place(cloud, family):
+    """On-demand Linux prices are linear in size within these families (checked on
+    SkyPilot's AWS catalog: m6idn.large $0.15912, .32xlarge $10.18368 = 64 x; m7a.12xlarge
+    $2.78208, .32xlarge $7.41888), and the sizes we added rely on it."""
+    per_place: dict[tuple, list[tuple[float, float | None]]] = {}
+    for r in _cpu_rows(cloud, family):
+        per_place.setdefault((r.region, r.zone), []).append(
+            (r.price / r.vcpus, r.spot_price / r.vcpus if r.spot_price else None))
+    assert per_place
+    for place, rates in per_place.items():
+        on_demand = [p for p, _ in rates]
+        assert max(on_demand) == pytest.approx(min(on_demand), rel=5e-3), (family, place)
+        spot = [s for _, s in rates]
+        if None not in spot:
+            assert max(spot) == pytest.approx(min(spot), rel=1e-2), (family, place)
+
+
+def test_a_named_big_gcp_machine_resolves_with_its_shape():
+    found = catalog.offers("gcp", Resources(instance_type="n2-standard-64"))
+    assert found and {(c.vcpus, c.memory_gib) for c in found} == {(64, 256)}
+    cheapest = found[0]
+    assert cheapest.region == "us-central1"
+    assert cheapest.price == pytest.approx(32 * 0.09712, rel=1e-3)   # 32 x n2-standard-2
+
+
+def test_the_public_m6idn_32xlarge_resolves_at_the_listed_price():
+    found = catalog.offers("aws", Resources(instance_type="m6idn.32xlarge"))
+    assert (found[0].vcpus, found[0].memory_gib) == (128, 512)
+    assert (found[0].region, found[0].price) == ("us-east-1", pytest.approx(10.18368))
+
+
+def test_cpus_96_plus_on_aws_is_a_real_96_vcpu_machine():
+    best = catalog.offers("aws", Resources(cpus="96+"))[0]
+    assert (best.instance_type, best.vcpus, best.memory_gib) == ("m6a.24xlarge", 96, 384)
+    assert best.instance_type in LADDERS[("aws", "m6a.")]
+
+
+def test_memory_512_plus_picks_the_cheapest_machine_with_that_memory():
+    best = catalog.offers("aws", Resources(memory="512+"))[0]
+    assert (best.instance_type, best.memory_gib) == ("r6a.16xlarge", 512)
+    gcp = catalog.offers("gcp", Resources(memory="512+"))[0]
+    assert gcp.instance_type == "n2-highmem-64"
+
+
+def test_a_cpu_task_without_memory_gets_4_gib_per_vcpu_where_the_cloud_has_it():
+    # SkyPilot's default memory for CPU tasks is 4x the vCPUs; e2-highcpu-4 (4 GiB) is
+    # cheaper than e2-standard-4 but is not what a plain task gets.
+    assert catalog.offers("gcp", Resources())[0].instance_type == "e2-standard-4"
+    assert catalog.offers("gcp", Resources(cpus="8"))[0].memory_gib >= 32
+    # asked for explicitly, the high-CPU shape is the cheapest fit
+    assert catalog.offers("gcp", Resources(cpus="8", memory="8"))[0].instance_type \
+        == "e2-highcpu-8"
+    # no 1-vCPU machine with 4 GiB: the default gives way (n1-standard-1 has 3.75)
+    assert catalog.offers("gcp", Resources(cpus="1"))[0].instance_type == "n1-standard-1"
+
+
 # --- the reader -----------------------------------------------------------------------
 HEADER = ",".join(COLUMNS)
 
@@ -462,10 +587,9 @@ def test_refresh_azure_item_parsing():
 
 
 def test_refresh_gcp_price_is_cores_plus_ram_plus_gpus():
-    row = dataclasses.replace(read_csv(catalog.SHIPPED_DIR / "gcp.csv")[0],
-                              instance_type="g2-standard-48", accelerator_name="L4",
-                              accelerator_count=4, vcpus=48, memory_gib=192,
-                              region="us-central1")
+    row = read_csv(catalog.SHIPPED_DIR / "gcp.csv")[0]._replace(
+        instance_type="g2-standard-48", accelerator_name="L4", accelerator_count=4, vcpus=48,
+        memory_gib=192, region="us-central1")
     rates = {("G2 Instance Core", "us-central1", False): 0.02,
              ("G2 Instance Ram", "us-central1", False): 0.002,
              ("Nvidia L4 GPU", "us-central1", False): 0.5}
