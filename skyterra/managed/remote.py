@@ -82,7 +82,7 @@ def _stage(task: Task, job: ManagedJob, secrets: dict[str, str], directory: Path
         json.dump(secrets, handle)
 
 
-CONTROLLER_CPUS, CONTROLLER_MEMORY = "2+", "4+"   # the catalog's cheapest such (c5.large)
+CONTROLLER_CPUS, CONTROLLER_MEMORY = "2+", "4+"   # the catalog's cheapest such (c6a.large)
 
 
 def controller_task(staging: Path, job: ManagedJob, cloud: str, requirement: str) -> Task:

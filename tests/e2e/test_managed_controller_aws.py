@@ -76,9 +76,9 @@ def test_controller_node_is_provisioned_on_moto_and_handed_the_bootstrap(
         job = job_dir.load()
         # rendered, planned and applied through the normal path: a small on-demand CPU node
         record = state.ClusterDir(job.controller).load()
-        assert (record.cloud, record.instance_type, record.num_nodes) == ("aws", "c5.large", 1)
+        assert (record.cloud, record.instance_type, record.num_nodes) == ("aws", "c6a.large", 1)
         [instance] = _instances(moto.client("ec2"))
-        assert instance["InstanceType"] == "c5.large"
+        assert instance["InstanceType"] == "c6a.large"
         assert "InstanceLifecycle" not in instance            # on-demand, not spot
         tags = {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
         assert tags["skyterra-cluster"] == job.controller
