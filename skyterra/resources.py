@@ -231,7 +231,8 @@ def parse_job_recovery(value: Any, field: str = "resources.job_recovery"
         return None
     if isinstance(value, str):
         value = {"strategy": value}
-    if isinstance(value, dict) and str(value.get("strategy", "")).lower() == "none":
+    strategy = value.get("strategy") if isinstance(value, dict) else None
+    if isinstance(strategy, str) and strategy.strip().lower() == "none":
         return None   # SkyPilot drops the whole setting (restart limits included)
     if not isinstance(value, dict):
         raise TaskError(f"expected a strategy ({' or '.join(RECOVERY_STRATEGIES)}) or a "

@@ -333,3 +333,12 @@ def test_a_one_item_source_list_is_that_source():
     with pytest.raises(NotSupportedError, match="list of local folders"):
         Task.from_yaml_config({"run": "x", "file_mounts": {
             "/d": {"name": "lab-bkt", "source": ["./a", "./b"]}}})
+
+
+def test_job_recovery_without_a_strategy_survives_the_record_round_trip():
+    """The record writes strategy: null; that is "not set", not SkyPilot's `none`."""
+    task = Task.from_yaml_config({"resources": {"job_recovery": {
+        "max_restarts_on_errors": 2, "recover_on_exit_codes": [33]}}, "run": "x"})
+    again = Task.from_yaml_config(task.to_yaml_config())
+    assert again.resources[0].job_recovery == {
+        "strategy": None, "max_restarts_on_errors": 2, "recover_on_exit_codes": [33]}
