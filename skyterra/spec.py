@@ -176,4 +176,3 @@ def container_run_options(config: dict, source: str | None) -> tuple[str, ...]:
                                         field=f"{field}.run_options")
             options.extend(words)
     return tuple(options)
-
