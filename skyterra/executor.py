@@ -519,8 +519,10 @@ def _authorize_relay(cluster: Cluster, nodes: list[Node]) -> None:
     cannot be reached now fails, named, when its command is sent again."""
     ssh_dir = connection.cluster_ssh_dir(cluster.known_hosts, cluster.ssh_key)
     public, _private = relay.ensure_key(ssh_dir, f"skyterra-relay-{cluster.name}")
-    command = relay.authorize_command(relay.authorized_line(public, cluster.head.private_ip))
-    for_each_node(cluster, lambda n: NodeShell(cluster, n).run(command), nodes, direct=True)
+    line = relay.authorized_line(public, cluster.head.private_ip) + "\n"
+    command = relay.add_lines_command("authorized_keys")
+    for_each_node(cluster, lambda n: NodeShell(cluster, n).run(command, in_stream=line), nodes,
+                  direct=True)
 
 
 def _relay_batch(cluster: Cluster, calls: list[_Call], parallel: int, stream: bool,

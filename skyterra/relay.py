@@ -27,7 +27,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import shlex
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -55,12 +54,12 @@ def authorized_line(public_key: str, head_private_ip: str) -> str:
     return f'restrict,from="{head_private_ip}" {public_key}'
 
 
-def authorize_command(line: str) -> str:
-    """Shell command (run on a worker) that adds `line` to ~/.ssh/authorized_keys once."""
-    quoted = shlex.quote(line)
-    return ("umask 077 && mkdir -p ~/.ssh && touch ~/.ssh/authorized_keys && "
-            f"{{ grep -qxF {quoted} ~/.ssh/authorized_keys || "
-            f"printf '%s\\n' {quoted} >> ~/.ssh/authorized_keys; }}")
+def add_lines_command(ssh_file: str) -> str:
+    """Shell command (run on a node) that appends each line of its stdin to
+    ~/.ssh/<ssh_file> (authorized_keys, known_hosts) unless the line is there already."""
+    return (f"umask 077 && mkdir -p ~/.ssh && f=~/.ssh/{ssh_file} && touch \"$f\" && "
+            "while IFS= read -r line; do grep -qxF -- \"$line\" \"$f\" || "
+            "printf '%s\\n' \"$line\" >> \"$f\"; done")
 
 
 def head_known_hosts(pins: dict[str, str], names: Iterable[tuple[str, str]]) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from skyterra import buckets, container, executor, gpucheck, jobs, state
+from skyterra import buckets, container, executor, gpucheck, jobs, relay, state
 from skyterra import progress as reporting
 from skyterra.cluster import Cluster, Node
 from skyterra.errors import SkyterraError
@@ -37,12 +37,6 @@ def _sync(cluster: Cluster, task: Task, progress: Output) -> None:
         buckets.prepare(task, cluster.name, progress)
         buckets.attach(cluster, task, progress)
 
-# Appends each line of stdin to ~/.ssh/known_hosts unless it is there already.
-_ADD_KNOWN_HOSTS = ('mkdir -p ~/.ssh && chmod 700 ~/.ssh && f=~/.ssh/known_hosts && touch "$f" '
-                    '&& while IFS= read -r line; do grep -qxF -- "$line" "$f" '
-                    '|| printf "%s\\n" "$line" >> "$f"; done')
-
-
 def _trust_each_other(cluster: Cluster) -> None:
     """A task that copies the cluster key to its nodes (SkyPilot's ~/.ssh/sky-key) SSHes
     from node to node: every node learns the others' host keys, the ones pinned when the
@@ -52,7 +46,7 @@ def _trust_each_other(cluster: Cluster) -> None:
     def add(node: Node) -> None:
         shell = executor.NodeShell(cluster, node)
         try:
-            result = shell.run(_ADD_KNOWN_HOSTS, in_stream=known)
+            result = shell.run(relay.add_lines_command("known_hosts"), in_stream=known)
         finally:
             shell.close()
         if result.exited != 0:
