@@ -57,7 +57,7 @@ class Dag:
         group = None
         if name is not None and header.get("execution") == "parallel":
             group = jobgroup.parse_header(header, [t.name for t in tasks], source)
-        elif name is not None or len(tasks) > 1:
+        else:
             tasks = _in_dependency_order(tasks, header, source)
         return cls(tasks, name, source, group)
 
@@ -129,10 +129,11 @@ def _in_dependency_order(tasks: list[Task], header: dict, source: str) -> list[T
     needs = _dependency_map(header[key], [t.name for t in tasks], source, key)
     done: list[Task] = []
     while len(done) < len(tasks):
-        ready = [t for t in tasks if t not in done and all(
-            n in [d.name for d in done] for n in needs.get(t.name, ()))]
+        finished = {t.name for t in done}
+        ready = [t for t in tasks if t.name not in finished
+                 and finished.issuperset(needs.get(t.name, ()))]
         if not ready:
-            stuck = sorted(t.name for t in tasks if t not in done)
+            stuck = sorted(t.name for t in tasks if t.name not in finished)
             raise TaskError(f"the dependencies form a cycle among {', '.join(stuck)}; "
                             "a task cannot wait for itself.", source=source, field=key)
         done.append(ready[0])
